@@ -1,0 +1,3 @@
+"""lmtune: fine-tune language models end to end."""
+
+__version__ = "0.1.0"

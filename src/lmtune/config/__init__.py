@@ -1,0 +1,1 @@
+"""Config: the strict base model and the YAML + dotted-override loader."""

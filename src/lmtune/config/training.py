@@ -1,0 +1,44 @@
+"""Stages 3-4 settings: the optimisation loop."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from lmtune.config.base import StrictModel
+
+
+class TrainerConfig(StrictModel):
+    """The training loop (passed to transformers' Trainer)."""
+
+    max_steps: int = Field(default=100, ge=-1)
+    """Optimizer steps to run; -1 means run `epochs` epochs."""
+    epochs: float = Field(default=1.0, gt=0)
+    """Epochs, used when `max_steps` is -1."""
+    batch_size: int = Field(default=4, ge=1)
+    """Examples per device per micro-batch."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate."""
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    """Learning-rate schedule after warm-up."""
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW weight decay."""
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradient clipping norm."""
+    logging_steps: int = Field(default=5, ge=1)
+    """Log training loss to metrics.jsonl every this many steps."""
+    save_steps: int = Field(default=50, ge=1)
+    """Write a resumable checkpoint every this many steps."""
+    save_total_limit: int | None = Field(default=2, ge=1)
+    """Keep at most this many checkpoints (oldest removed first)."""
+    eval_steps: int | None = Field(default=None, ge=1)
+    """Compute eval loss every this many steps; none means only at the end."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass to save memory."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: `auto` picks CUDA when present."""
+    memory_limit_gb: float | None = Field(default=None, gt=0)
+    """Memory the preflight may plan for; none means what the device reports as available."""

@@ -1,0 +1,42 @@
+"""LoRA (Hu et al., 2021) through PEFT: frozen base, trainable low-rank updates W + (alpha/r) B A."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from lmtune.config.base import StrictModel
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+
+class LoraConfig(StrictModel):
+    """Low-rank adapters on chosen linear layers; the base model stays frozen."""
+
+    type: Literal["lora"] = "lora"
+    rank: int = Field(default=16, ge=1)
+    """Rank r of each update."""
+    alpha: float = Field(default=32, gt=0)
+    """Scaling numerator: the update is multiplied by alpha / rank."""
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | str = "all-linear"
+    """Module names to adapt, or `all-linear` for every linear layer except the output head."""
+
+
+def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
+    """Wrap `model` with LoRA adapters; only adapter weights train."""
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_cfg)

