@@ -36,11 +36,20 @@ class RunConfig(StrictModel):
     seed: int = 42
     """Seed for the split, initialisation and data order."""
     model: ModelConfig = Field(default_factory=ModelConfig)
+    """Stage 2: the base model."""
     data: DataConfig = Field(default_factory=DataConfig)
+    """Stage 1: sources, validation, templating, splitting."""
     method: MethodConfig = Field(default_factory=LoraConfig)
+    """Stage 4: how weights become trainable (`type`: full | lora)."""
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    """Stages 3-4: the optimisation loop."""
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    """Stage 5: held-out evaluation, base vs tuned."""
     export: ExportConfig = Field(default_factory=ExportConfig)
+    """Stage 6a: merged standard model folder."""
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    """Stage 6b: the OpenAI-compatible server."""
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    """Stage 7: request store and metrics."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    """What `lmtune pipeline` runs."""

@@ -1,0 +1,226 @@
+"""The `lmtune` command: one explicit list of verbs; each verb loads its config and calls a stage.
+
+User mistakes (LmtuneError) print one line and exit 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lmtune.errors import LmtuneError
+
+
+def _load_run_config(path: str, overrides: list[str]):  # type: ignore[no-untyped-def]
+    from lmtune.config import loader
+    from lmtune.schema import RunConfig
+
+    return loader.load(RunConfig, path, overrides)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from lmtune.pipeline import run
+
+    run(_load_run_config(args.config, args.overrides), resume=args.resume)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lmtune.train.sft import run
+
+    result = run(_load_run_config(args.config, args.overrides), resume=args.resume)
+    print(f"trained {result.steps} steps -> {result.weights_path}")
+    return 0
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from lmtune.data.validate import format_report, validate_file
+
+    columns = dict(_split_pair(c, "--column") for c in args.column)
+    report = validate_file(args.file, args.format, columns or None, args.rejects)
+    print(format_report(report))
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from lmtune.data.prepare import prepare
+    from lmtune.models.load import load_tokenizer
+    from lmtune.rundir import RunDir
+
+    cfg = _load_run_config(args.config, args.overrides)
+    rundir = RunDir.for_config(cfg)
+    rundir.write_config(cfg)
+    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model))
+    print(json.dumps(prepared.stats, indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lmtune.evaluate.run import run
+    from lmtune.rundir import RunDir
+
+    run(RunDir(Path(args.run_dir)))
+    print((Path(args.run_dir) / "eval" / "summary.json").read_text())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from lmtune.export.run import run
+    from lmtune.rundir import RunDir
+
+    rundir = RunDir(Path(args.run_dir))
+    run(rundir)
+    print(f"exported -> {rundir.merged}")
+    return 0
+
+
+def _serve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from lmtune.config.deploy import MonitorConfig, ServeConfig
+
+    base = _load_run_config(args.config, []) if args.config else None
+    serve = base.serve if base else ServeConfig()
+    monitor = base.monitor if base else MonitorConfig()
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.log_prompts:
+        updates["log_prompts"] = True
+    return serve.model_copy(update=updates), monitor
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lmtune.serve.run import serve
+
+    serve_cfg, monitor_cfg = _serve_config(args)
+    serve(args.model_dir, serve_cfg, monitor_cfg)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from lmtune.serve.chat import chat
+
+    chat(args.model_dir, max_new_tokens=args.max_tokens)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    from lmtune.environment import report
+
+    info = report()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    hw = info["hardware"]
+    print(f"python {hw['python']} on {hw['platform']}")
+    print(f"cpus {hw['cpu_count']} (torch threads {hw['torch_threads']}), "
+          f"ram {hw['ram_available_gb']} / {hw['ram_total_gb']} GiB available")
+    gpus = hw["gpus"] or []
+    print("cuda: " + (", ".join(f"{g['name']} {g['memory_gb']} GiB" for g in gpus) if gpus else "none"))
+    for name, version in info["libraries"].items():
+        print(f"  {name:<14} {version or '-'}")
+    print(f"git commit: {info['git_commit'] or '-'}; offline flags: {info['env']}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    from lmtune.config import loader
+
+    print(loader.dump(_load_run_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    from lmtune.schema import RunConfig
+
+    print(json.dumps(RunConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from lmtune.config.reference import render_reference
+    from lmtune.schema import RunConfig
+
+    print(render_reference(RunConfig), end="")
+    return 0
+
+
+def _split_pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+        raise LmtuneError(f"{flag} {item!r}: expected name=value")
+    return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmtune", description="Fine-tune language models end to end.")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, fn: Callable[[argparse.Namespace], int], help: str,
+             parent: argparse._SubParsersAction = verbs) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="run config YAML")
+        p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50")
+
+    p = verb("pipeline", cmd_pipeline, "run every stage of a config: data, train, evaluate, export, serve")
+    config_args(p)
+    p.add_argument("--resume", action="store_true", help="resume training from the newest complete checkpoint")
+
+    p = verb("train", cmd_train, "prepare data (if needed) and fine-tune")
+    config_args(p)
+    p.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint")
+
+    data = verbs.add_parser("data", help="data stage verbs").add_subparsers(dest="data_verb", required=True)
+    p = verb("validate", cmd_data_validate, "validate a data file; rejects go to a file with reasons", data)
+    p.add_argument("file")
+    p.add_argument("--format", default="messages", help="alpaca | messages | prompt_completion | text")
+    p.add_argument("--rejects", help="write rejected records (line, reason) to this JSONL file")
+    p.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
+                   help="map a format field to the file's column name (repeatable)")
+    p = verb("prepare", cmd_data_prepare, "validate, template, mask and split a config's data into its run dir", data)
+    config_args(p)
+
+    p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
+    p.add_argument("run_dir")
+    p = verb("export", cmd_export, "merge and save a standard model folder, with an export check")
+    p.add_argument("run_dir")
+
+    p = verb("serve", cmd_serve, "serve a model folder over an OpenAI-compatible HTTP API")
+    p.add_argument("model_dir")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--config", help="take serve/monitor settings from this run config")
+    p.add_argument("--log-prompts", action="store_true", help="store prompt/completion text in the request log")
+
+    p = verb("chat", cmd_chat, "chat with a model folder in the terminal")
+    p.add_argument("model_dir")
+    p.add_argument("--max-tokens", type=int, default=256)
+
+    p = verb("env", cmd_env, "report hardware and library versions")
+    p.add_argument("--json", action="store_true")
+
+    config = verbs.add_parser("config", help="config verbs").add_subparsers(dest="config_verb", required=True)
+    config_args(verb("show", cmd_config_show, "print the resolved config (every default filled in)", config))
+    verb("schema", cmd_config_schema, "print the config JSON schema", config)
+    verb("reference", cmd_config_reference, "print the markdown config reference", config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except LmtuneError as exc:
+        print(f"lmtune: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmtune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""`lmtune pipeline`: the stages of one config in order, handing off through the run directory."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, assert_never
+
+from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.schema import RunConfig, Stage
+
+
+@dataclass
+class PipelineResult:
+    run_dir: Path
+    seconds: dict[str, float] = field(default_factory=dict)
+    artefacts: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    smoke: dict[str, Any] = field(default_factory=dict)
+
+
+def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
+    from lmtune.data.prepare import prepare
+    from lmtune.models.load import load_tokenizer
+
+    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model))
+    result.artefacts["data"] = str(rundir.data)
+    result.metrics["data"] = {k: prepared.stats.get(k) for k in ("read", "accepted", "rejected", "train", "eval")}
+
+
+def _train(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool) -> None:
+    from lmtune.train.sft import run
+
+    trained = run(cfg, resume=resume)
+    result.artefacts["weights"] = str(trained.weights_path)
+    result.artefacts["metrics"] = str(rundir.metrics)
+
+
+def _evaluate(rundir: RunDir, result: PipelineResult) -> None:
+    from lmtune.evaluate.run import run
+
+    run(rundir)
+    summary = rundir.eval / "summary.json"
+    result.metrics["eval"] = json.loads(summary.read_text())
+    result.artefacts["eval"] = str(rundir.eval)
+
+
+def _export(rundir: RunDir, result: PipelineResult) -> None:
+    from lmtune.export.run import run
+
+    run(rundir)
+    result.artefacts["export"] = str(rundir.merged)
+    result.artefacts["export_check"] = str(rundir.export / "export_check.json")
+
+
+def _serve(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
+    """Serve the exported folder on a free local port, send one OpenAI-style chat request, log it."""
+    import httpx
+
+    from lmtune.monitor.store import RequestStore
+    from lmtune.serve.run import background_server
+
+    db = Path(cfg.monitor.db_path) if cfg.monitor.db_path else rundir.monitor / "requests.sqlite"
+    store = RequestStore(db)
+    serve_cfg = cfg.serve.model_copy(update={"port": 0})
+    with background_server(rundir.merged, serve_cfg, store) as base_url:
+        body = {
+            "model": serve_cfg.model_name or rundir.merged.name,
+            "messages": [{"role": "user", "content": cfg.pipeline.smoke_prompt}],
+            "max_tokens": cfg.evaluate.max_new_tokens,
+            "temperature": 0,
+        }
+        response = httpx.post(f"{base_url}/v1/chat/completions", json=body, timeout=600)
+        response.raise_for_status()
+        answer = response.json()
+        metrics_text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    smoke = {
+        "url": base_url,
+        "request": body,
+        "response": answer,
+        "requests_logged": len(store.recent(1000)),
+        "prometheus_lines": len(metrics_text.splitlines()),
+    }
+    atomic_write_text(rundir.monitor / "smoke_request.json", json.dumps(smoke, indent=2))
+    result.smoke = smoke
+    result.artefacts["request_log"] = str(db)
+
+
+def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
+    """Run `cfg.pipeline.stages` in order, then print the summary table."""
+    rundir = RunDir.for_config(cfg)
+    rundir.write_config(cfg)
+    result = PipelineResult(run_dir=rundir.root)
+    stage: Stage
+    for stage in cfg.pipeline.stages:
+        print(f"\n== lmtune pipeline: {stage} ==", flush=True)
+        start = time.perf_counter()
+        match stage:
+            case "data":
+                _data(cfg, rundir, result)
+            case "train":
+                _train(cfg, rundir, result, resume)
+            case "evaluate":
+                _evaluate(rundir, result)
+            case "export":
+                _export(rundir, result)
+            case "serve":
+                _serve(cfg, rundir, result)
+            case _:
+                assert_never(stage)
+        result.seconds[stage] = round(time.perf_counter() - start, 1)
+    atomic_write_text(
+        rundir.root / "pipeline_summary.json",
+        json.dumps({"seconds": result.seconds, "artefacts": result.artefacts, "metrics": result.metrics,
+                    "smoke": result.smoke}, indent=2, default=str),
+    )
+    print_summary(result)
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def print_summary(result: PipelineResult) -> None:
+    """Metrics before/after, time per stage, where each artefact is."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    evals = result.metrics.get("eval", {})
+    if evals:
+        table = Table(title="Held-out metrics: base vs tuned")
+        for col in ("metric", "base", "tuned", "delta"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for name, row in evals.items():
+            if isinstance(row, dict):
+                table.add_row(name, _fmt(row.get("base")), _fmt(row.get("tuned")), _fmt(row.get("delta")))
+        console.print(table)
+    times = Table(title="Time per stage")
+    times.add_column("stage")
+    times.add_column("seconds", justify="right")
+    for stage, secs in result.seconds.items():
+        times.add_row(stage, f"{secs:.1f}")
+    times.add_row("total", f"{sum(result.seconds.values()):.1f}")
+    console.print(times)
+    where = Table(title="Artefacts")
+    where.add_column("what")
+    where.add_column("where")
+    where.add_row("run directory", str(result.run_dir))
+    for name, path in result.artefacts.items():
+        where.add_row(name, path)
+    console.print(where)
+    if result.smoke:
+        reply = result.smoke["response"]["choices"][0]["message"]["content"]
+        console.print(f"Served at {result.smoke['url']}; one chat request answered and logged "
+                      f"({result.smoke['requests_logged']} row(s) in the request store). Reply:")
+        console.print(reply.strip()[:400], markup=False)
