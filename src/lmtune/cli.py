@@ -22,16 +22,18 @@ def _load_run_config(path: str, overrides: list[str]):  # type: ignore[no-untype
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)  # a bad key fails before anything heavy loads
     from lmtune.pipeline import run
 
-    run(_load_run_config(args.config, args.overrides), resume=args.resume)
+    run(cfg, resume=args.resume)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)
     from lmtune.train.sft import run
 
-    result = run(_load_run_config(args.config, args.overrides), resume=args.resume)
+    result = run(cfg, resume=args.resume)
     print(f"trained {result.steps} steps -> {result.weights_path}")
     return 0
 
