@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lmtune.config.base import StrictModel
@@ -21,4 +22,29 @@ def prepare(model: PreTrainedModel, cfg: FullConfig) -> PreTrainedModel:
     """Make every parameter trainable."""
     for p in model.parameters():
         p.requires_grad_(True)
+    return model
+
+
+def trains(name: str, cfg: FullConfig) -> bool:
+    """Whether parameter `name` is meant to train under `cfg`: every parameter does."""
+    return True
+
+
+def save(model: PreTrainedModel, cfg: FullConfig, out_dir: Path) -> None:
+    """Write the whole model as a standard safetensors folder (config + generation config included)."""
+    model.save_pretrained(out_dir)
+
+
+def load(
+    base_dir: str | Path, weights_dir: str | Path, cfg: FullConfig, dtype: str = "float32"
+) -> PreTrainedModel:
+    """Load the saved full model; the base folder is not needed (the weights folder is a whole model)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+
+
+def merge(model: PreTrainedModel, cfg: FullConfig) -> PreTrainedModel:
+    """Nothing to fold in: the trained model already is the merged model."""
     return model

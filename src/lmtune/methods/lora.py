@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -34,9 +35,34 @@ def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
 
     peft_cfg = PeftLoraConfig(
         r=cfg.rank,
-        lora_alpha=cfg.alpha,
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
         lora_dropout=cfg.dropout,
         target_modules=cfg.target_modules,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, peft_cfg)
+
+
+def trains(name: str, cfg: LoraConfig) -> bool:
+    """Whether parameter `name` is meant to train under `cfg`: exactly the LoRA A and B matrices."""
+    return ".lora_A." in name or ".lora_B." in name
+
+
+def save(model: PeftModel, cfg: LoraConfig, out_dir: Path) -> None:
+    """Write the adapter only (adapter_config.json + adapter_model.safetensors), PEFT's standard layout."""
+    model.save_pretrained(str(out_dir))
+
+
+def load(base_dir: str | Path, weights_dir: str | Path, cfg: LoraConfig, dtype: str = "float32") -> PeftModel:
+    """Load the base model from `base_dir` and attach the adapter saved in `weights_dir` (frozen)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
+    return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
+
+
+def merge(model: PeftModel, cfg: LoraConfig) -> PreTrainedModel:
+    """Fold W + (alpha/r) B A into each adapted weight and drop the PEFT wrappers."""
+    return model.merge_and_unload()
