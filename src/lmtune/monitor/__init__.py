@@ -1,0 +1,1 @@
+"""Stage 7: the request store and Prometheus metrics for the served model."""
