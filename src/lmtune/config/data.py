@@ -42,3 +42,5 @@ class DataConfig(StrictModel):
     """Pack several examples into one `max_length` row; position ids restart at each example."""
     eval_size: float = Field(default=0.1, ge=0)
     """Held-out part: a fraction of the records when below 1, else a count."""
+    num_proc: int | None = Field(default=None, ge=1)
+    """Worker processes for tokenisation (None: tokenise in this process)."""
