@@ -1,0 +1,93 @@
+"""Held-out loss: token-mean cross-entropy over the labelled (scored) tokens, and its perplexity."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lmtune.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class LossResult:
+    """Loss over a whole split."""
+
+    loss: float
+    """Token-mean cross-entropy: sum over scored tokens of -log p(token | prefix), divided by their count."""
+    perplexity: float
+    """exp(loss)."""
+    tokens: int
+    """Scored (labelled) tokens the mean is taken over."""
+
+
+def _pad_batch(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad one batch: input ids with `pad_id`, labels with -100, attention mask with 0."""
+    import torch
+
+    width = max(len(r["input_ids"]) for r in rows)
+
+    def padded(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([list(r[key]) + [fill] * (width - len(r[key])) for r in rows])
+
+    return {
+        "input_ids": padded("input_ids", pad_id),
+        "labels": padded("labels", IGNORE_INDEX),
+        "attention_mask": padded("attention_mask", 0),
+    }
+
+
+def summed_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Sum of -log softmax(logits[t])[labels[t+1]] over positions whose next label is not -100.
+
+    Labels are aligned with the inputs (as in transformers): the logits at position t predict the
+    token at t+1, so logits drop their last position and labels their first.
+
+    Returns:
+        (summed negative log-likelihood, number of scored tokens).
+    """
+    import torch.nn.functional as F
+
+    shifted_logits = logits[:, :-1, :].float()
+    shifted_labels = labels[:, 1:]
+    total = F.cross_entropy(
+        shifted_logits.reshape(-1, shifted_logits.shape[-1]),
+        shifted_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return total, int((shifted_labels != IGNORE_INDEX).sum())
+
+
+def eval_loss(
+    model: PreTrainedModel, rows: Sequence[dict[str, Any]], *, batch_size: int, pad_id: int
+) -> LossResult:
+    """Token-mean loss and perplexity of `model` on tokenised rows (`input_ids`, `labels`, `attention_mask`).
+
+    The mean is over every scored token of the split, so long answers weigh more than short ones
+    (the same quantity a training loss on the split estimates, without per-batch averaging bias).
+    """
+    import torch
+
+    if not rows:
+        raise DataError("the eval split is empty: cannot compute eval loss")
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(rows), batch_size):
+        batch = {k: v.to(device) for k, v in _pad_batch(rows[start : start + batch_size], pad_id).items()}
+        with torch.inference_mode():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        nll, n = summed_token_nll(logits, batch["labels"])
+        total += float(nll)
+        count += n
+    if count == 0:
+        raise DataError("the eval split has no labelled tokens (every label is -100): nothing to score")
+    loss = total / count
+    return LossResult(loss=loss, perplexity=math.exp(loss) if loss < 700 else math.inf, tokens=count)

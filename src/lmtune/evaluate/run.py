@@ -1,0 +1,191 @@
+"""Stage 5 entry: held-out loss and generation metrics for the tuned model and (optionally) its base.
+
+run(rundir)
+  -> config.yaml, final weights (adapter/ or model/), data/eval
+  -> tuned: eval loss + perplexity on the whole eval split; greedy answers to up to `max_samples`
+     prompts, scored against the reference answers
+  -> base (when `evaluate.compare_base`): the same, with the adapter disabled (LoRA: the same PeftModel,
+     no second copy) or the base model loaded after the tuned one is released (full fine-tuning)
+  -> eval/tuned.json, eval/base.json, eval/summary.json, one `{"eval": summary}` line in metrics.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmtune.config.deploy import EvaluateConfig
+from lmtune.errors import DataError
+from lmtune.evaluate import metrics
+from lmtune.evaluate.generate import Message, greedy_generate, render_prompt, stop_token_ids
+from lmtune.evaluate.loss import eval_loss
+from lmtune.evaluate.tuned import load_base, load_tuned
+from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.schema import RunConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+SUMMARY_METRICS = ("eval_loss", "perplexity", "exact_match", "format_compliance")
+"""The metrics compared base vs tuned in summary.json."""
+
+Metrics = dict[str, float | int | None]
+
+
+@dataclass(frozen=True)
+class EvalSummary:
+    """What `run` measured; the same numbers are in `<run>/eval/*.json`."""
+
+    tuned: Metrics
+    base: Metrics | None
+    """None when `evaluate.compare_base` is off."""
+    summary: dict[str, dict[str, float | None]]
+    """{metric: {base, tuned, delta}} with delta = tuned - base (None where either side is None)."""
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    """One held-out example: tokenised for the loss, and as a conversation for generation."""
+
+    tokens: dict[str, list[int]]
+    prompt_messages: list[Message]
+    reference: str
+
+
+def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
+    """Evaluate a run directory's trained weights on its eval split and write `<run>/eval/`.
+
+    Args:
+        rundir: A run directory with config.yaml and a prepared eval split.
+        weights: An adapter or full model folder to evaluate instead of the run's own final weights.
+
+    Returns:
+        The tuned (and base) metrics and their comparison.
+    """
+    cfg = rundir.load_config()
+    examples = load_eval_examples(rundir)
+    result = evaluate(cfg, weights or rundir.final_weights(), examples, rundir.eval)
+    rundir.append_metrics({"eval": result.summary})
+    return result
+
+
+def load_eval_examples(rundir: RunDir) -> list[EvalExample]:
+    """The run's prepared eval split as `EvalExample`s."""
+    from datasets import load_from_disk
+
+    where = rundir.data / "eval"
+    if not where.is_dir():
+        raise DataError(f"{where}: no eval split; run `lmtune data` first (with data.eval_size > 0)")
+    return [to_example(row, i) for i, row in enumerate(load_from_disk(str(where)))]
+
+
+def to_example(row: dict[str, Any], index: int) -> EvalExample:
+    """Split a prepared row into tokens and (prompt messages, reference = last assistant message)."""
+    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    if len(messages) < 2 or messages[-1]["role"] != "assistant":
+        raise DataError(
+            f"eval example {index}: the conversation must end with an assistant message (the reference)"
+        )
+    tokens = {k: list(row[k]) for k in ("input_ids", "labels", "attention_mask")}
+    return EvalExample(tokens, messages[:-1], messages[-1]["content"])
+
+
+def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir: Path) -> EvalSummary:
+    """Evaluate `weights` (adapter or full model folder) and, when configured, the base model.
+
+    Writes `out_dir/tuned.json`, `out_dir/base.json` (only when comparing) and `out_dir/summary.json`.
+    """
+    if not examples:
+        raise DataError("the eval split is empty: nothing to evaluate")
+    tuned = load_tuned(weights, cfg.model)
+    tok = tuned.tokenizer
+    tuned_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="tuned")
+    base_report: dict[str, Any] | None = None
+    if cfg.evaluate.compare_base and tuned.is_adapter:
+        with tuned.model.disable_adapter():  # type: ignore[operator]
+            base_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="base")
+    elif cfg.evaluate.compare_base:
+        del tuned  # one full model in memory at a time
+        base_report = evaluate_model(load_base(cfg.model), tok, examples, cfg.evaluate, label="base")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})
+    if base_report is not None:
+        _write_json(out_dir / "base.json", {"model": "base", "base": cfg.model.path, **base_report})
+    else:
+        (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
+    base_metrics = base_report["metrics"] if base_report is not None else None
+    summary = compare(tuned_report["metrics"], base_metrics)
+    _write_json(out_dir / "summary.json", summary)
+    return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
+
+
+def evaluate_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    examples: list[EvalExample],
+    cfg: EvaluateConfig,
+    *,
+    label: str,
+) -> dict[str, Any]:
+    """Loss on every example, generation metrics on the first `cfg.max_samples`.
+
+    Returns:
+        {"metrics": {...}, "predictions": [{prompt, reference, prediction, reference_answer,
+        predicted_answer, correct, has_format}, ...]}
+    """
+    stops = stop_token_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    loss = eval_loss(model, [e.tokens for e in examples], batch_size=cfg.batch_size, pad_id=pad_id)
+
+    sampled = examples[: cfg.max_samples]
+    prompts = [render_prompt(tokenizer, e.prompt_messages) for e in sampled]
+    generations = greedy_generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
+        stop_ids=stops,
+        desc=f"generate ({label})",
+    )
+    scores = [metrics.score(g.text, e.reference) for g, e in zip(generations, sampled, strict=True)]
+    predictions = [
+        {
+            "prompt": prompt,
+            "reference": e.reference,
+            "prediction": g.text,
+            "reference_answer": s.reference_answer,
+            "predicted_answer": s.predicted_answer,
+            "correct": s.correct,
+            "has_format": s.has_format,
+        }
+        for prompt, e, g, s in zip(prompts, sampled, generations, scores, strict=True)
+    ]
+    found: Metrics = {
+        "eval_loss": loss.loss,
+        "perplexity": loss.perplexity,
+        "eval_tokens": loss.tokens,
+        "exact_match": metrics.exact_match(scores),
+        "format_compliance": metrics.format_compliance(scores),
+        "samples": len(sampled),
+    }
+    return {"metrics": found, "predictions": predictions}
+
+
+def compare(tuned: Metrics, base: Metrics | None) -> dict[str, dict[str, float | None]]:
+    """{metric: {base, tuned, delta}} for `SUMMARY_METRICS`; delta = tuned - base."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name in SUMMARY_METRICS:
+        t = tuned.get(name)
+        b = base.get(name) if base is not None else None
+        delta = t - b if t is not None and b is not None else None
+        out[name] = {"base": b, "tuned": t, "delta": delta}
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

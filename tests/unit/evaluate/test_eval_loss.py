@@ -1,0 +1,48 @@
+"""Eval loss is the token mean over labelled tokens, whatever the batching."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+from tuned_run import GSM8K_STYLE, tokenize_conversation
+
+from lmtune.errors import DataError
+from lmtune.evaluate.loss import eval_loss
+
+
+def _by_hand(model: torch.nn.Module, rows: list[dict[str, list[int]]]) -> float:
+    """-log p of each labelled token given its prefix, one unpadded example at a time, then averaged."""
+    nlls = []
+    for r in rows:
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([r["input_ids"]])).logits[0]
+        logp = torch.log_softmax(logits.double(), dim=-1)
+        for t in range(1, len(r["labels"])):
+            if r["labels"][t] != -100:
+                nlls.append(-float(logp[t - 1, r["labels"][t]]))
+    return sum(nlls) / len(nlls)
+
+
+def test_loss_matches_hand_computation_across_batchings(tiny_model_dir: Path, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    rows = [tokenize_conversation(tiny_tokenizer, c) for c in GSM8K_STYLE[:3]]
+    assert len({len(r["input_ids"]) for r in rows}) > 1  # padding is exercised
+    expected = _by_hand(model, rows)
+    scored = sum(sum(1 for x in r["labels"][1:] if x != -100) for r in rows)
+    for batch_size in (1, 2, 3):
+        got = eval_loss(model, rows, batch_size=batch_size, pad_id=tiny_tokenizer.pad_token_id)
+        assert got.loss == pytest.approx(expected, abs=1e-5)
+        assert got.perplexity == pytest.approx(math.exp(expected), rel=1e-5)
+        assert got.tokens == scored
+
+
+def test_loss_refuses_rows_without_labels(tiny_model_dir: Path, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    row = tokenize_conversation(tiny_tokenizer, GSM8K_STYLE[0])
+    row["labels"] = [-100] * len(row["labels"])
+    with pytest.raises(DataError, match="no labelled tokens"):
+        eval_loss(model, [row], batch_size=1, pad_id=0)
