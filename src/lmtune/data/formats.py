@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, assert_never, get_args
 
 from lmtune.config.data import RecordFormat
 from lmtune.data.records import Conversation, RecordRejected
@@ -86,6 +86,8 @@ def normalise(
             conv = [{"role": "assistant", "content": _text(record, cols, "text")}]
         case "messages":
             conv = _messages(record, cols)
+        case _:
+            assert_never(fmt)
     return check_conversation(conv)
 
 

@@ -13,7 +13,8 @@ its injected default system prompt, Llama 3, Gemma):
    tokens carry labels. Then the end-of-turn marker: the first special token right after the content
    (only whitespace may sit between) is labelled too — `<|im_end|>` for ChatML, the token the model
    must learn to stop on. Role headers, system/user turns and the newline after `<|im_end|>` stay -100.
-4. If the template puts no special token after the final assistant turn, eos is appended and labelled.
+4. If the template puts no special token after the final assistant turn, eos is appended and labelled
+   (with any whitespace the template put between the content and the end of the text).
 """
 
 from __future__ import annotations
@@ -124,15 +125,19 @@ def _label_end_of_turn(
     after: int,
     stops: set[int],
 ) -> bool:
-    """Label the first stop token after the content (and whitespace before it); False if there is none."""
+    """Label the first stop token after the content (and whitespace before it); False if there is none.
+
+    When only whitespace follows the content to the end of the text, that whitespace is labelled (the
+    caller appends a labelled eos after it).
+    """
     t = after
     while t < len(ids) and ids[t] not in stops and not full[offsets[t][0] : offsets[t][1]].strip():
         t += 1
-    if t < len(ids) and ids[t] in stops:
-        for k in range(after, t + 1):
+    closed = t < len(ids) and ids[t] in stops
+    if closed or t == len(ids):
+        for k in range(after, min(t + 1, len(ids))):
             labels[k] = ids[k]
-        return True
-    return False
+    return closed
 
 
 def encode_text(tokenizer: PreTrainedTokenizerBase, text: str) -> Encoded:
