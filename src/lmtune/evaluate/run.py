@@ -73,13 +73,13 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
 
 
 def load_eval_examples(rundir: RunDir) -> list[EvalExample]:
-    """The run's prepared eval split as `EvalExample`s."""
-    from datasets import load_from_disk
+    """The run's prepared eval split (written by the data stage) as `EvalExample`s."""
+    from lmtune.data.prepare import load_prepared
 
-    where = rundir.data / "eval"
-    if not where.is_dir():
-        raise DataError(f"{where}: no eval split; run `lmtune data` first (with data.eval_size > 0)")
-    return [to_example(row, i) for i, row in enumerate(load_from_disk(str(where)))]
+    examples = [to_example(row, i) for i, row in enumerate(load_prepared(rundir).eval)]
+    if not examples:
+        raise DataError(f"{rundir.data / 'eval'}: the eval split is empty; set data.eval_size > 0")
+    return examples
 
 
 def to_example(row: dict[str, Any], index: int) -> EvalExample:

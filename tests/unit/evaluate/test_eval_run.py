@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from tuned_run import TEXT_STYLE, make_run, write_eval_split
+from tuned_run import TEXT_STYLE, make_run, prepare_data
 
 from lmtune.errors import DataError, ModelLoadError
 from lmtune.evaluate import metrics
@@ -154,8 +154,7 @@ def test_text_references_score_exact_match_and_no_format(tmp_path: Path, tiny_mo
     answered = [
         [*c[:-1], {"role": "assistant", "content": g.text}] for c, g in zip(TEXT_STYLE, own, strict=True)
     ]
-    shutil.rmtree(rundir.data / "eval")
-    write_eval_split(rundir, tok, answered)
+    prepare_data(rundir.load_config(), tok, answered)
     result = run(rundir)
     assert result.tuned["exact_match"] == 1.0
     assert result.tuned["format_compliance"] is None
@@ -193,7 +192,22 @@ def test_clear_errors_for_missing_inputs(tmp_path: Path, tiny_model_dir: Path) -
     with pytest.raises(ModelLoadError, match=r"model: no trained weights .* run `lmtune train` first"):
         run(rundir)
     shutil.rmtree(rundir.data / "eval")
-    with pytest.raises(DataError, match=r"data/eval: no eval split; run `lmtune data` first"):
+    with pytest.raises(DataError, match=r"data: no prepared data \(run the data stage first\)"):
+        run(rundir)
+
+
+def test_empty_eval_split_is_refused(
+    tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The data stage writes an empty eval split when data.eval_size = 0; datasets 5.2 cannot read a
+    # zero-shard split back, so the loader is replaced by one returning an empty split.
+    from lmtune.data import prepare
+
+    rundir = make_run(tmp_path, tiny_model_dir)
+    real = prepare.load_prepared(rundir)
+    empty = prepare.PreparedData(train=real.train, eval=real.eval.select([]), stats=real.stats)
+    monkeypatch.setattr(prepare, "load_prepared", lambda _: empty)
+    with pytest.raises(DataError, match=r"data/eval: the eval split is empty; set data.eval_size > 0"):
         run(rundir)
 
 

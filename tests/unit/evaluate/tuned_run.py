@@ -1,14 +1,17 @@
-"""Builds a run directory as the data and train stages leave it: config.yaml, data/eval (Arrow), and
-the final weights (a perturbed LoRA adapter, or a perturbed full model), all on the tiny model.
+"""Builds a run directory as the data and train stages leave it: config.yaml, prepared data (through
+the real data stage, with the given conversations placed where the seeded split puts eval records),
+and final weights (a perturbed LoRA adapter, or a perturbed full model), all on the tiny model.
 
 Shared by tests/unit/evaluate and tests/unit/export (the latter puts this folder on sys.path).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+from lmtune.config.data import DataConfig, SourceConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig
 from lmtune.config.model import ModelConfig
 from lmtune.methods.full import FullConfig
@@ -64,18 +67,27 @@ def tokenize_conversation(tokenizer: Any, messages: list[dict[str, str]]) -> dic
     return {"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)}
 
 
-def write_eval_split(rundir: RunDir, tokenizer: Any, conversations: list[list[dict[str, str]]]) -> None:
-    from datasets import Dataset
+TRAIN_FILLER = [
+    [{"role": "user", "content": f"how many {w}?"}, {"role": "assistant", "content": f"{n} {w}.\n#### {n}"}]
+    for n, w in ((3, "cats"), (5, "dogs"), (8, "books"))
+]
 
-    rows = [tokenize_conversation(tokenizer, c) for c in conversations]
-    Dataset.from_dict(
-        {
-            "input_ids": [r["input_ids"] for r in rows],
-            "labels": [r["labels"] for r in rows],
-            "attention_mask": [r["attention_mask"] for r in rows],
-            "messages": conversations,
-        }
-    ).save_to_disk(str(rundir.data / "eval"))
+
+def prepare_data(cfg: RunConfig, tokenizer: Any, conversations: list[list[dict[str, str]]]) -> None:
+    """Run the data stage on `conversations` + train filler, ordered so that the seeded split puts
+    exactly `conversations` (in order) into the eval split."""
+    from lmtune.data.prepare import prepare
+    from lmtune.data.split import split_indices
+
+    n = len(conversations) + len(TRAIN_FILLER)
+    _, eval_idx = split_indices(n, cfg.data.eval_size, cfg.seed)
+    assert len(eval_idx) == len(conversations)
+    evals, train = iter(conversations), iter(TRAIN_FILLER)
+    records = [next(evals) if i in eval_idx else next(train) for i in range(n)]
+    source = Path(cfg.data.sources[0].path)
+    source.parent.mkdir(parents=True, exist_ok=True)
+    source.write_text("".join(json.dumps({"messages": m}) + "\n" for m in records))
+    prepare(cfg, RunDir.for_config(cfg), tokenizer)
 
 
 def perturbed_lora(base_dir: Path, scale: float, seed: int = 0) -> Any:
@@ -124,10 +136,13 @@ def make_run(
     """A run directory with config, eval split and perturbed final weights (`method`: lora | full)."""
     from transformers import AutoTokenizer
 
+    conversations = conversations if conversations is not None else GSM8K_STYLE
+    source = SourceConfig(path=str(root / f"{name}-records.jsonl"), format="messages")
     cfg = RunConfig(
         name=name,
         output_dir=str(root),
         model=ModelConfig(path=str(base_dir)),
+        data=DataConfig(sources=[source], eval_size=len(conversations)),
         method=LoraConfig(rank=4, alpha=8) if method == "lora" else FullConfig(),
         evaluate=EvaluateConfig(
             **{"max_samples": 8, "max_new_tokens": 8, "batch_size": 2, **(evaluate or {})}
@@ -137,7 +152,7 @@ def make_run(
     rundir = RunDir.for_config(cfg)
     rundir.write_config(cfg)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    write_eval_split(rundir, tokenizer, conversations if conversations is not None else GSM8K_STYLE)
+    prepare_data(cfg, tokenizer, conversations)
     if method == "lora":
         model = perturbed_lora(base_dir, scale)
         model.save_pretrained(rundir.adapter)
