@@ -64,8 +64,18 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _decoded_lines(path: Path, rejects: list[Reject]) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) of each line; a non-UTF-8 line is appended to `rejects` instead."""
-    for number, line in enumerate(_read_bytes(path).splitlines(keepends=True), start=1):
+    """(1-based line number, text) of each line, streamed from the file opened as bytes; a non-UTF-8
+    line is appended to `rejects` instead."""
+    try:
+        f = path.open("rb")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    with f:
+        yield from _decode_each(path, f, rejects)
+
+
+def _decode_each(path: Path, lines: Iterable[bytes], rejects: list[Reject]) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(lines, start=1):
         try:
             yield number, line.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -197,3 +197,11 @@ def test_bad_setup_is_a_data_error(tmp_path: Path, sources: dict, tiny_tokenizer
     missing = RunConfig.model_validate({"data": {"sources": [{"path": str(tmp_path / "gone.jsonl")}]}})
     with pytest.raises(DataError, match=r"gone\.jsonl: no such file"):
         prepare(missing, rundir, tiny_tokenizer)
+
+
+def test_worker_processes_give_the_same_result(tmp_path: Path, sources: dict, tiny_tokenizer: Any) -> None:
+    one = prepare(_cfg(tmp_path, sources), RunDir(tmp_path / "one"), tiny_tokenizer)
+    two = prepare(_cfg(tmp_path, sources, num_proc=2), RunDir(tmp_path / "two"), tiny_tokenizer)
+    assert two.stats["fingerprint"] == one.stats["fingerprint"]
+    assert two.train["input_ids"][:] == one.train["input_ids"][:]
+    assert two.train["labels"][:] == one.train["labels"][:]
