@@ -1,0 +1,217 @@
+"""Checks before training that refuse a run which cannot work or would waste compute.
+
+1. Something is trained on: at least one label (after the causal shift) is not -100.
+2. Every labelled span ends with a token the model stops on (one of its generation eos ids); otherwise
+   the model learns answers that never end and "the model will never stop generating".
+3. The estimated peak memory fits in what is available (see `estimate_memory`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lmtune.errors import PreflightError
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from lmtune.schema import RunConfig
+
+IGNORE = -100
+GIB = 1 << 30
+ACTIVATION_FACTOR = 17
+"""Activation elements kept per token, per layer, per hidden unit for the backward pass (Korthikanti et
+al., 2022: 34 bytes at 16 bits, attention scores excluded since SDPA/flash do not keep them)."""
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak training memory in bytes, by part."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    """What the checks saw."""
+
+    rows: int
+    trained_tokens: int
+    total_tokens: int
+    longest_row: int
+    eos_ids: tuple[int, ...]
+    memory: MemoryEstimate
+    available_bytes: int
+    available_source: str
+
+
+def check(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, train_dataset: Dataset, cfg: RunConfig
+) -> PreflightReport:
+    """Run every check on the prepared (method-wrapped) model and training split.
+
+    Raises:
+        PreflightError: nothing to train on, a labelled span not ending in an eos id, or not enough memory.
+    """
+    if len(train_dataset) == 0:
+        raise PreflightError("the training split is empty: no example to train on")
+    labels_rows: list[list[int]] = train_dataset["labels"]
+    eos_ids = eos_token_ids(model, tokenizer)
+    trained, total, longest = 0, 0, 0
+    for index, labels in enumerate(labels_rows):
+        total += len(labels)
+        longest = max(longest, len(labels))
+        trained += sum(1 for label in labels[1:] if label != IGNORE)
+        bad = first_bad_span_end(labels, eos_ids, exempt_row_end=_truncated(labels, cfg))
+        if bad is not None:
+            token = tokenizer.convert_ids_to_tokens(bad)
+            names = ", ".join(f"{tokenizer.convert_ids_to_tokens(i)!r} (id {i})" for i in eos_ids)
+            raise PreflightError(
+                f"training example {index}: a labelled span ends with token {token!r} (id {bad}), not an "
+                f"end-of-turn token the model stops on ({names}); the model will never stop generating. "
+                "Check the chat template and that each assistant turn ends with the eos token"
+            )
+    if trained == 0:
+        raise PreflightError(
+            f"no token would be trained on: every label in the {len(labels_rows)} training examples is -100 "
+            "(check the data format and the assistant-only loss mask)"
+        )
+    batch_tokens = cfg.trainer.batch_size * min(longest, cfg.data.max_length)
+    memory = estimate_memory(model, batch_tokens, cfg.trainer.gradient_checkpointing)
+    available, source = available_memory(model, cfg)
+    if memory.total > available:
+        raise PreflightError(
+            f"estimated peak training memory {memory.total / GIB:.2f} GiB (weights {memory.weights / GIB:.2f}"
+            f" + gradients {memory.gradients / GIB:.2f} + optimizer {memory.optimizer / GIB:.2f} + "
+            f"activations {memory.activations / GIB:.2f}) exceeds the {available / GIB:.2f} GiB available "
+            f"({source}); lower trainer.batch_size or data.max_length, turn on "
+            "trainer.gradient_checkpointing, or use a LoRA method"
+        )
+    return PreflightReport(
+        rows=len(labels_rows),
+        trained_tokens=trained,
+        total_tokens=total,
+        longest_row=longest,
+        eos_ids=eos_ids,
+        memory=memory,
+        available_bytes=available,
+        available_source=source,
+    )
+
+
+def eos_token_ids(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase) -> tuple[int, ...]:
+    """The ids generation stops on: generation_config.eos_token_id, else the config's or tokenizer's.
+
+    Raises:
+        PreflightError: neither the model nor the tokenizer names an eos token.
+    """
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, "eos_token_id", None)
+        if value is not None:
+            return tuple(value) if isinstance(value, list | tuple) else (int(value),)
+    if tokenizer.eos_token_id is not None:
+        return (int(tokenizer.eos_token_id),)
+    raise PreflightError("the model declares no eos token (generation_config.eos_token_id): it cannot stop")
+
+
+def first_bad_span_end(
+    labels: list[int], eos_ids: tuple[int, ...], exempt_row_end: bool = False
+) -> int | None:
+    """The label that ends the first labelled span whose last token is not an eos id (None when all do).
+
+    A span is a maximal run of labels != -100. With `exempt_row_end`, a span ending at the row's last
+    position is allowed (the example was truncated there on purpose).
+    """
+    n = len(labels)
+    for i, label in enumerate(labels):
+        if label == IGNORE:
+            continue
+        ends_span = i + 1 == n or labels[i + 1] == IGNORE
+        if ends_span and label not in eos_ids and not (exempt_row_end and i + 1 == n):
+            return label
+    return None
+
+
+def _truncated(labels: list[int], cfg: RunConfig) -> bool:
+    """A row that `data.truncation: truncate` may have cut: it is exactly `data.max_length` long."""
+    return cfg.data.truncation == "truncate" and len(labels) >= cfg.data.max_length
+
+
+def estimate_memory(
+    model: torch.nn.Module, batch_tokens: int, gradient_checkpointing: bool
+) -> MemoryEstimate:
+    """Peak memory of one training step, in bytes.
+
+    weights     = sum over all parameters of numel x bytes
+    gradients   = sum over trainable parameters of numel x bytes
+    optimizer   = 2 x gradients                  (AdamW: first and second moment, in the parameter dtype)
+    activations = T x L x H x 17 x b + T x V x 4 x 2
+                  with T = batch_size x longest row, L layers, H hidden size, b activation bytes, V vocab;
+                  the second term is the float32 logits and their gradient. With gradient checkpointing
+                  only each layer's input is kept, plus one layer recomputed: T x H x b x (L + 17).
+    """
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    gradients = sum(p.numel() * p.element_size() for p in trainable)
+    config: Any = getattr(model, "config", None)
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    vocab = int(getattr(config, "vocab_size", 0) or 0)
+    act_bytes = next(model.parameters()).element_size()
+    per_layer = batch_tokens * hidden * act_bytes
+    kept = (
+        per_layer * (layers + ACTIVATION_FACTOR)
+        if gradient_checkpointing
+        else per_layer * layers * ACTIVATION_FACTOR
+    )
+    logits = batch_tokens * vocab * 4 * 2
+    return MemoryEstimate(weights, gradients, 2 * gradients, kept + logits)
+
+
+def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
+    """Bytes training may use and where that number came from.
+
+    `trainer.memory_limit_gb` when set; else free CUDA memory (on CUDA) or available RAM (on CPU), plus
+    the bytes the model's weights already occupy there (the estimate counts them).
+    """
+    import torch
+
+    if cfg.trainer.memory_limit_gb is not None:
+        return int(cfg.trainer.memory_limit_gb * GIB), "trainer.memory_limit_gb"
+    device = train_device(cfg)
+    resident = sum(p.numel() * p.element_size() for p in model.parameters() if p.device.type == device)
+    if device == "cuda":
+        free, _ = torch.cuda.mem_get_info()
+        return int(free) + resident, "free CUDA memory"
+    import psutil
+
+    return int(psutil.virtual_memory().available) + resident, "available RAM"
+
+
+def train_device(cfg: RunConfig) -> str:
+    """`cuda` or `cpu` for `trainer.device` (`auto` picks CUDA when present).
+
+    Raises:
+        PreflightError: `cuda` was asked for and no CUDA device is visible.
+    """
+    import torch
+
+    match cfg.trainer.device:
+        case "cpu":
+            return "cpu"
+        case "cuda":
+            if not torch.cuda.is_available():
+                raise PreflightError("trainer.device is 'cuda' but no CUDA device is available")
+            return "cuda"
+        case "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"

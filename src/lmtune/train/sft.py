@@ -1,0 +1,244 @@
+"""Stage 3-4 entry: supervised fine-tuning of one run config, from base model to saved weights.
+
+Read `run` top to bottom: run directory + lineage -> tokenizer, model, data -> method -> preflight ->
+transformers' Trainer (our collator and callbacks) -> final eval -> weights written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmtune import methods
+from lmtune.errors import TrainingError
+from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.schema import RunConfig
+from lmtune.train import checkpoints
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+    from lmtune.train.callbacks import MetricsCallback, NonFiniteGuard
+
+log = logging.getLogger(__name__)
+
+TRAINING_KINDS = ("train", "eval", "train_summary")
+"""`kind` of the metrics.jsonl records this stage writes (see `callbacks.MetricsCallback`)."""
+MODEL_COLUMNS = ("input_ids", "labels", "position_ids")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished training run produced."""
+
+    run_dir: Path
+    steps: int
+    """Optimizer steps done in total (including those before a resume)."""
+    train_loss: float | None
+    """The last logged training loss."""
+    eval_loss: float | None
+    """Loss on the eval split after training (None when the split is empty)."""
+    weights_path: Path
+    """`adapter/` or `model/` in the run directory."""
+    seconds: float
+
+
+def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallback] = ()) -> TrainResult:
+    """Fine-tune `cfg.model` with `cfg.method` on the prepared data; write weights, metrics, lineage.
+
+    `callbacks` are extra transformers `TrainerCallback`s (for a caller's own logging or control); they
+    run after lmtune's own.
+
+    With `resume`, training continues from the newest complete checkpoint (exact: weights, optimizer,
+    scheduler, RNG and data position); when there is none, it starts fresh and logs a warning. Without
+    `resume`, a run directory that already holds a complete checkpoint is refused rather than overwritten.
+
+    Raises:
+        TrainingError: checkpoints exist and `resume` is off, or a non-finite loss/gradient/weight.
+        PreflightError: the run cannot work (nothing trained, turns that never end, not enough memory).
+        DataError, ModelLoadError, ConfigError: from the data and model stages.
+    """
+    from transformers import set_seed
+
+    from lmtune.data.prepare import load_or_prepare
+    from lmtune.models.load import load_model, load_tokenizer, resolve_model_path
+    from lmtune.train import preflight
+    from lmtune.train.lineage import training_lineage
+
+    started = time.perf_counter()
+    rundir = RunDir.for_config(cfg)
+    resume_from = _resume_point(rundir, resume)
+    rundir.write_config(cfg)
+    resolved = resolve_model_path(cfg.model.path)
+    rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
+
+    tokenizer = load_tokenizer(cfg.model)
+    base = load_model(cfg.model)
+    data = load_or_prepare(cfg, rundir, tokenizer)
+    set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
+    model = methods.prepare(base, cfg.method)
+    report = preflight.check(model, tokenizer, data.train, cfg)
+    log.info(
+        "preflight: %d rows, %d trained tokens, peak memory ~%.2f GiB of %.2f GiB (%s)",
+        report.rows,
+        report.trained_tokens,
+        report.memory.total / preflight.GIB,
+        report.available_bytes / preflight.GIB,
+        report.available_source,
+    )
+
+    trainer, metrics, guard = build_trainer(model, tokenizer, data.train, data.eval, cfg, rundir)
+    for callback in callbacks:
+        trainer.add_callback(callback)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+    finally:
+        guard.detach()
+
+    weights = save_final(model, tokenizer, cfg, rundir)
+    return TrainResult(
+        run_dir=rundir.root,
+        steps=trainer.state.global_step,
+        train_loss=metrics.last_train_loss if metrics.last_train_loss is not None else output.training_loss,
+        eval_loss=float(eval_loss) if eval_loss is not None else None,
+        weights_path=weights,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def build_trainer(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    train: Dataset,
+    evals: Dataset | None,
+    cfg: RunConfig,
+    rundir: RunDir,
+) -> tuple[Trainer, MetricsCallback, NonFiniteGuard]:
+    """transformers' Trainer for `cfg.trainer`, with our collator, metrics, manifests and NaN guard.
+
+    The guard's loss hook is attached to `model`; call `guard.detach()` when done.
+    """
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from lmtune.train.callbacks import ManifestCallback, MetricsCallback, NonFiniteGuard
+    from lmtune.train.collator import PadCollator
+    from lmtune.train.preflight import train_device
+
+    t = cfg.trainer
+    on_cuda = train_device(cfg) == "cuda"
+    has_eval = evals is not None and len(evals) > 0
+    args = TrainingArguments(
+        output_dir=str(rundir.checkpoints),
+        max_steps=t.max_steps,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_steps,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=None,  # ManifestCallback rotates, only after the new checkpoint is complete
+        eval_strategy="steps" if has_eval and t.eval_steps else "no",
+        eval_steps=t.eval_steps,
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        use_cpu=not on_cuda,
+        bf16=on_cuda and torch.cuda.is_bf16_supported(),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=[],
+        disable_tqdm=False,
+        remove_unused_columns=False,
+        logging_nan_inf_filter=False,  # a non-finite loss is an error (NonFiniteGuard), not something to hide
+    )
+    metrics = MetricsCallback(rundir)
+    guard = NonFiniteGuard(rundir.checkpoints)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=_model_columns(train),
+        eval_dataset=_model_columns(evals) if has_eval and evals is not None else None,
+        data_collator=PadCollator(pad_id=_pad_id(tokenizer)),
+        processing_class=tokenizer,
+        callbacks=[metrics, ManifestCallback(t.save_total_limit), guard],
+    )
+    guard.attach(model)
+    return trainer, metrics, guard
+
+
+def save_final(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, rundir: RunDir
+) -> Path:
+    """Write the trained weights + tokenizer to `adapter/` or `model/` via a temp folder and a rename,
+    and remove the other kind's folder left by an earlier run. Returns the folder."""
+    out, other = (
+        (rundir.adapter, rundir.model) if methods.is_adapter(cfg.method) else (rundir.model, rundir.adapter)
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    methods.save_weights(model, cfg.method, tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    shutil.rmtree(other, ignore_errors=True)
+    return out
+
+
+def _resume_point(rundir: RunDir, resume: bool) -> Path | None:
+    """The checkpoint to resume from, after clearing what a (re)start would write over.
+
+    Drops checkpoint folders newer than the resume point (torn leftovers) and the training records of
+    metrics.jsonl after it, so the resumed run's records follow on without duplicates.
+    """
+    latest = checkpoints.latest_complete(rundir.checkpoints)
+    if latest is not None and not resume:
+        raise TrainingError(
+            f"{rundir.checkpoints} already holds the complete checkpoint {latest.name}: resume it "
+            "(`lmtune train ... --resume`), or choose another run name"
+        )
+    if resume and latest is None:
+        log.warning("no complete checkpoint in %s: starting training from the beginning", rundir.checkpoints)
+    step = checkpoints.checkpoint_step(latest) if latest is not None else None
+    checkpoints.remove_after(rundir.checkpoints, step if step is not None else -1)
+    _drop_training_metrics_after(rundir, step if step is not None else -1)
+    if latest is not None:
+        log.info("resuming from %s", latest)
+    return latest
+
+
+def _drop_training_metrics_after(rundir: RunDir, step: int) -> None:
+    if not rundir.metrics.is_file():
+        return
+    kept = []
+    for line in rundir.metrics.read_text(encoding="utf-8").splitlines():
+        record: dict[str, Any] = json.loads(line) if line.strip() else {}
+        if record and not (record.get("kind") in TRAINING_KINDS and record.get("step", 0) > step):
+            kept.append(line)
+    atomic_write_text(rundir.metrics, "".join(f"{line}\n" for line in kept))
+
+
+def _model_columns(dataset: Dataset) -> Dataset:
+    return dataset.select_columns([c for c in MODEL_COLUMNS if c in dataset.column_names])
+
+
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise TrainingError(f"tokenizer {tokenizer.name_or_path}: has neither a pad nor an eos token")
+    return int(pad)
