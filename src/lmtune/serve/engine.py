@@ -76,16 +76,19 @@ class _TextTracker:
     so what has been handed out is always a prefix of the final, stop-trimmed completion.
     """
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str]) -> None:
+    def __init__(
+        self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], eos_ids: frozenset[int]
+    ) -> None:
         self.tokenizer = tokenizer
         self.stop = tuple(stop)
+        self.eos_ids = eos_ids
         self.emitted = ""
         self.stopped = False
 
     def decode(self, ids: Sequence[int]) -> str:
-        return str(
-            self.tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        )
+        """The completion text of generated `ids`: a final eos token is not part of it."""
+        ids = list(ids[:-1] if ids and ids[-1] in self.eos_ids else ids)
+        return str(self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
     def update(self, ids: Sequence[int]) -> str:
         """Take the full list of generated ids so far; return the newly final text (may be empty)."""
@@ -194,7 +197,7 @@ class Engine:
         budget = params.max_new_tokens
         if self.context_length is not None:
             budget = max(1, min(budget, self.context_length - n_prompt))
-        tracker = _TextTracker(self.tokenizer, params.stop)
+        tracker = _TextTracker(self.tokenizer, params.stop, self.eos_ids)
         watch_text = on_text is not None or bool(params.stop)
 
         class _Watch(StoppingCriteria):
