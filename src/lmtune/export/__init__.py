@@ -1,0 +1,1 @@
+"""Stage 6a: merged standard model folder + export consistency check."""

@@ -1,0 +1,121 @@
+"""Stage 6a entry: a standard model folder that loads without lmtune (or PEFT), checked against the
+in-memory model.
+
+run(rundir)
+  -> load the final weights (base + adapter, or the full model folder)
+  -> greedy answers to `export.check_prompts` held-out prompts, and their logits (before)
+  -> merge the adapter into the base (`export.merge`), save `<run>/export/merged/` (safetensors,
+     tokenizer + chat template, generation config stopping at the end-of-turn token); with
+     `export.merge: false` the adapter is saved as `<run>/export/adapter/` instead
+  -> reload that folder from disk, same prompts (rendered with the saved tokenizer), greedy (after)
+  -> `<run>/export/export_check.json`, lineage.json `export`; ExportCheckError unless identical
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lmtune.evaluate.generate import Generation, greedy_generate, render_prompt, stop_token_ids
+from lmtune.evaluate.tuned import load_full, load_tuned, load_weights_tokenizer
+from lmtune.export.check import (
+    ExportCheck,
+    ExportCheckError,
+    check_conversations,
+    max_abs_diff,
+    sequence_logits,
+)
+from lmtune.export.save import save_folder
+from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.schema import RunConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and how its check came out."""
+
+    path: Path
+    """The exported folder: `<run>/export/merged` (or `<run>/export/adapter` when not merging)."""
+    merged: bool
+    """Whether the folder is a full model (loads without PEFT)."""
+    check: ExportCheck
+    files: dict[str, str]
+    """{weight file name: sha256}."""
+
+
+def run(rundir: RunDir) -> ExportResult:
+    """Export a run's final weights as a standard folder and verify it reproduces the in-memory model.
+
+    Raises:
+        ExportCheckError: the reloaded folder's greedy outputs differ from the in-memory model's
+            (export_check.json and lineage are written first, so the difference can be inspected).
+    """
+    cfg = rundir.load_config()
+    tuned = load_tuned(rundir.final_weights(), cfg.model)
+    conversations = check_conversations(rundir, cfg.export.check_prompts)
+    before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, cfg, stops=None)
+    # Logits on the same token sequences (prompt + answer before export) on both sides.
+    before_logits = sequence_logits(tuned.model, sequences)
+
+    merge = tuned.is_adapter and cfg.export.merge
+    model: Any = tuned.model.merge_and_unload() if merge else tuned.model  # type: ignore[operator]
+    merged = merge or not tuned.is_adapter
+    out = rundir.merged if merged else rundir.export / "adapter"
+    files = save_folder(model, tuned.tokenizer, out)
+    del model, tuned  # one model in memory at a time
+
+    reloaded = load_tuned(out, cfg.model).model if not merged else load_full(out, cfg.model)
+    tokenizer = load_weights_tokenizer(out, cfg.model)
+    eos = reloaded.generation_config.eos_token_id
+    stops = eos if isinstance(eos, list) else [eos]
+    after, _ = _answers(reloaded, tokenizer, conversations, cfg, stops=stops)
+    after_logits = sequence_logits(reloaded, sequences)
+
+    check = ExportCheck(
+        prompts=[render_prompt(tokenizer, c) for c in conversations],
+        before=before,
+        after=after,
+        max_logit_diff=max_abs_diff(before_logits, after_logits),
+    )
+    atomic_write_text(rundir.export / "export_check.json", json.dumps(check.as_dict(), indent=2) + "\n")
+    rundir.update_lineage(
+        export={
+            "path": str(out),
+            "merged": merged,
+            "files": files,
+            "identical": check.identical,
+            "max_logit_diff": check.max_logit_diff,
+        }
+    )
+    if not check.identical:
+        raise ExportCheckError(f"{out}: the export does not reproduce the trained model: {check.failure()}")
+    return ExportResult(path=out, merged=merged, check=check, files=files)
+
+
+def _answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[dict[str, str]]],
+    cfg: RunConfig,
+    *,
+    stops: list[int] | None,
+) -> tuple[list[Generation], list[list[int]]]:
+    """Greedy answers to the check prompts, and each prompt + answer as token ids."""
+    if not conversations:
+        return [], []
+    prompts = [render_prompt(tokenizer, c) for c in conversations]
+    answers = greedy_generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.export.check_max_new_tokens,
+        batch_size=cfg.evaluate.batch_size,
+        stop_ids=stops if stops is not None else stop_token_ids(tokenizer),
+    )
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return answers, [p + a.token_ids for p, a in zip(prompt_ids, answers, strict=True)]
