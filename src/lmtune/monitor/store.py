@@ -56,7 +56,7 @@ class RequestRecord:
     stream: bool = False
     """Whether the client asked for Server-Sent Events."""
     finish_reason: str | None = None
-    """`stop` or `length` for completed generations."""
+    """`stop` or `length` for completed generations, `cancelled` for streams the client left early."""
     error_type: str | None = None
     """OpenAI error type for rejected requests (e.g. `invalid_request_error`)."""
     prompt: str | None = None

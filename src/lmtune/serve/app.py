@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -121,8 +122,10 @@ def create_app(model_dir: str | Path, cfg: ServeConfig, store: RequestStore | No
         outcome.prompt_tokens = len(prompt_ids)
         if req.stream:
             include_usage = req.stream_options is not None and req.stream_options.include_usage
+            cancel = threading.Event()
+            outcome.cleanups.append(partial(_end_stream, outcome, cancel))
             return StreamingResponse(
-                _stream(engine, prompt_ids, params, name, include_usage, outcome, cfg.log_prompts),
+                _stream(engine, prompt_ids, params, name, include_usage, outcome, cfg.log_prompts, cancel),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
@@ -199,6 +202,13 @@ def _finish(outcome: Outcome, done: Completion, log_prompts: bool) -> None:
 _END = object()
 
 
+def _end_stream(outcome: Outcome, cancel: threading.Event) -> None:
+    """After the response: stop the generation if the client left early, and say so in the record."""
+    cancel.set()
+    if outcome.finish_reason is None and outcome.error_type is None:
+        outcome.finish_reason = "cancelled"
+
+
 async def _stream(
     engine: Engine,
     prompt_ids: list[int],
@@ -207,12 +217,11 @@ async def _stream(
     include_usage: bool,
     outcome: Outcome,
     log_prompts: bool,
+    cancel: threading.Event,
 ) -> AsyncIterator[str]:
     """SSE events: a role chunk, content chunks as text becomes final, a finish chunk, `[DONE]`."""
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[object] = asyncio.Queue()
-    cancel = threading.Event()
-    outcome.cleanups.append(cancel.set)  # a client that goes away stops the generation
 
     def put(item: object) -> None:
         try:

@@ -115,3 +115,28 @@ def test_serve_prints_its_url_and_answers(tiny_model_dir: Path, tmp_path: Path) 
     store = RequestStore(db)
     assert [row.endpoint for row in store.recent(5)] == ["/v1/models"]
     store.close()
+
+
+def test_client_leaving_a_stream_stops_the_generation(tiny_model_dir: Path, tmp_path: Path) -> None:
+    store = RequestStore(tmp_path / "requests.sqlite")
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1500, "temperature": 0}
+    with background_server(tiny_model_dir, ServeConfig(max_tokens_limit=1500), store) as base_url:
+        url = f"{base_url}/v1/chat/completions"
+        start = time.perf_counter()
+        assert httpx.post(url, json=body, timeout=60).json()["usage"]["completion_tokens"] == 1500
+        full = time.perf_counter() - start
+
+        start = time.perf_counter()
+        with httpx.stream("POST", url, json=body | {"stream": True}, timeout=60) as r:
+            events = [line for _, line in zip(range(3), r.iter_lines(), strict=False)]
+        assert events[0].startswith("data: ")
+        # the next request waits for the model lock: fast only if the abandoned generation stopped
+        assert httpx.post(url, json=body | {"max_tokens": 2}, timeout=60).status_code == 200
+        assert time.perf_counter() - start < full / 2
+    rows = list(reversed(store.recent(3)))
+    assert [(r.stream, r.finish_reason) for r in rows] == [
+        (False, "length"),
+        (True, "cancelled"),
+        (False, "length"),
+    ]
+    store.close()
