@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from lmtune.serve.chat import chat
 
-    chat(args.model_dir, max_new_tokens=args.max_tokens)
+    chat(args.model_dir, max_tokens=args.max_tokens)
     return 0
 
 
