@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256  # stop strings are matched after every token: keep that cheap
 TEXT_PARTS_ONLY = 'content parts must be {"type": "text", "text": "..."}; only text is supported'
 
 
@@ -89,7 +90,7 @@ class ChatCompletionRequest(_Wire):
     stop: tuple[str, ...] = ()
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
 
@@ -111,6 +112,8 @@ class ChatCompletionRequest(_Wire):
             raise ValueError("must be a non-empty string or a list of non-empty strings")
         if len(value) > MAX_STOP_SEQUENCES:
             raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences are allowed, got {len(value)}")
+        if any(len(s) > MAX_STOP_CHARS for s in value):
+            raise ValueError(f"each stop sequence may be at most {MAX_STOP_CHARS} characters")
         return tuple(value)
 
     @field_validator("presence_penalty", "frequency_penalty")
@@ -156,12 +159,22 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         APIError: 400 when the body is not valid UTF-8 JSON or not an object.
     """
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        obj = json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
         raise APIError(400, f"We could not parse the JSON body of your request: {exc}") from None
+    except RecursionError:
+        raise APIError(400, "We could not parse the JSON body of your request: nested too deeply.") from None
     if not isinstance(obj, dict):
         raise APIError(400, "The request body must be a JSON object.")
+    try:  # "\ud800" escapes decode to lone surrogates, which no tokenizer or UTF-8 response can carry
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise APIError(400, "The request body contains an unpaired Unicode surrogate escape.") from None
     return obj
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def parse_chat_request(obj: dict[str, Any]) -> ChatCompletionRequest:

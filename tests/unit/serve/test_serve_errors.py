@@ -28,6 +28,17 @@ def _no(field: str) -> dict[str, Any]:
 BAD_REQUESTS = [
     pytest.param(b"{not json", 400, None, None, id="malformed-json"),
     pytest.param(b"\xff\xfe", 400, None, None, id="not-utf8"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, 400, None, None, id="nested-too-deep"),
+    pytest.param(
+        b'{"model": "model", "messages": [], "temperature": NaN}', 400, None, None, id="nan-is-not-json"
+    ),
+    pytest.param(
+        b'{"model": "model", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        400,
+        "The request body contains an unpaired Unicode surrogate escape.",
+        None,
+        id="lone-surrogate",
+    ),
     pytest.param(b"[1, 2]", 400, "The request body must be a JSON object.", None, id="not-an-object"),
     pytest.param(
         _no("messages"), 400, "Missing required parameter: 'messages'.", "messages", id="no-messages"
@@ -150,6 +161,20 @@ BAD_REQUESTS = [
         id="seed-float",
     ),
     pytest.param(
+        chat_body(stop="x" * 257),
+        400,
+        "Invalid value for 'stop': each stop sequence may be at most 256 characters",
+        "stop",
+        id="stop-too-long",
+    ),
+    pytest.param(
+        chat_body(seed=2**64),
+        400,
+        "Invalid value for 'seed': Input should be less than or equal to 9223372036854775807",
+        "seed",
+        id="seed-too-big",
+    ),
+    pytest.param(
         chat_body(presence_penalty=0.5),
         400,
         "Invalid value for 'presence_penalty': only 0 is supported by this server",
@@ -182,7 +207,7 @@ BAD_REQUESTS = [
 
 @pytest.fixture
 def limited(make_served: Callable[..., Any]) -> Any:
-    return make_served(max_tokens_limit=64, max_body_bytes=2048)
+    return make_served(max_tokens_limit=64, max_body_bytes=300_000)
 
 
 @pytest.mark.parametrize(("body", "status", "message", "param"), BAD_REQUESTS)
@@ -210,19 +235,19 @@ def test_bad_request_gets_an_openai_error(
 
 
 def test_body_over_the_limit_is_413(limited: Any) -> None:
-    body = json.dumps(chat_body(content="x" * 3000)).encode()
+    body = json.dumps(chat_body(content="x" * 300_000)).encode()
     r = limited.client.post("/v1/chat/completions", content=body)
     assert r.status_code == 413
-    assert r.json()["error"]["message"] == "Request body is larger than this server's limit of 2048 bytes."
+    assert r.json()["error"]["message"] == "Request body is larger than this server's limit of 300000 bytes."
 
 
 def test_chunked_body_over_the_limit_is_413(limited: Any) -> None:
     """No Content-Length to trust: the limit is enforced while reading."""
-    body = json.dumps(chat_body(content="x" * 3000)).encode()
+    body = json.dumps(chat_body(content="x" * 300_000)).encode()
 
     def pieces() -> Iterator[bytes]:
-        for i in range(0, len(body), 500):
-            yield body[i : i + 500]
+        for i in range(0, len(body), 50_000):
+            yield body[i : i + 50_000]
 
     r = limited.client.post("/v1/chat/completions", content=pieces())
     assert r.status_code == 413
