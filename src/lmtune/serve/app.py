@@ -112,7 +112,7 @@ def create_app(model_dir: str | Path, cfg: ServeConfig, store: RequestStore | No
         params = _sampling_params(req, cfg)
         messages = [m.template_dict() for m in req.messages]
         try:
-            prompt_ids = engine.encode_chat(messages)
+            prompt_ids = await asyncio.to_thread(engine.encode_chat, messages)  # big prompts take a while
         except PromptError as exc:
             raise APIError(400, str(exc), param="messages") from None
         if cfg.log_prompts:
