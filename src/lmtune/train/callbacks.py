@@ -32,7 +32,6 @@ class MetricsCallback(TrainerCallback):
 
     def __init__(self, rundir: RunDir) -> None:
         self.rundir = rundir
-        self.last_train_loss: float | None = None
 
     def on_log(
         self,
@@ -48,7 +47,6 @@ class MetricsCallback(TrainerCallback):
         if "eval_loss" in logs:
             record = {"kind": "eval", **where, **{k: v for k, v in logs.items() if k.startswith("eval_")}}
         elif "loss" in logs:
-            self.last_train_loss = float(logs["loss"])
             record = {
                 "kind": "train",
                 **where,
@@ -79,6 +77,25 @@ class ManifestCallback(TrainerCallback):
         folder = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"
         checkpoints.write_manifest(folder, state.global_step)
         checkpoints.rotate(folder.parent, self.keep)
+
+
+class AlreadyFinished(Exception):
+    """Raised by `FinishedRunStop`: the resumed checkpoint is already the last step."""
+
+
+class FinishedRunStop(TrainerCallback):
+    """Stop before any step when training resumes from a checkpoint at (or past) the last step.
+
+    Trainer, resumed from its final checkpoint when the last epoch is partial, would run one step past
+    `max_steps` (its stop check comes after each step). The weights, already loaded from the checkpoint
+    when `on_train_begin` fires, are the final ones.
+    """
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            raise AlreadyFinished
 
 
 class NonFiniteGuard(TrainerCallback):

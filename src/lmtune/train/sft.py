@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
 
-    from lmtune.train.callbacks import MetricsCallback, NonFiniteGuard
+    from lmtune.train.callbacks import NonFiniteGuard
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     from lmtune.data.prepare import load_or_prepare
     from lmtune.models.load import load_model, load_tokenizer, resolve_model_path
     from lmtune.train import preflight
+    from lmtune.train.callbacks import AlreadyFinished
     from lmtune.train.lineage import training_lineage
 
     started = time.perf_counter()
@@ -83,6 +84,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
 
     tokenizer = load_tokenizer(cfg.model)
     base = load_model(cfg.model)
+    use_cache = base.config.use_cache
     data = load_or_prepare(cfg, rundir, tokenizer)
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
     model = methods.prepare(base, cfg.method)
@@ -96,20 +98,24 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         report.available_source,
     )
 
-    trainer, metrics, guard = build_trainer(model, tokenizer, data.train, data.eval, cfg, rundir)
+    trainer, guard = build_trainer(model, tokenizer, data.train, data.eval, cfg, rundir)
     for callback in callbacks:
         trainer.add_callback(callback)
     try:
-        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except AlreadyFinished:
+            log.info("%s is the last step: nothing left to train", resume_from)
         eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
     finally:
         guard.detach()
+        base.config.use_cache = use_cache  # Trainer switched it off for training (`use_cache=False`)
 
     weights = save_final(model, tokenizer, cfg, rundir)
     return TrainResult(
         run_dir=rundir.root,
         steps=trainer.state.global_step,
-        train_loss=metrics.last_train_loss if metrics.last_train_loss is not None else output.training_loss,
+        train_loss=_last_train_loss(rundir),
         eval_loss=float(eval_loss) if eval_loss is not None else None,
         weights_path=weights,
         seconds=time.perf_counter() - started,
@@ -123,7 +129,7 @@ def build_trainer(
     evals: Dataset | None,
     cfg: RunConfig,
     rundir: RunDir,
-) -> tuple[Trainer, MetricsCallback, NonFiniteGuard]:
+) -> tuple[Trainer, NonFiniteGuard]:
     """transformers' Trainer for `cfg.trainer`, with our collator, metrics, manifests and NaN guard.
 
     The guard's loss hook is attached to `model`; call `guard.detach()` when done.
@@ -131,7 +137,7 @@ def build_trainer(
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from lmtune.train.callbacks import ManifestCallback, MetricsCallback, NonFiniteGuard
+    from lmtune.train.callbacks import FinishedRunStop, ManifestCallback, MetricsCallback, NonFiniteGuard
     from lmtune.train.collator import PadCollator
     from lmtune.train.preflight import train_device
 
@@ -165,9 +171,11 @@ def build_trainer(
         report_to=[],
         disable_tqdm=False,
         remove_unused_columns=False,
+        # No KV cache in training: besides wasting memory, a cache makes transformers skip the per-example
+        # causal mask it derives from packed rows' position ids (packed examples would attend to each other).
+        use_cache=False,
         logging_nan_inf_filter=False,  # a non-finite loss is an error (NonFiniteGuard), not something to hide
     )
-    metrics = MetricsCallback(rundir)
     guard = NonFiniteGuard(rundir.checkpoints)
     trainer = Trainer(
         model=model,
@@ -176,10 +184,10 @@ def build_trainer(
         eval_dataset=_model_columns(evals) if has_eval and evals is not None else None,
         data_collator=PadCollator(pad_id=_pad_id(tokenizer)),
         processing_class=tokenizer,
-        callbacks=[metrics, ManifestCallback(t.save_total_limit), guard],
+        callbacks=[FinishedRunStop(), MetricsCallback(rundir), ManifestCallback(t.save_total_limit), guard],
     )
     guard.attach(model)
-    return trainer, metrics, guard
+    return trainer, guard
 
 
 def save_final(
@@ -231,6 +239,18 @@ def _drop_training_metrics_after(rundir: RunDir, step: int) -> None:
         if record and not (record.get("kind") in TRAINING_KINDS and record.get("step", 0) > step):
             kept.append(line)
     atomic_write_text(rundir.metrics, "".join(f"{line}\n" for line in kept))
+
+
+def _last_train_loss(rundir: RunDir) -> float | None:
+    """The loss of the last `train` record in metrics.jsonl (it spans resumes)."""
+    if not rundir.metrics.is_file():
+        return None
+    loss = None
+    for line in rundir.metrics.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") == "train":
+            loss = float(record["loss"])
+    return loss
 
 
 def _model_columns(dataset: Dataset) -> Dataset:

@@ -1,0 +1,58 @@
+"""Method-level functions: which parameters train, the saved layout, loading, and union coverage."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from lmtune import methods
+from lmtune.methods import ALL_METHODS, MethodConfig
+from lmtune.methods.full import FullConfig
+from lmtune.methods.lora import LoraConfig
+
+
+def test_every_method_of_the_union_is_in_the_contract_suite() -> None:
+    union = typing.get_args(typing.get_args(MethodConfig)[0])
+    assert {type(m) for m in ALL_METHODS} == set(union)
+
+
+def test_trainable_names() -> None:
+    lora = LoraConfig()
+    assert methods.trains("base_model.model.model.layers.0.self_attn.q_proj.lora_A.default.weight", lora)
+    assert methods.trains("base_model.model.model.layers.1.mlp.down_proj.lora_B.default.weight", lora)
+    assert not methods.trains("base_model.model.model.layers.0.self_attn.q_proj.base_layer.weight", lora)
+    assert not methods.trains("base_model.model.lm_head.weight", lora)
+    assert methods.trains("model.embed_tokens.weight", FullConfig())
+
+
+def test_adapter_and_mergeable_flags() -> None:
+    assert methods.is_adapter(LoraConfig()) and not methods.is_adapter(FullConfig())
+    assert all(methods.mergeable(m) for m in ALL_METHODS)
+
+
+@pytest.mark.parametrize(
+    ("method", "present", "absent"),
+    [
+        (LoraConfig(rank=2, alpha=4), {"adapter_config.json", "adapter_model.safetensors"}, {"config.json"}),
+        (
+            FullConfig(),
+            {"config.json", "model.safetensors", "generation_config.json"},
+            {"adapter_config.json"},
+        ),
+    ],
+    ids=["lora", "full"],
+)
+def test_saved_layout_and_loading_for_inference(
+    tiny_model_dir: Path, tmp_path: Path, method: LoraConfig | FullConfig, present: set[str], absent: set[str]
+) -> None:
+    model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), method)
+    methods.save_weights(model, method, tmp_path / "w")
+    names = {p.name for p in (tmp_path / "w").iterdir()}
+    assert present <= names and not (absent & names)
+    loaded = methods.load_for_inference(tiny_model_dir, tmp_path / "w", method)
+    assert not loaded.training
+    if methods.is_adapter(method):
+        assert not any(p.requires_grad for p in loaded.parameters()), "an adapter loads frozen for inference"

@@ -1,0 +1,161 @@
+"""Preflight refusals (exact messages) and the memory estimate against its closed form."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from lmtune import methods
+from lmtune.errors import PreflightError
+from lmtune.methods.full import FullConfig
+from lmtune.methods.lora import LoraConfig
+from lmtune.schema import RunConfig
+from lmtune.train import preflight
+from lmtune.train.preflight import GIB, check, estimate_memory
+
+IM_END = "<|im_end|>"
+
+
+@pytest.fixture
+def lora_model(tiny_model_dir: Path) -> Any:
+    return methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(rank=4, alpha=8))
+
+
+def _with_labels(dataset: Any, index: int, labels: list[int]) -> Any:
+    rows = dataset.to_dict()
+    rows["labels"][index] = labels
+    return type(dataset).from_dict(rows)
+
+
+def test_a_good_split_passes_and_counts_trained_tokens(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    rows = make_rows()
+    report = check(lora_model, tiny_tokenizer, rows, run_config())
+    assert report.rows == len(rows)
+    assert report.trained_tokens == sum(sum(1 for x in r[1:] if x != -100) for r in rows["labels"]) > 0
+    assert report.total_tokens == sum(len(r) for r in rows["input_ids"])
+    assert report.eos_ids == (tiny_tokenizer.convert_tokens_to_ids(IM_END),)
+    assert report.available_source == "available RAM"
+    assert 0 < report.memory.total < report.available_bytes
+
+
+def test_refuses_when_no_token_is_trained(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    rows = make_rows()
+    rows = rows.map(lambda r: {"labels": [-100] * len(r["labels"])})
+    with pytest.raises(PreflightError) as err:
+        check(lora_model, tiny_tokenizer, rows, run_config())
+    assert str(err.value) == (
+        "no token would be trained on: every label in the 8 training examples is -100 "
+        "(check the data format and the assistant-only loss mask)"
+    )
+
+
+def test_refuses_an_empty_split(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    with pytest.raises(PreflightError, match=r"^the training split is empty: no example to train on$"):
+        check(lora_model, tiny_tokenizer, make_rows().select([]), run_config())
+
+
+def test_refuses_an_assistant_turn_that_does_not_end_with_eos(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    rows = make_rows()
+    labels = list(rows["labels"][3])
+    end = max(i for i, x in enumerate(labels) if x != -100)
+    assert tiny_tokenizer.convert_ids_to_tokens(labels[end]) == IM_END
+    labels[end] = -100  # the end-of-turn token is no longer trained: the span now ends on the answer
+    last = labels[end - 1]
+    token = tiny_tokenizer.convert_ids_to_tokens(last)
+    with pytest.raises(PreflightError) as err:
+        check(lora_model, tiny_tokenizer, _with_labels(rows, 3, labels), run_config())
+    assert str(err.value) == (
+        f"training example 3: a labelled span ends with token {token!r} (id {last}), not an end-of-turn "
+        f"token the model stops on ('<|im_end|>' (id 2)); the model will never stop generating. "
+        "Check the chat template and that each assistant turn ends with the eos token"
+    )
+
+
+def test_a_span_cut_by_truncation_at_max_length_is_allowed(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    rows = make_rows()
+    full = rows["input_ids"][0]
+    labels = list(rows["labels"][0])
+    end = max(i for i, x in enumerate(labels) if x != -100)
+    cut = make_rows().to_dict()
+    cut["input_ids"][0], cut["labels"][0], cut["attention_mask"][0] = full[:end], labels[:end], [1] * end
+    cut_rows = type(rows).from_dict(cut)
+    truncating = run_config(data={"truncation": "truncate", "max_length": end})
+    assert check(lora_model, tiny_tokenizer, cut_rows, truncating).rows == len(rows)
+    # the same row under `drop` (or shorter than max_length) is a template problem
+    with pytest.raises(PreflightError, match=r"^training example 0: a labelled span ends with token"):
+        check(lora_model, tiny_tokenizer, cut_rows, run_config(data={"max_length": end}))
+    with pytest.raises(PreflightError, match=r"^training example 0: "):
+        check(lora_model, tiny_tokenizer, cut_rows, run_config(data={"truncation": "truncate"}))
+
+
+def test_eos_ids_come_from_the_generation_config(tiny_model_dir: Path, tiny_tokenizer: Any) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.generation_config.eos_token_id = [2, 7]
+    assert preflight.eos_token_ids(model, tiny_tokenizer) == (2, 7)
+    assert preflight.first_bad_span_end([-100, 5, 7, -100, 9, 2], (2, 7)) is None
+    assert preflight.first_bad_span_end([-100, 5, 8, -100, 9, 2], (2, 7)) == 8
+    assert preflight.first_bad_span_end([-100, 5, 8], (2, 7), exempt_row_end=True) is None
+
+
+def test_refuses_a_run_that_does_not_fit_in_memory_with_both_numbers(
+    tiny_model_dir: Path,
+    tiny_tokenizer: Any,
+    make_rows: Callable[..., Any],
+    run_config: Callable[..., RunConfig],
+) -> None:
+    model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+    rows = make_rows()
+    cfg = run_config(method={"type": "full"}, trainer={"memory_limit_gb": 0.001})
+    longest = max(len(r) for r in rows["input_ids"])
+    est = estimate_memory(model, cfg.trainer.batch_size * longest, gradient_checkpointing=False)
+    with pytest.raises(PreflightError) as err:
+        check(model, tiny_tokenizer, rows, cfg)
+    assert str(err.value) == (
+        f"estimated peak training memory {est.total / GIB:.2f} GiB (weights {est.weights / GIB:.2f} + "
+        f"gradients {est.gradients / GIB:.2f} + optimizer {est.optimizer / GIB:.2f} + activations "
+        f"{est.activations / GIB:.2f}) exceeds the 0.00 GiB available (trainer.memory_limit_gb); lower "
+        "trainer.batch_size or data.max_length, turn on trainer.gradient_checkpointing, or use a LoRA method"
+    )
+    roomy = run_config(method={"type": "full"}, trainer={"memory_limit_gb": 1.0})
+    assert check(model, tiny_tokenizer, rows, roomy).available_bytes == GIB
+
+
+def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
+    full = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+    n = sum(p.numel() for p in full.parameters())
+    c = full.config
+    tokens = 4 * 50
+    est = estimate_memory(full, tokens, gradient_checkpointing=False)
+    assert (est.weights, est.gradients, est.optimizer) == (4 * n, 4 * n, 8 * n)
+    logits = tokens * c.vocab_size * 4 * 2
+    assert est.activations == tokens * c.num_hidden_layers * c.hidden_size * 17 * 4 + logits
+    checkpointed = estimate_memory(full, tokens, gradient_checkpointing=True)
+    assert checkpointed.activations == tokens * c.hidden_size * 4 * (c.num_hidden_layers + 17) + logits
+
+    lora = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(rank=4, alpha=8))
+    trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
+    est_lora = estimate_memory(lora, tokens, gradient_checkpointing=False)
+    assert est_lora.weights == 4 * sum(p.numel() for p in lora.parameters())
+    assert (est_lora.gradients, est_lora.optimizer) == (4 * trainable, 8 * trainable)
+    assert est_lora.total < est.total, "LoRA needs less memory than full training"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal when no CUDA device exists")
+def test_cuda_requested_without_a_device(run_config: Callable[..., RunConfig]) -> None:
+    with pytest.raises(PreflightError, match=r"^trainer.device is 'cuda' but no CUDA device is available$"):
+        preflight.train_device(run_config(trainer={"device": "cuda"}))
