@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from tuned_run import GSM8K_STYLE, make_run, perturbed_lora
 
+from lmtune.errors import ModelLoadError
 from lmtune.evaluate.generate import greedy_generate, render_prompt
 from lmtune.export import run as export_run
 from lmtune.export.check import BUILTIN_PROMPTS, ExportCheckError
@@ -128,3 +129,11 @@ def test_a_differing_export_fails_with_a_clear_error(
     check = json.loads((rundir.export / "export_check.json").read_text())
     assert check["identical"] is False and check["max_logit_diff"] > 1e-2
     assert json.loads(rundir.lineage.read_text())["export"]["identical"] is False
+
+
+def test_missing_weights_are_reported(tmp_path: Path, tiny_model_dir: Path) -> None:
+    rundir = make_run(tmp_path, tiny_model_dir)
+    shutil.rmtree(rundir.adapter)
+    with pytest.raises(ModelLoadError, match=r"run/model: no trained weights .* run `lmtune train` first"):
+        run(rundir)
+    assert not rundir.export.exists()
