@@ -22,9 +22,11 @@ class ExportConfig(StrictModel):
     """Stage 6a: merged, standard model folder."""
 
     merge: bool = True
-    """Fold adapters into the base weights so the folder loads without PEFT."""
+    """Fold adapters into the base weights so `export/merged/` loads without PEFT; off: the adapter alone
+    is saved to `export/adapter/` (loads with PEFT on top of the base model)."""
     check_prompts: int = Field(default=4, ge=0)
-    """Held-out prompts whose greedy outputs must be identical before and after export."""
+    """Held-out prompts whose greedy outputs must be identical before and after export (built-in prompts
+    fill in when the eval split has fewer); 0 skips the check."""
     check_max_new_tokens: int = Field(default=32, ge=1)
     """Generation budget for the export check."""
 

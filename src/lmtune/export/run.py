@@ -55,6 +55,8 @@ def run(rundir: RunDir) -> ExportResult:
         ExportCheckError: the reloaded folder's greedy outputs differ from the in-memory model's
             (export_check.json and lineage are written first, so the difference can be inspected).
     """
+    from transformers import GenerationConfig
+
     cfg = rundir.load_config()
     tuned = load_tuned(rundir.final_weights(), cfg.model)
     conversations = check_conversations(rundir, cfg.export.check_prompts)
@@ -71,7 +73,7 @@ def run(rundir: RunDir) -> ExportResult:
 
     reloaded = load_tuned(out, cfg.model).model if not merged else load_full(out, cfg.model)
     tokenizer = load_weights_tokenizer(out, cfg.model)
-    eos = reloaded.generation_config.eos_token_id
+    eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
     stops = eos if isinstance(eos, list) else [eos]
     after, _ = _answers(reloaded, tokenizer, conversations, cfg, stops=stops)
     after_logits = sequence_logits(reloaded, sequences)

@@ -137,3 +137,11 @@ def test_missing_weights_are_reported(tmp_path: Path, tiny_model_dir: Path) -> N
     with pytest.raises(ModelLoadError, match=r"run/model: no trained weights .* run `lmtune train` first"):
         run(rundir)
     assert not rundir.export.exists()
+
+
+def test_zero_check_prompts_skips_the_check(tmp_path: Path, tiny_model_dir: Path) -> None:
+    rundir = make_run(tmp_path, tiny_model_dir, export={"check_prompts": 0})
+    result = run(rundir)
+    check = json.loads((rundir.export / "export_check.json").read_text())
+    assert check == {"prompts": [], "before": [], "after": [], "identical": True, "max_logit_diff": None}
+    assert (result.path / "model.safetensors").is_file()
