@@ -157,8 +157,6 @@ def load_prepared(rundir: RunDir) -> PreparedData:
     Raises:
         DataError: the run directory holds no complete prepared data.
     """
-    from datasets import load_from_disk
-
     stats_path = rundir.data / "stats.json"
     if (
         not stats_path.is_file()
@@ -166,7 +164,7 @@ def load_prepared(rundir: RunDir) -> PreparedData:
         or not (rundir.data / "eval").is_dir()
     ):
         raise DataError(f"{rundir.data}: no prepared data (run the data stage first)")
-    train, evals = load_from_disk(str(rundir.data / "train")), load_from_disk(str(rundir.data / "eval"))
+    train, evals = _load_split(rundir.data / "train"), _load_split(rundir.data / "eval")
     return PreparedData(train=train, eval=evals, stats=json.loads(stats_path.read_text(encoding="utf-8")))
 
 
@@ -326,6 +324,18 @@ def _save(dataset: Dataset, path: Path) -> None:
     dataset.save_to_disk(str(tmp))
     shutil.rmtree(path, ignore_errors=True)
     os.replace(tmp, path)
+
+
+def _load_split(path: Path) -> Dataset:
+    """Load a saved split; an empty split (saved with no data files) loads as an empty Dataset."""
+    from datasets import Dataset, Features, load_from_disk
+
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if not state.get("_data_files"):
+        info = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))
+        features = Features.from_dict(info["features"])
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+    return load_from_disk(str(path))
 
 
 def _token_counts(dataset: Dataset) -> dict[str, int]:

@@ -205,3 +205,14 @@ def test_worker_processes_give_the_same_result(tmp_path: Path, sources: dict, ti
     assert two.stats["fingerprint"] == one.stats["fingerprint"]
     assert two.train["input_ids"][:] == one.train["input_ids"][:]
     assert two.train["labels"][:] == one.train["labels"][:]
+
+
+def test_eval_size_zero_round_trips_as_an_empty_split(
+    tmp_path: Path, sources: dict, tiny_tokenizer: Any
+) -> None:
+    cfg = _cfg(tmp_path, sources, eval_size=0)
+    rundir = RunDir.for_config(cfg)
+    prepare(cfg, rundir, tiny_tokenizer)
+    loaded = load_prepared(rundir)
+    assert len(loaded.eval) == 0 and len(loaded.train) == 15
+    assert set(loaded.eval.column_names) == set(loaded.train.column_names)
