@@ -154,3 +154,29 @@ def test_module_entry_point_trains_and_reports_user_errors(
     assert (tmp_path / "runs" / "cli" / "adapter" / "adapter_model.safetensors").is_file()
     assert main([str(path), "trainer.max_steps=1", "name=cli"]) == 2
     assert "already holds the complete checkpoint checkpoint-1" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_real_smollm2_lora_steps_pass_preflight_and_save_an_adapter(
+    smollm2_dir: Path, run_config: Callable[..., RunConfig]
+) -> None:
+    cfg = run_config(
+        model={"path": str(smollm2_dir)},
+        trainer={"max_steps": 2, "logging_steps": 1, "learning_rate": 5e-4, "save_steps": 2},
+    )
+    result = run(cfg)
+    train = _records(RunDir.for_config(cfg), "train")
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(math.isfinite(r["loss"]) and 0 < r["loss"] < 10 for r in train)
+    assert (result.weights_path / "adapter_model.safetensors").is_file()
+    assert result.eval_loss is not None and math.isfinite(result.eval_loss)
+
+
+def test_periodic_eval_and_gradient_accumulation(run_config: Callable[..., RunConfig]) -> None:
+    cfg = run_config(trainer={"max_steps": 4, "eval_steps": 2, "grad_accum": 2, "batch_size": 2})
+    run(cfg)
+    rundir = RunDir.for_config(cfg)
+    assert [r["step"] for r in _records(rundir, "eval")] == [2, 4, 4]  # every 2 steps, then the final one
+    train = _records(rundir, "train")
+    # 36 training rows, 2 x 2 rows per optimizer step: each step advances the epoch by 4/36
+    assert train[0]["epoch"] == pytest.approx(2 * 4 / 36, abs=1e-6)
