@@ -5,7 +5,6 @@ Imports transformers at module level: import this module only inside a stage's `
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,6 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from lmtune.errors import TrainingError
 from lmtune.rundir import RunDir
 from lmtune.train import checkpoints
-
-log = logging.getLogger(__name__)
 
 _TRAIN_KEYS = {"loss": "loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
 
