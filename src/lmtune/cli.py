@@ -115,8 +115,10 @@ def cmd_env(args: argparse.Namespace) -> int:
         return 0
     hw = info["hardware"]
     print(f"python {hw['python']} on {hw['platform']}")
-    print(f"cpus {hw['cpu_count']} (torch threads {hw['torch_threads']}), "
-          f"ram {hw['ram_available_gb']} / {hw['ram_total_gb']} GiB available")
+    print(
+        f"cpus {hw['cpu_count']} (torch threads {hw['torch_threads']}), "
+        f"ram {hw['ram_available_gb']} / {hw['ram_total_gb']} GiB available"
+    )
     gpus = hw["gpus"] or []
     print("cuda: " + (", ".join(f"{g['name']} {g['memory_gb']} GiB" for g in gpus) if gpus else "none"))
     for name, version in info["libraries"].items():
@@ -158,8 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmtune", description="Fine-tune language models end to end.")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(name: str, fn: Callable[[argparse.Namespace], int], help: str,
-             parent: argparse._SubParsersAction = verbs) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    def verb(
+        name: str,
+        fn: Callable[[argparse.Namespace], int],
+        help: str,
+        parent: argparse._SubParsersAction = verbs,
+    ) -> argparse.ArgumentParser:  # type: ignore[type-arg]
         p = parent.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p
@@ -170,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("pipeline", cmd_pipeline, "run every stage of a config: data, train, evaluate, export, serve")
     config_args(p)
-    p.add_argument("--resume", action="store_true", help="resume training from the newest complete checkpoint")
+    p.add_argument(
+        "--resume", action="store_true", help="resume training from the newest complete checkpoint"
+    )
 
     p = verb("train", cmd_train, "prepare data (if needed) and fine-tune")
     config_args(p)
@@ -181,9 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--format", default="messages", help="alpaca | messages | prompt_completion | text")
     p.add_argument("--rejects", help="write rejected records (line, reason) to this JSONL file")
-    p.add_argument("--column", action="append", default=[], metavar="FIELD=NAME",
-                   help="map a format field to the file's column name (repeatable)")
-    p = verb("prepare", cmd_data_prepare, "validate, template, mask and split a config's data into its run dir", data)
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=NAME",
+        help="map a format field to the file's column name (repeatable)",
+    )
+    p = verb(
+        "prepare",
+        cmd_data_prepare,
+        "validate, template, mask and split a config's data into its run dir",
+        data,
+    )
     config_args(p)
 
     p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
@@ -196,7 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--config", help="take serve/monitor settings from this run config")
-    p.add_argument("--log-prompts", action="store_true", help="store prompt/completion text in the request log")
+    p.add_argument(
+        "--log-prompts", action="store_true", help="store prompt/completion text in the request log"
+    )
 
     p = verb("chat", cmd_chat, "chat with a model folder in the terminal")
     p.add_argument("model_dir")

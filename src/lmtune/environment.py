@@ -10,8 +10,19 @@ from pathlib import Path
 from typing import Any
 
 LIBRARIES = (
-    "lmtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate",
-    "safetensors", "tokenizers", "pydantic", "fastapi", "bitsandbytes", "liger-kernel",
+    "lmtune",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "datasets",
+    "accelerate",
+    "safetensors",
+    "tokenizers",
+    "pydantic",
+    "fastapi",
+    "bitsandbytes",
+    "liger-kernel",
 )
 
 
@@ -58,8 +69,12 @@ def hardware() -> dict[str, Any]:
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
             info["gpus"].append(
-                {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 2),
-                 "capability": f"{props.major}.{props.minor}", "bf16": torch.cuda.is_bf16_supported()}
+                {
+                    "name": props.name,
+                    "memory_gb": round(props.total_memory / 2**30, 2),
+                    "capability": f"{props.major}.{props.minor}",
+                    "bf16": torch.cuda.is_bf16_supported(),
+                }
             )
     return info
 
@@ -69,5 +84,9 @@ def offline_flags() -> dict[str, str | None]:
 
 
 def report() -> dict[str, Any]:
-    return {"hardware": hardware(), "libraries": library_versions(), "env": offline_flags(),
-            "git_commit": git_commit()}
+    return {
+        "hardware": hardware(),
+        "libraries": library_versions(),
+        "env": offline_flags(),
+        "git_commit": git_commit(),
+    }

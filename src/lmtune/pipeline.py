@@ -27,7 +27,9 @@ def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
 
     prepared = prepare(cfg, rundir, load_tokenizer(cfg.model))
     result.artefacts["data"] = str(rundir.data)
-    result.metrics["data"] = {k: prepared.stats.get(k) for k in ("read", "accepted", "rejected", "train", "eval")}
+    result.metrics["data"] = {
+        k: prepared.stats.get(k) for k in ("read", "accepted", "rejected", "train", "eval")
+    }
 
 
 def _train(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool) -> None:
@@ -113,8 +115,16 @@ def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
         result.seconds[stage] = round(time.perf_counter() - start, 1)
     atomic_write_text(
         rundir.root / "pipeline_summary.json",
-        json.dumps({"seconds": result.seconds, "artefacts": result.artefacts, "metrics": result.metrics,
-                    "smoke": result.smoke}, indent=2, default=str),
+        json.dumps(
+            {
+                "seconds": result.seconds,
+                "artefacts": result.artefacts,
+                "metrics": result.metrics,
+                "smoke": result.smoke,
+            },
+            indent=2,
+            default=str,
+        ),
     )
     print_summary(result)
     return result
@@ -159,6 +169,8 @@ def print_summary(result: PipelineResult) -> None:
     console.print(where)
     if result.smoke:
         reply = result.smoke["response"]["choices"][0]["message"]["content"]
-        console.print(f"Served at {result.smoke['url']}; one chat request answered and logged "
-                      f"({result.smoke['requests_logged']} row(s) in the request store). Reply:")
+        console.print(
+            f"Served at {result.smoke['url']}; one chat request answered and logged "
+            f"({result.smoke['requests_logged']} row(s) in the request store). Reply:"
+        )
         console.print(reply.strip()[:400], markup=False)

@@ -22,7 +22,10 @@ class PipelineConfig(StrictModel):
 
     stages: list[Stage] = Field(default_factory=lambda: ["data", "train", "evaluate", "export", "serve"])
     """Stages to run, in this order."""
-    smoke_prompt: str = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?"
+    smoke_prompt: str = (
+        "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+        "How many clips did Natalia sell altogether in April and May?"
+    )
     """The chat request sent to the served model in the `serve` stage."""
 
 

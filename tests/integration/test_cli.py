@@ -45,7 +45,10 @@ def test_user_error_has_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     """The installed entry point: a bad key fails before any model loads, exit 2, no traceback."""
     res = subprocess.run(
         [sys.executable, "-m", "lmtune.cli", "train", str(ROOT / "configs/quickstart.yaml"), "method.rnak=3"],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert res.returncode == 2
     assert "Traceback" not in res.stderr

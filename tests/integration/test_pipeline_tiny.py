@@ -21,10 +21,21 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_every_stage_left_its_artefact(run_dir: Path) -> None:
     for rel in (
-        "config.yaml", "lineage.json", "metrics.jsonl", "data/train", "data/eval", "data/stats.json",
-        "adapter/adapter_config.json", "eval/summary.json", "eval/base.json", "eval/tuned.json",
-        "export/merged/model.safetensors", "export/merged/generation_config.json",
-        "export/export_check.json", "monitor/requests.sqlite", "monitor/smoke_request.json",
+        "config.yaml",
+        "lineage.json",
+        "metrics.jsonl",
+        "data/train",
+        "data/eval",
+        "data/stats.json",
+        "adapter/adapter_config.json",
+        "eval/summary.json",
+        "eval/base.json",
+        "eval/tuned.json",
+        "export/merged/model.safetensors",
+        "export/merged/generation_config.json",
+        "export/export_check.json",
+        "monitor/requests.sqlite",
+        "monitor/smoke_request.json",
         "pipeline_summary.json",
     ):
         assert (run_dir / rel).exists(), rel

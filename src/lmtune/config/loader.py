@@ -113,7 +113,11 @@ def check_keys(data: dict[str, Any], cls: type[BaseModel], prefix: str = "") -> 
             raise ConfigError(f"unknown config key '{where}': {hint}")
         if isinstance(value, dict):
             default = field.get_default(call_default_factory=True)
-            if "type" not in value and isinstance(default, BaseModel) and "type" in type(default).model_fields:
+            if (
+                "type" not in value
+                and isinstance(default, BaseModel)
+                and "type" in type(default).model_fields
+            ):
                 value["type"] = default.type  # type: ignore[attr-defined]
             sub = _pick(_model_classes(field.annotation), value, default)
             if sub is not None:

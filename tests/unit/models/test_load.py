@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ def test_hub_id_online_is_passed_through(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_folder_without_config(tmp_path: Path) -> None:
-    with pytest.raises(ModelLoadError, match="folder has no config.json"):
+    with pytest.raises(ModelLoadError, match=re.escape("folder has no config.json")):
         resolve_model_path(str(tmp_path))
 
 
