@@ -10,11 +10,16 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lmtune.errors import LmtuneError
 
+if TYPE_CHECKING:
+    from lmtune.config.deploy import MonitorConfig, ServeConfig
+    from lmtune.schema import RunConfig
 
-def _load_run_config(path: str, overrides: list[str]):  # type: ignore[no-untyped-def]
+
+def _load_run_config(path: str, overrides: list[str]) -> RunConfig:
     from lmtune.config import loader
     from lmtune.schema import RunConfig
 
@@ -79,7 +84,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _serve_config(args: argparse.Namespace) -> tuple[ServeConfig, MonitorConfig]:
     from lmtune.config.deploy import MonitorConfig, ServeConfig
 
     base = _load_run_config(args.config, []) if args.config else None
@@ -165,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         fn: Callable[[argparse.Namespace], int],
         help: str,
         parent: argparse._SubParsersAction = verbs,
-    ) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    ) -> argparse.ArgumentParser:
         p = parent.add_parser(name, help=help, description=help)
         p.set_defaults(fn=fn)
         return p

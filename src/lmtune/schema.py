@@ -15,12 +15,13 @@ from lmtune.methods import MethodConfig
 from lmtune.methods.lora import LoraConfig
 
 Stage = Literal["data", "train", "evaluate", "export", "serve"]
+ALL_STAGES: tuple[Stage, ...] = ("data", "train", "evaluate", "export", "serve")
 
 
 class PipelineConfig(StrictModel):
     """What `lmtune pipeline` runs."""
 
-    stages: list[Stage] = Field(default_factory=lambda: ["data", "train", "evaluate", "export", "serve"])
+    stages: list[Stage] = Field(default_factory=lambda: list(ALL_STAGES))
     """Stages to run, in this order."""
     smoke_prompt: str = (
         "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "

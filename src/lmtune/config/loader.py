@@ -24,7 +24,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML ({exc.problem})") from None
+        raise ConfigError(
+            f"override {item!r}: value is not valid YAML ({getattr(exc, 'problem', exc)})"
+        ) from None
     return key.strip().split("."), value
 
 

@@ -161,6 +161,7 @@ def save_tiny(path: str | Path, seed: int = 0) -> Path:
     out = Path(path)
     tok = build_tokenizer()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
+    assert isinstance(eos, int)
     model = build_model(len(tok), seed=seed, eos_token_id=eos)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
     model.save_pretrained(out)
