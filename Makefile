@@ -21,6 +21,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 	touch $@
 
 quickstart: $(BIN)/.installed
+	rm -rf runs/quickstart  # the quickstart's own run folder: every quickstart starts from scratch
 	$(BIN)/lmtune pipeline configs/quickstart.yaml
 
 test: $(BIN)/.installed
