@@ -37,16 +37,24 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def git_commit(path: Path | None = None) -> str | None:
-    """The commit of the source tree lmtune runs from, when it is a git checkout."""
-    where = path or Path(__file__).resolve().parent
+def git_commit(where: Path | None = None) -> str | None:
+    """The commit of the git checkout lmtune runs from (with `-dirty` if it has local changes), else None."""
+    cwd = where or Path(__file__).resolve().parent
     try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
         return None
-    return res.stdout.strip() or None if res.returncode == 0 else None
+    return f"{head}-dirty" if dirty else head
 
 
 def hardware() -> dict[str, Any]:

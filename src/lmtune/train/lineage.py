@@ -3,46 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import subprocess
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lmtune.environment import git_commit, library_versions
 from lmtune.train.checkpoints import sha256_file
 
-LIBRARIES = ("lmtune", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "safetensors")
 _MODEL_FILES = ("config.json", "generation_config.json")
-
-
-def library_versions() -> dict[str, str | None]:
-    """Installed version of each library the run depends on (None when absent)."""
-    versions: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def git_commit(where: Path | None = None) -> str | None:
-    """The commit of the git checkout lmtune runs from (with `-dirty` if it has local changes), else None."""
-    cwd = where or Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}-dirty" if dirty else head
 
 
 def model_hash(model_dir: str | Path) -> str | None:
