@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune import methods
 from lmtune.config.deploy import EvaluateConfig
 from lmtune.errors import DataError
 from lmtune.evaluate import metrics
@@ -100,12 +101,13 @@ def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir
     """
     if not examples:
         raise DataError("the eval split is empty: nothing to evaluate")
-    tuned = load_tuned(weights, cfg.model)
+    tuned = load_tuned(weights, cfg)
     tok = tuned.tokenizer
     tuned_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="tuned")
     base_report: dict[str, Any] | None = None
-    if cfg.evaluate.compare_base and tuned.is_adapter:
-        with tuned.model.disable_adapter():  # type: ignore[operator]
+    base_view = methods.base_view(tuned.model, cfg.method) if cfg.evaluate.compare_base else None
+    if base_view is not None:  # the same model computes the base function (e.g. adapters disabled)
+        with base_view:
             base_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="base")
     elif cfg.evaluate.compare_base:
         del tuned  # one full model in memory at a time

@@ -1,4 +1,4 @@
-"""Load a run's trained weights: base + PEFT adapter folder, or a full model folder."""
+"""Load a run's trained weights through its method, and the base model beside them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
 
 if TYPE_CHECKING:
+    from lmtune.schema import RunConfig
+
+if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
@@ -18,15 +21,10 @@ class Tuned:
     """The trained model in memory."""
 
     model: PreTrainedModel
-    """A PeftModel (adapter active) for adapter folders, else the full model."""
+    """The model as its method loads it (e.g. a PeftModel with the adapter active)."""
     tokenizer: PreTrainedTokenizerBase
     is_adapter: bool
     weights: Path
-
-
-def is_adapter_folder(path: Path) -> bool:
-    """Whether `path` holds a PEFT adapter (rather than a full model)."""
-    return (path / "adapter_config.json").is_file()
 
 
 def device() -> str:
@@ -71,25 +69,30 @@ def load_base(base: ModelConfig) -> PreTrainedModel:
     return load_model(base).to(device()).eval()  # type: ignore[arg-type]
 
 
-def load_tuned(weights: Path, base: ModelConfig) -> Tuned:
-    """Load trained weights: an adapter folder is applied to the base model with PEFT (adapter active);
-    any other folder is loaded as a full model.
+def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
+    """Load a run's trained weights through its method (`lmtune.methods.load_for_inference`): an
+    adapter goes on top of the base model, whole weights load on their own.
 
     Raises:
-        ModelLoadError: `weights` is not a folder with an adapter or a model.
+        ModelLoadError: `weights` holds no trained weights.
     """
-    if is_adapter_folder(weights):
-        from peft import PeftModel
+    from lmtune import methods
+    from lmtune.models.load import resolve_model_path
 
-        try:
-            model = PeftModel.from_pretrained(load_base(base), weights, is_trainable=False)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{weights}: cannot load adapter ({exc})") from None
-        # A PeftModel forwards every attribute (generate, config, ...) to the model it wraps.
-        wrapped = cast("PreTrainedModel", model.eval())
-        return Tuned(wrapped, load_weights_tokenizer(weights, base), True, weights)
-    if (weights / "config.json").is_file():
-        return Tuned(load_full(weights, base), load_weights_tokenizer(weights, base), False, weights)
-    raise ModelLoadError(
-        f"{weights}: no trained weights (no adapter_config.json or config.json); run `lmtune train` first"
+    if not weights.is_dir() or not any(weights.iterdir()):
+        raise ModelLoadError(
+            f"{weights}: no trained weights (missing or empty folder); run `lmtune train` first"
+        )
+    base_dir = resolve_model_path(cfg.model.path)
+    try:
+        model = methods.load_for_inference(base_dir, weights, cfg.method, cfg.model.dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{weights}: cannot load the trained weights ({exc})") from None
+    model = model.to(device()).eval()
+    # A PeftModel forwards every attribute (generate, config, ...) to the model it wraps.
+    return Tuned(
+        cast("PreTrainedModel", model),
+        load_weights_tokenizer(weights, cfg.model),
+        methods.is_adapter(cfg.method),
+        weights,
     )

@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from lmtune import methods
 from lmtune.evaluate.generate import Generation, greedy_generate, render_prompt, stop_token_ids
 from lmtune.evaluate.tuned import load_full, load_tuned, load_weights_tokenizer
 from lmtune.export.check import (
@@ -58,20 +59,21 @@ def run(rundir: RunDir) -> ExportResult:
     from transformers import GenerationConfig
 
     cfg = rundir.load_config()
-    tuned = load_tuned(rundir.final_weights(), cfg.model)
+    tuned = load_tuned(rundir.final_weights(), cfg)
     conversations = check_conversations(rundir, cfg.export.check_prompts)
     before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, cfg, stops=None)
     # Logits on the same token sequences (prompt + answer before export) on both sides.
     before_logits = sequence_logits(tuned.model, sequences)
 
-    merge = tuned.is_adapter and cfg.export.merge
-    model: Any = tuned.model.merge_and_unload() if merge else tuned.model  # type: ignore[operator]
-    merged = merge or not tuned.is_adapter
+    merged = cfg.export.merge and methods.mergeable(cfg.method)
     out = rundir.merged if merged else rundir.export / "adapter"
-    files = save_folder(model, tuned.tokenizer, out)
-    del model, tuned  # one model in memory at a time
+    if merged:
+        files = save_folder(methods.merge(tuned.model, cfg.method), tuned.tokenizer, out)
+    else:
+        files = save_folder(tuned.model, tuned.tokenizer, out, cfg.method)
+    del tuned  # one model in memory at a time
 
-    reloaded = load_tuned(out, cfg.model).model if not merged else load_full(out, cfg.model)
+    reloaded = load_full(out, cfg.model) if merged else load_tuned(out, cfg).model
     tokenizer = load_weights_tokenizer(out, cfg.model)
     eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
     stops = eos if isinstance(eos, list) else [eos]

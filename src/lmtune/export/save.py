@@ -9,11 +9,14 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune import methods
 from lmtune.errors import LmtuneError
 from lmtune.evaluate.generate import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
+
+    from lmtune.methods import AnyMethod
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 """Weight files that would need an unpickler to load; an export must contain none."""
@@ -35,9 +38,12 @@ def chat_generation_config(
     return config
 
 
-def save_folder(model: Any, tokenizer: PreTrainedTokenizerBase, out: Path) -> dict[str, str]:
-    """Save `model` (a transformers model, or a PeftModel to save only its adapter) with `tokenizer`
-    into `out`, replacing what was there only once the new folder is complete.
+def save_folder(
+    model: Any, tokenizer: PreTrainedTokenizerBase, out: Path, method: AnyMethod | None = None
+) -> dict[str, str]:
+    """Save `model` with `tokenizer` into `out`, replacing what was there only once the new folder is
+    complete. With `method`, `model` is the unmerged trained model, saved in its method's own layout
+    (e.g. only the adapter); without, a plain transformers model.
 
     Returns:
         {weight file name: sha256} of the safetensors files written.
@@ -49,8 +55,8 @@ def save_folder(model: Any, tokenizer: PreTrainedTokenizerBase, out: Path) -> di
     shutil.rmtree(tmp, ignore_errors=True)
     generation = chat_generation_config(getattr(model, "generation_config", None), tokenizer)
     # transformers 5 always writes safetensors; PEFT still takes the flag (and defaults to it).
-    if _is_peft(model):
-        model.save_pretrained(tmp, safe_serialization=True)
+    if method is not None:
+        methods.save_weights(model, method, tmp)
         generation.save_pretrained(tmp)
     else:
         model.generation_config = generation
@@ -60,12 +66,6 @@ def save_folder(model: Any, tokenizer: PreTrainedTokenizerBase, out: Path) -> di
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return hashes
-
-
-def _is_peft(model: Any) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
 
 
 def _check_weights(folder: Path) -> dict[str, str]:

@@ -1,13 +1,16 @@
-"""How weights become trainable. Each method: a tagged config + `prepare(model, cfg)`, joined here.
+"""How weights become trainable. Each method is a module with a tagged config and the functions of
+`MethodModule`; this package joins the configs in one discriminated union and dispatches through one
+exhaustive `match` (`module_for`).
 
-Adding a method = a new module, an entry in `MethodConfig`, a case in `prepare`; the contract suite in
-tests/contracts then covers it automatically through `ALL_METHODS`.
+Adding a method = a new module, an entry in `AnyMethod` and `ALL_METHODS`, a case in `module_for`; the
+contract suite in tests/contracts then covers it automatically.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, assert_never
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, assert_never
 
 from pydantic import Field
 
@@ -19,90 +22,100 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
-MethodConfig = Annotated[FullConfig | LoraConfig, Field(discriminator="type")]
+AnyMethod = FullConfig | LoraConfig
+MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
 
-ALL_METHODS: tuple[FullConfig | LoraConfig, ...] = (FullConfig(), LoraConfig(rank=4, alpha=8))
-"""One default instance of every method, for the contract suite."""
+ALL_METHODS: tuple[AnyMethod, ...] = (FullConfig(), LoraConfig(rank=4, alpha=8))
+"""One small instance of every method, for the contract suite."""
 
 
-def prepare(model: torch.nn.Module, cfg: FullConfig | LoraConfig) -> torch.nn.Module:
+class MethodModule(Protocol):
+    """What every method module provides (each function takes that module's own config and the model
+    type its `prepare` returns, hence `Any` here)."""
+
+    def prepare(self, model: Any, cfg: Any) -> torch.nn.Module:
+        """Make the intended parameters trainable (wrapping the model if the method needs to)."""
+        ...
+
+    def trains(self, name: str, cfg: Any) -> bool:
+        """Whether parameter `name` (as in `named_parameters()` after `prepare`) is meant to train."""
+        ...
+
+    def is_adapter(self, cfg: Any) -> bool:
+        """Whether the run saves an adapter on top of the base (`adapter/`) rather than a whole model."""
+        ...
+
+    def mergeable(self, cfg: Any) -> bool:
+        """Whether `merge` can fold the trained weights into a plain model with the same outputs."""
+        ...
+
+    def save(self, model: Any, cfg: Any, out_dir: Path) -> None:
+        """Write the trained weights (safetensors) in the method's standard layout."""
+        ...
+
+    def load(self, base_dir: str | Path, weights_dir: str | Path, cfg: Any, dtype: str) -> torch.nn.Module:
+        """Load what `save` wrote, on top of the base model where the method needs it."""
+        ...
+
+    def merge(self, model: Any, cfg: Any) -> PreTrainedModel:
+        """A plain transformers model computing the same function as the trained `model`."""
+        ...
+
+    def base_view(self, model: Any, cfg: Any) -> AbstractContextManager[Any] | None:
+        """A context in which the trained `model` computes the base model's function (adapters
+        disabled), or None when the base must be loaded on its own."""
+        ...
+
+
+def module_for(cfg: AnyMethod) -> MethodModule:
+    """The module implementing `cfg`'s method (the one exhaustive dispatch)."""
+    match cfg:
+        case FullConfig():
+            return full
+        case LoraConfig():
+            return lora
+        case _:
+            assert_never(cfg)
+
+
+def prepare(model: PreTrainedModel, cfg: AnyMethod) -> torch.nn.Module:
     """Make `model` trainable according to `cfg`."""
-    match cfg:
-        case FullConfig():
-            return full.prepare(model, cfg)  # type: ignore[arg-type]
-        case LoraConfig():
-            return lora.prepare(model, cfg)  # type: ignore[arg-type]
-        case _:
-            assert_never(cfg)
+    return module_for(cfg).prepare(model, cfg)
 
 
-def is_adapter(cfg: FullConfig | LoraConfig) -> bool:
-    """Whether the method saves an adapter (base stays untouched) rather than full weights."""
-    match cfg:
-        case FullConfig():
-            return False
-        case LoraConfig():
-            return True
-        case _:
-            assert_never(cfg)
-
-
-def mergeable(cfg: FullConfig | LoraConfig) -> bool:
-    """Whether `merge` can fold the trained weights into a plain model with the same outputs."""
-    match cfg:
-        case FullConfig():
-            return True
-        case LoraConfig():
-            return True
-        case _:
-            assert_never(cfg)
-
-
-def trains(name: str, cfg: FullConfig | LoraConfig) -> bool:
+def trains(name: str, cfg: AnyMethod) -> bool:
     """Whether the parameter called `name` (as in `model.named_parameters()` after `prepare`) should train."""
-    match cfg:
-        case FullConfig():
-            return full.trains(name, cfg)
-        case LoraConfig():
-            return lora.trains(name, cfg)
-        case _:
-            assert_never(cfg)
+    return module_for(cfg).trains(name, cfg)
 
 
-def save_weights(model: torch.nn.Module, cfg: FullConfig | LoraConfig, out_dir: str | Path) -> None:
+def is_adapter(cfg: AnyMethod) -> bool:
+    """Whether the method saves an adapter (base stays untouched) rather than full weights."""
+    return module_for(cfg).is_adapter(cfg)
+
+
+def mergeable(cfg: AnyMethod) -> bool:
+    """Whether `merge` can fold the trained weights into a plain model with the same outputs."""
+    return module_for(cfg).mergeable(cfg)
+
+
+def save_weights(model: torch.nn.Module, cfg: AnyMethod, out_dir: str | Path) -> None:
     """Write the trained weights in the method's standard layout (safetensors): an adapter or a model."""
-    out = Path(out_dir)
-    match cfg:
-        case FullConfig():
-            full.save(model, cfg, out)  # type: ignore[arg-type]
-        case LoraConfig():
-            lora.save(model, cfg, out)  # type: ignore[arg-type]
-        case _:
-            assert_never(cfg)
+    module_for(cfg).save(model, cfg, Path(out_dir))
 
 
 def load_for_inference(
-    base_dir: str | Path, weights_dir: str | Path, cfg: FullConfig | LoraConfig, dtype: str = "float32"
+    base_dir: str | Path, weights_dir: str | Path, cfg: AnyMethod, dtype: str = "float32"
 ) -> torch.nn.Module:
     """Load what `save_weights` wrote (on top of the base model in `base_dir` where the method needs it),
     in eval mode."""
-    model: torch.nn.Module
-    match cfg:
-        case FullConfig():
-            model = full.load(base_dir, weights_dir, cfg, dtype)
-        case LoraConfig():
-            model = lora.load(base_dir, weights_dir, cfg, dtype)
-        case _:
-            assert_never(cfg)
-    return model.eval()
+    return module_for(cfg).load(base_dir, weights_dir, cfg, dtype).eval()
 
 
-def merge(model: torch.nn.Module, cfg: FullConfig | LoraConfig) -> PreTrainedModel:
+def merge(model: torch.nn.Module, cfg: AnyMethod) -> PreTrainedModel:
     """A plain transformers model computing the same function as the trained `model` (see `mergeable`)."""
-    match cfg:
-        case FullConfig():
-            return full.merge(model, cfg)  # type: ignore[arg-type]
-        case LoraConfig():
-            return lora.merge(model, cfg)  # type: ignore[arg-type]
-        case _:
-            assert_never(cfg)
+    return module_for(cfg).merge(model, cfg)
+
+
+def base_view(model: torch.nn.Module, cfg: AnyMethod) -> AbstractContextManager[Any] | None:
+    """A context in which `model` computes the base model's function, or None (load the base apart)."""
+    return module_for(cfg).base_view(model, cfg)

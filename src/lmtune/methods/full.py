@@ -45,6 +45,21 @@ def load(
     return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
 
 
+def is_adapter(cfg: FullConfig) -> bool:
+    """Full fine-tuning saves the whole model."""
+    return False
+
+
+def mergeable(cfg: FullConfig) -> bool:
+    """Trivially: the trained model is already a plain model."""
+    return True
+
+
+def base_view(model: PreTrainedModel, cfg: FullConfig) -> None:
+    """Every weight changed: the base must be loaded on its own."""
+    return None
+
+
 def merge(model: PreTrainedModel, cfg: FullConfig) -> PreTrainedModel:
     """Nothing to fold in: the trained model already is the merged model."""
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -61,6 +62,21 @@ def load(base_dir: str | Path, weights_dir: str | Path, cfg: LoraConfig, dtype: 
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
     return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
+
+
+def is_adapter(cfg: LoraConfig) -> bool:
+    """LoRA saves only the adapter; the base stays untouched."""
+    return True
+
+
+def mergeable(cfg: LoraConfig) -> bool:
+    """W + (alpha/r) B A folds into W exactly."""
+    return True
+
+
+def base_view(model: PeftModel, cfg: LoraConfig) -> AbstractContextManager[None]:
+    """The same model with its adapters disabled computes the base function (no second copy)."""
+    return model.disable_adapter()
 
 
 def merge(model: PeftModel, cfg: LoraConfig) -> PreTrainedModel:

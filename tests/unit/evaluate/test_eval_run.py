@@ -199,8 +199,7 @@ def test_clear_errors_for_missing_inputs(tmp_path: Path, tiny_model_dir: Path) -
 def test_empty_eval_split_is_refused(
     tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The data stage writes an empty eval split when data.eval_size = 0; datasets 5.2 cannot read a
-    # zero-shard split back, so the loader is replaced by one returning an empty split.
+    # An empty eval split (as data.eval_size = 0 writes), served without re-running the data stage.
     from lmtune.data import prepare
 
     rundir = make_run(tmp_path, tiny_model_dir)
