@@ -20,7 +20,7 @@ from lmtune.methods.lora import LoraConfig
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, TrainerCallback
 
 AnyMethod = FullConfig | LoraConfig
 MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
@@ -64,6 +64,16 @@ class MethodModule(Protocol):
     def base_view(self, model: Any, cfg: Any) -> AbstractContextManager[Any] | None:
         """A context in which the trained `model` computes the base model's function (adapters
         disabled), or None when the base must be loaded on its own."""
+        ...
+
+    def param_groups(self, model: Any, cfg: Any, learning_rate: float) -> list[dict[str, Any]] | None:
+        """Optimizer parameter groups when the method needs its own (e.g. per-group learning rates),
+        or None for the trainer's default (every trainable parameter at `learning_rate`)."""
+        ...
+
+    def callbacks(self, model: Any, cfg: Any) -> list[TrainerCallback]:
+        """transformers TrainerCallbacks the method needs during training (e.g. to re-pick what
+        trains each round); empty for most methods."""
         ...
 
 
@@ -119,3 +129,13 @@ def merge(model: torch.nn.Module, cfg: AnyMethod) -> PreTrainedModel:
 def base_view(model: torch.nn.Module, cfg: AnyMethod) -> AbstractContextManager[Any] | None:
     """A context in which `model` computes the base model's function, or None (load the base apart)."""
     return module_for(cfg).base_view(model, cfg)
+
+
+def param_groups(model: torch.nn.Module, cfg: AnyMethod, learning_rate: float) -> list[dict[str, Any]] | None:
+    """The method's own optimizer parameter groups, or None for the trainer's default."""
+    return module_for(cfg).param_groups(model, cfg, learning_rate)
+
+
+def callbacks(model: torch.nn.Module, cfg: AnyMethod) -> list[TrainerCallback]:
+    """TrainerCallbacks the method needs during training."""
+    return module_for(cfg).callbacks(model, cfg)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 from lmtune.config.base import StrictModel
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, TrainerCallback
 
 
 class FullConfig(StrictModel):
@@ -63,3 +63,13 @@ def base_view(model: PreTrainedModel, cfg: FullConfig) -> None:
 def merge(model: PreTrainedModel, cfg: FullConfig) -> PreTrainedModel:
     """Nothing to fold in: the trained model already is the merged model."""
     return model
+
+
+def param_groups(model: PreTrainedModel, cfg: FullConfig, learning_rate: float) -> None:
+    """The trainer's default: every trainable parameter at one learning rate."""
+    return None
+
+
+def callbacks(model: PreTrainedModel, cfg: FullConfig) -> list[TrainerCallback]:
+    """Nothing to do during training."""
+    return []

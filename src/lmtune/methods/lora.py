@@ -12,7 +12,7 @@ from lmtune.config.base import StrictModel
 
 if TYPE_CHECKING:
     from peft import PeftModel
-    from transformers import PreTrainedModel
+    from transformers import PreTrainedModel, TrainerCallback
 
 
 class LoraConfig(StrictModel):
@@ -82,3 +82,13 @@ def base_view(model: PeftModel, cfg: LoraConfig) -> AbstractContextManager[None]
 def merge(model: PeftModel, cfg: LoraConfig) -> PreTrainedModel:
     """Fold W + (alpha/r) B A into each adapted weight and drop the PEFT wrappers."""
     return model.merge_and_unload()
+
+
+def param_groups(model: PeftModel, cfg: LoraConfig, learning_rate: float) -> None:
+    """The trainer's default: every trainable parameter at one learning rate."""
+    return None
+
+
+def callbacks(model: PeftModel, cfg: LoraConfig) -> list[TrainerCallback]:
+    """Nothing to do during training."""
+    return []

@@ -177,6 +177,10 @@ def build_trainer(
         logging_nan_inf_filter=False,  # a non-finite loss is an error (NonFiniteGuard), not something to hide
     )
     guard = NonFiniteGuard(rundir.checkpoints)
+    groups = methods.param_groups(model, cfg.method, t.learning_rate)
+    optimizer = (
+        torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
+    )
     trainer = Trainer(
         model=model,
         args=args,
@@ -184,7 +188,14 @@ def build_trainer(
         eval_dataset=_model_columns(evals) if has_eval and evals is not None else None,
         data_collator=PadCollator(pad_id=_pad_id(tokenizer)),
         processing_class=tokenizer,
-        callbacks=[FinishedRunStop(), MetricsCallback(rundir), ManifestCallback(t.save_total_limit), guard],
+        callbacks=[
+            FinishedRunStop(),
+            MetricsCallback(rundir),
+            ManifestCallback(t.save_total_limit),
+            guard,
+            *methods.callbacks(model, cfg.method),
+        ],
+        optimizers=(optimizer, None),
     )
     guard.attach(model)
     return trainer, guard
