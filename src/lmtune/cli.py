@@ -79,6 +79,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from lmtune.rundir import RunDir
 
     rundir = RunDir(Path(args.run_dir))
+    if args.combine is not None:
+        from lmtune.export import combine
+
+        result = combine.run(rundir, combine.parse_spec(args.combine, args.combination))
+        print(f"exported a {args.combination} combination of {args.combine} -> {result.path}")
+        return 0
+    if args.combination != "cat":
+        raise LmtuneError("--combination only applies with --combine")
     run(rundir)
     print(f"exported -> {rundir.merged}")
     return 0
@@ -213,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p = verb("export", cmd_export, "merge and save a standard model folder, with an export check")
     p.add_argument("run_dir")
+    p.add_argument(
+        "--combine",
+        metavar="PATH:W,...",
+        help="export a weighted combination of LoRA adapters (adapter folders or run dirs) instead",
+    )
+    p.add_argument(
+        "--combination",
+        choices=("cat", "linear", "svd"),
+        default="cat",
+        help="cat: exact weighted sum of updates; svd: its low-rank approximation; linear: PEFT's A/B mix",
+    )
 
     p = verb("serve", cmd_serve, "serve a model folder over an OpenAI-compatible HTTP API")
     p.add_argument("model_dir")

@@ -1,8 +1,13 @@
 """Stages 5-7 settings: evaluation, export, serving, monitoring."""
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from lmtune.config.base import StrictModel
+
+Combination = Literal["cat", "linear", "svd"]
+"""How `export.combine` joins LoRA adapters (see docs/methods.md, "Several adapters on one base")."""
 
 
 class EvaluateConfig(StrictModel):
@@ -18,6 +23,34 @@ class EvaluateConfig(StrictModel):
     """Also evaluate the base model (adapter disabled) so the report shows before and after."""
 
 
+class CombineSource(StrictModel):
+    """One adapter of a weighted combination."""
+
+    path: str
+    """A LoRA adapter folder (with adapter_config.json), or a run directory whose `adapter/` is used."""
+    weight: float = Field(allow_inf_nan=False)
+    """w_i in the combined update sum_i w_i (alpha_i / r_i) B_i A_i; negative subtracts the adapter."""
+
+    @field_validator("weight")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("a weight of 0 leaves the adapter out; drop it from the list instead")
+        return value
+
+
+class CombineConfig(StrictModel):
+    """Export a weighted combination of LoRA adapters (trained on this run's base) instead of the run's
+    own weights."""
+
+    adapters: list[CombineSource] = Field(min_length=1)
+    """The adapters and their weights."""
+    combination: Combination = "cat"
+    """`cat`: exactly sum_i w_i (alpha_i/r_i) B_i A_i (rank = sum of ranks); `svd`: that sum truncated
+    to the largest source rank (best low-rank approximation); `linear`: PEFT's combination of A and B
+    separately (same rank, needs one rank; not the weighted sum of updates when mixing several)."""
+
+
 class ExportConfig(StrictModel):
     """Stage 6a: merged, standard model folder."""
 
@@ -29,6 +62,9 @@ class ExportConfig(StrictModel):
     fill in when the eval split has fewer); 0 skips the check."""
     check_max_new_tokens: int = Field(default=32, ge=1)
     """Generation budget for the export check."""
+    combine: CombineConfig | None = None
+    """Export a weighted combination of LoRA adapters instead of the run's own weights (also
+    `lmtune export --combine a:0.7,b:0.3 RUN_DIR`); the combined adapter is kept in `export/combined/`."""
 
 
 class ServeConfig(StrictModel):

@@ -2,7 +2,8 @@
 in-memory model.
 
 run(rundir)
-  -> load the final weights (base + adapter, or the full model folder)
+  -> load the final weights (base + adapter, or the full model folder; `export.combine`: a weighted
+     combination of adapters, built by lmtune.export.combine)
   -> greedy answers to `export.check_prompts` held-out prompts, and their logits (before)
   -> merge the adapter into the base (`export.merge`), save `<run>/export/merged/` (safetensors,
      tokenizer + chat template, generation config stopping at the end-of-turn token); with
@@ -50,16 +51,27 @@ class ExportResult:
 
 
 def run(rundir: RunDir) -> ExportResult:
-    """Export a run's final weights as a standard folder and verify it reproduces the in-memory model.
+    """Export a run's final weights (or, with `export.combine`, a weighted combination of adapters:
+    `lmtune.export.combine`) as a standard folder and verify it reproduces the in-memory model.
 
     Raises:
         ExportCheckError: the reloaded folder's greedy outputs differ from the in-memory model's
             (export_check.json and lineage are written first, so the difference can be inspected).
     """
+    cfg = rundir.load_config()
+    if cfg.export.combine is not None:
+        from lmtune.export import combine  # it exports through `export` below
+
+        return combine.run(rundir, cfg.export.combine)
+    return export(rundir, cfg, rundir.final_weights())
+
+
+def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
+    """Export the trained weights in `weights` (saved by `cfg.method`) into `rundir`'s export folder,
+    with the export check (see `run`)."""
     from transformers import GenerationConfig
 
-    cfg = rundir.load_config()
-    tuned = load_tuned(rundir.final_weights(), cfg)
+    tuned = load_tuned(weights, cfg)
     conversations = check_conversations(rundir, cfg.export.check_prompts)
     before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, cfg, stops=None)
     # Logits on the same token sequences (prompt + answer before export) on both sides.
