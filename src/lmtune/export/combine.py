@@ -3,7 +3,8 @@ a:0.7,b:0.3 RUN_DIR`, or `export.combine` in the run's config).
 
 run(rundir, combine)
   -> each source is an adapter folder (adapter_config.json), or a run directory whose `adapter/` is used
-  -> check they are plain LoRA adapters of the run's base model that `combine.combination` can mix
+  -> check they are LoRA adapters of the run's base model (quantized alike, for QLoRA adapters) that
+     `combine.combination` can mix
   -> load them on the base, combine them into one adapter (lmtune.methods.adapters.combine) and save it
      to `<run>/export/combined/` (PEFT layout, tokenizer, combine.json)
   -> export that adapter like a trained run's (lmtune.export.run.export): `<run>/export/merged/` and
@@ -19,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune import methods
 from lmtune.config.deploy import Combination, CombineConfig, CombineSource
 from lmtune.errors import ConfigError, ModelLoadError
 from lmtune.methods import adapters
@@ -93,26 +95,27 @@ def run(rundir: RunDir, combine: CombineConfig) -> ExportResult:
     rank = adapters.check_combinable(infos, combine.combination, base_dir)
 
     names = [f"source{i}" for i in range(len(infos))]
-    model = adapters.load_adapters(
-        base_dir, dict(zip(names, (i.path for i in infos), strict=True)), cfg.model.dtype
-    )
+    sources = dict(zip(names, (i.path for i in infos), strict=True))
+    model = adapters.load_adapters(base_dir, sources, cfg.model.dtype, infos[0].quantization)
     weights = dict(zip(names, (s.weight for s in combine.adapters), strict=True))
     # Named "default" so PEFT saves it at the folder's top level (where PeftModel.from_pretrained looks).
     adapters.combine(model, weights, "default", combine.combination)
+    for name in names:
+        model.delete_adapter(name)
 
+    # PEFT builds the combination with lora_alpha = r (scaling 1): w_i and s_i are folded into A and B.
+    as_lora = cfg.model_copy(update={"method": LoraConfig(rank=rank, alpha=rank)})
     record = _record(combine, infos, rank)
     out = rundir.export / COMBINED
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), selected_adapters=["default"])
+    methods.save_weights(model, as_lora.method, tmp)  # LoRA's layout, with a quantized base recorded
     load_weights_tokenizer(infos[0].path, cfg.model).save_pretrained(tmp)
     atomic_write_text(tmp / "combine.json", json.dumps(record, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     del model  # one model in memory at a time: the export loads the combined adapter again
 
-    # PEFT saves the combination with lora_alpha = r (scaling 1): w_i and s_i are folded into it.
-    as_lora = cfg.model_copy(update={"method": LoraConfig(rank=rank, alpha=rank)})
     result = export(rundir, as_lora, out)
     rundir.update_lineage(combine=record)
     return result
@@ -123,7 +126,13 @@ def _record(combine: CombineConfig, infos: list[adapters.AdapterInfo], rank: int
         "combination": combine.combination,
         "rank": rank,
         "adapters": [
-            {"path": str(info.path.resolve()), "weight": s.weight, "rank": info.rank, "alpha": info.alpha}
+            {
+                "path": str(info.path.resolve()),
+                "weight": s.weight,
+                "rank": info.rank,
+                "alpha": info.alpha,
+                "quantization": info.quantization,
+            }
             for s, info in zip(combine.adapters, infos, strict=True)
         ],
     }

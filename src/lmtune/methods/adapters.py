@@ -1,7 +1,8 @@
 """Several LoRA adapters on one base model, through PEFT: load them side by side, switch between them,
 stack them (several active at once) and weight-combine them into one new adapter.
 
-For an adapted linear layer with base weight W and adapters i = (A_i, B_i, s_i = alpha_i / r_i):
+For an adapted linear layer with base weight W and adapters i = (A_i, B_i, s_i = alpha_i / r_i, or
+alpha_i / sqrt(r_i) for rsLoRA):
 
 - switch to i:   y = W x + s_i B_i A_i x
 - stack S:       y = W x + sum_{i in S} s_i B_i A_i x  (the same as merging one adapter, then applying
@@ -13,7 +14,9 @@ For an adapted linear layer with base weight W and adapters i = (A_i, B_i, s_i =
   updates when mixing several adapters, and every adapter must have the same rank.
 
 PEFT (`load_adapter`, `set_adapter`, `add_weighted_adapter`) does the work; this module names the
-semantics and turns PEFT's refusals into one-line errors.
+semantics, turns PEFT's refusals into one-line errors, refuses DoRA adapters (magnitude vectors do not
+add up) and gives the combination the unit scaling its A and B were built for (PEFT would keep an
+rsLoRA first source's alpha/sqrt(r)).
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.deploy import Combination
+from lmtune.config.model import Quantization
 from lmtune.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
     from peft import PeftModel
 
+DORA = "a DoRA adapter; its magnitude vectors do not combine (only plain LoRA updates add up)"
+
 
 @dataclass(frozen=True)
 class AdapterInfo:
-    """What a saved LoRA adapter's adapter_config.json says about it."""
+    """What a saved LoRA adapter folder says about itself."""
 
     path: Path
     rank: int
@@ -42,16 +48,19 @@ class AdapterInfo:
     alpha: float
     base: str
     """`base_model_name_or_path`: the base model it was trained on."""
+    quantization: Quantization
+    """How that base was quantized while training (lmtune's QLoRA record; `none` for a float base)."""
 
 
 def read_adapter(path: Path) -> AdapterInfo:
-    """Read and check a saved adapter folder: a plain LoRA adapter that can be combined.
+    """Read and check a saved adapter folder: a LoRA adapter whose update can be combined.
 
     Raises:
         ModelLoadError: no adapter_config.json, or it is unreadable.
-        ConfigError: not a LoRA adapter, or a LoRA variant whose updates do not combine (DoRA's
-            magnitude vectors; rank-stabilised scaling, which PEFT would apply to the combination too).
+        ConfigError: not a LoRA adapter, or a DoRA adapter (its magnitude vectors do not combine).
     """
+    from lmtune.methods.peft_adapter import saved_quantization
+
     config_path = path / "adapter_config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
@@ -63,14 +72,10 @@ def read_adapter(path: Path) -> AdapterInfo:
     if kind != "LORA":
         raise ConfigError(f"{path}: a {kind} adapter; only LoRA adapters can be combined")
     if config.get("use_dora"):
-        raise ConfigError(f"{path}: a DoRA adapter; its magnitude vectors cannot be combined")
-    if config.get("use_rslora"):
-        raise ConfigError(
-            f"{path}: a rank-stabilised LoRA (use_rslora); PEFT would rescale the combination by "
-            "alpha/sqrt(r), so it cannot be combined"
-        )
+        raise ConfigError(f"{path}: {DORA}")
     rank = max([int(config["r"]), *map(int, (config.get("rank_pattern") or {}).values())])
-    return AdapterInfo(path, rank, float(config["lora_alpha"]), str(config.get("base_model_name_or_path")))
+    base = str(config.get("base_model_name_or_path"))
+    return AdapterInfo(path, rank, float(config["lora_alpha"]), base, saved_quantization(path))
 
 
 def same_base(a: str, b: str) -> bool:
@@ -106,7 +111,8 @@ def check_combinable(infos: Sequence[AdapterInfo], combination: Combination, bas
     the combination.
 
     Raises:
-        ConfigError: an adapter was trained on another base, or the ranks do not fit `combination`.
+        ConfigError: an adapter was trained on another base, or on a base quantized differently from
+            the first adapter's, or the ranks do not fit `combination`.
     """
     for info in infos:
         if not same_base(info.base, base):
@@ -114,24 +120,36 @@ def check_combinable(infos: Sequence[AdapterInfo], combination: Combination, bas
                 f"{info.path}: trained on base '{info.base}', not on '{base}'; "
                 "adapters combine only on the base they were trained on"
             )
+        if info.quantization != infos[0].quantization:
+            raise ConfigError(
+                f"{info.path}: trained on a base quantized '{info.quantization}', but {infos[0].path} on "
+                f"one quantized '{infos[0].quantization}'; adapters combine only on one base"
+            )
     return combination_rank([i.rank for i in infos], combination)
 
 
-def load_adapters(base_dir: str | Path, adapters: Mapping[str, Path], dtype: str = "float32") -> PeftModel:
-    """The base model in `base_dir` with every adapter of `adapters` ({name: folder}) loaded under its
-    name, frozen, in eval mode; the first one is active.
+def load_adapters(
+    base_dir: str | Path,
+    adapters: Mapping[str, Path],
+    dtype: str = "float32",
+    quantization: Quantization = "none",
+) -> PeftModel:
+    """The base model in `base_dir` (quantized with `quantization`, as the adapters were trained) with
+    every adapter of `adapters` ({name: folder}) loaded under its name, frozen, in eval mode; the first
+    one is active.
 
     Raises:
         ConfigError: no adapters given.
     """
-    import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+
+    from lmtune.config.model import ModelConfig
+    from lmtune.models.load import load_model
 
     if not adapters:
         raise ConfigError("no adapters to load")
     (first, first_dir), *rest = adapters.items()
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
+    base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
     model = PeftModel.from_pretrained(base, str(first_dir), adapter_name=first, autocast_adapter_dtype=False)
     for name, folder in rest:
         model.load_adapter(str(folder), adapter_name=name, autocast_adapter_dtype=False)
@@ -170,12 +188,31 @@ def combine(model: PeftModel, weights: Mapping[str, float], name: str, combinati
         raise ConfigError(f"adapter weights must be finite numbers, got {bad}")
     if name in model.peft_config:
         raise ConfigError(f"an adapter named '{name}' is already loaded")
+    dora = [k for k in weights if getattr(model.peft_config[k], "use_dora", False)]
+    if dora:
+        raise ConfigError(f"{dora}: {DORA}")
     combination_rank([_rank(model.peft_config[k]) for k in weights], combination)  # before PEFT's message
     try:
         model.add_weighted_adapter(list(weights), list(weights.values()), name, combination_type=combination)
     except ValueError as exc:
         raise ConfigError(f"cannot combine adapters {list(weights)} with '{combination}': {exc}") from None
+    _unit_scaling(model, name)
     switch(model, name)
+
+
+def _unit_scaling(model: PeftModel, name: str) -> None:
+    """Give the combined adapter `name` the scaling 1 its A and B were built for (w_i s_i is folded into
+    them). PEFT copies the first source's config, so after an rsLoRA source it would scale the combination
+    by alpha/sqrt(r) = sqrt(r); with use_rslora off, lora_alpha = r gives 1, in memory and when reloaded."""
+    from peft.tuners.lora import LoraLayer
+
+    config = model.peft_config[name]
+    if not getattr(config, "use_rslora", False):
+        return
+    config.use_rslora = False  # type: ignore[attr-defined]
+    for module in model.modules():
+        if isinstance(module, LoraLayer) and name in module.scaling:
+            module.scaling[name] = 1.0
 
 
 def _rank(config: Any) -> int:

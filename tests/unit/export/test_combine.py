@@ -51,9 +51,10 @@ def make_adapter(base_dir: Path, out: Path, *, rank: int, alpha: float, seed: in
 
 
 def updates(folder: Path) -> dict[str, torch.Tensor]:
-    """{layer weight name: (alpha/r) B A} read straight from an adapter's files."""
+    """{layer weight name: s B A} read straight from an adapter's files (s = alpha/r, or alpha/sqrt(r)
+    for rsLoRA)."""
     config = json.loads((folder / "adapter_config.json").read_text())
-    scaling = config["lora_alpha"] / config["r"]
+    scaling = config["lora_alpha"] / (math.sqrt(config["r"]) if config["use_rslora"] else config["r"])
     tensors = load_file(folder / "adapter_model.safetensors")
     out = {}
     for key, a in tensors.items():
@@ -247,23 +248,37 @@ def test_combine_refuses_unknown_names_and_non_finite_weights(tiny_model_dir: Pa
 # --- what may be combined --------------------------------------------------------------------------
 
 
-def test_only_plain_lora_adapters_are_read(tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_only_lora_adapters_without_dora_are_read(tmp_path: Path, tiny_model_dir: Path) -> None:
     dora = make_adapter(tiny_model_dir, tmp_path / "dora", rank=4, alpha=8, seed=4, use_dora=True)
-    with pytest.raises(
-        ConfigError, match=r"/dora: a DoRA adapter; its magnitude vectors cannot be combined$"
-    ):
+    with pytest.raises(ConfigError, match=r"/dora: a DoRA adapter; its magnitude vectors do not combine"):
         adapters.read_adapter(dora)
-    rs = make_adapter(tiny_model_dir, tmp_path / "rs", rank=4, alpha=8, seed=4, use_rslora=True)
-    with pytest.raises(ConfigError, match=r"/rs: a rank-stabilised LoRA \(use_rslora\); PEFT would rescale"):
-        adapters.read_adapter(rs)
-    ia3 = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir), IA3Config(task_type="CAUSAL_LM")
-    )
+    model = adapters.load_adapters(tiny_model_dir, {"dora": dora})
+    with pytest.raises(ConfigError, match=r"^\['dora'\]: a DoRA adapter; its magnitude vectors"):
+        adapters.combine(model, {"dora": 0.5}, "half", "cat")
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ia3 = get_peft_model(plain, IA3Config(task_type="CAUSAL_LM"))
     ia3.save_pretrained(tmp_path / "ia3")
     with pytest.raises(ConfigError, match=r"/ia3: a IA3 adapter; only LoRA adapters can be combined$"):
         adapters.read_adapter(tmp_path / "ia3")
     with pytest.raises(ModelLoadError, match=r"/empty: not an adapter folder \(no adapter_config.json\)$"):
         adapters.read_adapter(tmp_path / "empty")
+
+
+def test_rslora_sources_combine_with_unit_scaling(
+    tmp_path: Path, tiny_model_dir: Path, lora_b: Path, ids: torch.Tensor
+) -> None:
+    """PEFT copies the first source's config into the combination; with rsLoRA first it would scale the
+    combination by alpha/sqrt(r). `combine` resets it to 1, in memory and in the saved config."""
+    rs = make_adapter(tiny_model_dir, tmp_path / "rs", rank=4, alpha=8, seed=6, use_rslora=True)
+    model = adapters.load_adapters(tiny_model_dir, {"rs": rs, "b": lora_b})
+    adapters.combine(model, {"rs": 0.6, "b": 0.4}, "mix", "cat")
+    expected = logits(explicit_model(tiny_model_dir, [(rs, 0.6), (lora_b, 0.4)]), ids)
+    assert (logits(model, ids) - expected).abs().max() < TOL
+    model.save_pretrained(tmp_path / "saved", selected_adapters=["mix"])
+    saved = tmp_path / "saved" / "mix"
+    assert json.loads((saved / "adapter_config.json").read_text())["use_rslora"] is False
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(saved))
+    assert (logits(reloaded.eval(), ids) - expected).abs().max() < TOL
 
 
 def test_adapters_of_another_base_are_refused(tmp_path: Path, tiny_model_dir: Path, lora_a: Path) -> None:
@@ -362,12 +377,15 @@ def test_cli_exports_the_combination_like_a_run(
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer_config.json", "combine.json"} <= {
         p.name for p in combined.iterdir()
     }
+    exact, got = weighted_sum([(lora_b, 0.7), (source_run.adapter, 0.3)]), updates(combined)
+    assert got.keys() == exact.keys()  # the combined adapter's update is the weighted sum, layer by layer
+    assert all((got[k] - exact[k]).abs().max() < 1e-5 for k in exact)
     record = json.loads((combined / "combine.json").read_text())
     assert record == json.loads(rundir.lineage.read_text())["combine"]
     assert record["combination"] == "cat" and record["rank"] == 8 + 4
-    assert [(a["path"], a["weight"], a["rank"]) for a in record["adapters"]] == [
-        (str(lora_b.resolve()), 0.7, 8),
-        (str(source_run.adapter.resolve()), 0.3, 4),
+    assert [(a["path"], a["weight"], a["rank"], a["quantization"]) for a in record["adapters"]] == [
+        (str(lora_b.resolve()), 0.7, 8, "none"),
+        (str(source_run.adapter.resolve()), 0.3, 4, "none"),
     ]
     # the run's own trained adapter is untouched
     assert (rundir.adapter / "adapter_model.safetensors").is_file()
@@ -421,3 +439,49 @@ def test_cli_refuses_linear_over_different_ranks(
         "use 'cat' (exact) or 'svd'"
     )
     assert not rundir.export.exists()
+
+
+def qlora_adapter(base_dir: Path, out: Path, seed: int) -> Path:
+    """A LoRA adapter trained (here: perturbed) on the tiny model loaded 4-bit nf4, saved by lmtune's LoRA
+    method (which records the quantized base next to the adapter)."""
+    from lmtune import methods
+    from lmtune.config.model import ModelConfig
+    from lmtune.methods.lora import LoraConfig
+    from lmtune.models.load import load_model
+
+    torch.manual_seed(seed)
+    cfg = LoraConfig(rank=4, alpha=8)
+    model = methods.prepare(load_model(ModelConfig(path=str(base_dir), quantization="nf4")), cfg)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    methods.save_weights(model, cfg, out)
+    return out
+
+
+def test_qlora_adapters_combine_on_their_quantized_base(
+    tmp_path: Path, tiny_model_dir: Path, lora_a: Path
+) -> None:
+    """Adapters trained on an nf4 base combine on that base (and export through the QLoRA merge); an
+    adapter of the float base does not mix with them."""
+    q1 = qlora_adapter(tiny_model_dir, tmp_path / "q1", seed=7)
+    q2 = qlora_adapter(tiny_model_dir, tmp_path / "q2", seed=8)
+    assert adapters.read_adapter(q1).quantization == "nf4"
+    rundir = make_run(tmp_path, tiny_model_dir, export={"check_prompts": 2})
+    spec = export_combine.parse_spec(f"{q1}:0.5,{lora_a}:0.5")
+    with pytest.raises(
+        ConfigError, match=r"/a: trained on a base quantized 'none', but .*/q1 on one quantized"
+    ):
+        export_combine.run(rundir, spec)
+
+    result = export_combine.run(rundir, export_combine.parse_spec(f"{q1}:0.5,{q2}:0.5"))
+    assert result.merged and result.check.identical
+    assert result.check.max_logit_diff is not None and result.check.max_logit_diff < TOL
+    combined = rundir.export / "combined"
+    assert json.loads((combined / "base_quantization.json").read_text()) == {"quantization": "nf4"}
+    exact = weighted_sum([(q1, 0.5), (q2, 0.5)])
+    got = updates(combined)
+    assert got.keys() == exact.keys()
+    assert all((got[k] - exact[k]).abs().max() < 1e-5 for k in exact)
