@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
 
+from lmtune.errors import ConfigError
+from lmtune.methods import combinations
 from lmtune.rundir import RunDir, atomic_write_text
 from lmtune.schema import RunConfig, Stage
 
@@ -52,8 +54,8 @@ def _evaluate(rundir: RunDir, result: PipelineResult) -> None:
 def _export(rundir: RunDir, result: PipelineResult) -> None:
     from lmtune.export.run import run
 
-    run(rundir)
-    result.artefacts["export"] = str(rundir.merged)
+    exported = run(rundir)
+    result.artefacts["export"] = str(exported.path)
     result.artefacts["export_check"] = str(rundir.export / "export_check.json")
 
 
@@ -91,7 +93,20 @@ def _serve(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
 
 
 def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
-    """Run `cfg.pipeline.stages` in order, then print the summary table."""
+    """Run `cfg.pipeline.stages` in order, then print the summary table.
+
+    Raises:
+        ConfigError: `serve` is a stage but the export will be an adapter, which the server cannot serve
+            (checked before any stage runs).
+    """
+    if "serve" in cfg.pipeline.stages:
+        refusal = combinations.merge_refusal(cfg.method, cfg.model.quantization)
+        reason = refusal or ("export.merge: false" if cfg.export.merge is False else None)
+        if reason is not None:
+            raise ConfigError(
+                f"pipeline.stages includes serve, but the export will be an adapter ({reason}) and the "
+                "server serves merged model folders; drop serve from pipeline.stages"
+            )
     rundir = RunDir.for_config(cfg)
     rundir.write_config(cfg)
     result = PipelineResult(run_dir=rundir.root)

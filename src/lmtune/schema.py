@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from lmtune.config.base import StrictModel
 from lmtune.config.data import DataConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig, MonitorConfig, ServeConfig
 from lmtune.config.model import ModelConfig
 from lmtune.config.training import TrainerConfig
-from lmtune.methods import MethodConfig
+from lmtune.methods import MethodConfig, combinations
 from lmtune.methods.lora import LoraConfig
 
 Stage = Literal["data", "train", "evaluate", "export", "serve"]
@@ -44,7 +45,7 @@ class RunConfig(StrictModel):
     data: DataConfig = Field(default_factory=DataConfig)
     """Stage 1: sources, validation, templating, splitting."""
     method: MethodConfig = Field(default_factory=LoraConfig)
-    """Stage 4: how weights become trainable (`type`: full | lora)."""
+    """Stage 4: how weights become trainable (`type`: one of the methods in docs/methods.md)."""
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     """Stages 3-4: the optimisation loop."""
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
@@ -57,3 +58,21 @@ class RunConfig(StrictModel):
     """Stage 7: request store and metrics."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """What `lmtune pipeline` runs."""
+
+    @model_validator(mode="after")
+    def _settings_combine(self) -> Self:
+        """Refuse a method with run settings it cannot work with (`lmtune.methods.combinations`)."""
+        reasons = [
+            combinations.quantized_base_refusal(self.method, self.model.quantization),
+            combinations.packing_refusal(self.method, self.data.packing),
+        ]
+        merge_refusal = combinations.merge_refusal(self.method, self.model.quantization)
+        if self.export.merge and merge_refusal is not None:
+            reasons.append(
+                f"export.merge: true, but {merge_refusal}; leave export.merge unset (the adapter is "
+                "exported instead) or set it to false"
+            )
+        for reason in reasons:
+            if reason is not None:
+                raise PydanticCustomError("invalid_combination", "{reason}", {"reason": reason})
+        return self

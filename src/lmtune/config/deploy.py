@@ -54,9 +54,11 @@ class CombineConfig(StrictModel):
 class ExportConfig(StrictModel):
     """Stage 6a: merged, standard model folder."""
 
-    merge: bool = True
-    """Fold adapters into the base weights so `export/merged/` loads without PEFT; off: the adapter alone
-    is saved to `export/adapter/` (loads with PEFT on top of the base model)."""
+    merge: bool | None = None
+    """Fold adapters into the base weights so `export/merged/` loads without PEFT; false: the adapter alone
+    is saved to `export/adapter/` (loads with PEFT on top of the base model); none (the default): merge
+    whenever the run can (not for prompt/prefix tuning or an int8 base, which export their adapter).
+    An explicit true that cannot be honoured is a config error."""
     check_prompts: int = Field(default=4, ge=0)
     """Held-out prompts whose greedy outputs must be identical before and after export (built-in prompts
     fill in when the eval split has fewer); 0 skips the check."""

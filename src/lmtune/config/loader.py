@@ -134,8 +134,10 @@ def check_keys(data: dict[str, Any], cls: type[BaseModel], prefix: str = "") -> 
 
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    if not first["loc"]:  # a check across sections (RunConfig's validator): its message names the fields
+        return f"{first['msg']}{more}"
+    loc = ".".join(str(p) for p in first["loc"])
     return f"config field '{loc}': {first['msg']}{more}"
 
 

@@ -4,6 +4,9 @@ from typing import Literal
 
 from lmtune.config.base import StrictModel
 
+Quantization = Literal["none", "nf4", "fp4", "int8"]
+"""How the base model's linear layers are stored while training on top of them (bitsandbytes)."""
+
 
 class ModelConfig(StrictModel):
     """The base model."""
@@ -17,3 +20,8 @@ class ModelConfig(StrictModel):
     """Allow code shipped with a hub model to run. Off unless you trust its source."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) when `path` is a hub id."""
+    quantization: Quantization = "none"
+    """Load the base's linear layers quantized with bitsandbytes (QLoRA): `nf4` (4-bit NormalFloat, the
+    QLoRA paper's choice), `fp4` (4-bit float) or `int8` (LLM.int8); `none` keeps them in `dtype`. Only
+    adapter methods can train on a quantized base (lora, ia3, vera, prompt_tuning, prefix_tuning); the
+    base itself stays frozen."""

@@ -84,6 +84,8 @@ def eval_loss(
         batch = {k: v.to(device) for k, v in _pad_batch(rows[start : start + batch_size], pad_id).items()}
         with torch.inference_mode():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        # Prompt tuning prepends virtual tokens to the input: their logits come first; score the real ones.
+        logits = logits[:, logits.shape[1] - batch["labels"].shape[1] :]
         nll, n = summed_token_nll(logits, batch["labels"])
         total += float(nll)
         count += n

@@ -7,7 +7,8 @@ run(rundir)
   -> greedy answers to `export.check_prompts` held-out prompts, and their logits (before)
   -> merge the adapter into the base (`export.merge`), save `<run>/export/merged/` (safetensors,
      tokenizer + chat template, generation config stopping at the end-of-turn token); with
-     `export.merge: false` the adapter is saved as `<run>/export/adapter/` instead
+     `export.merge: false`, or when the run cannot merge (prompt/prefix tuning, an int8 base), the
+     adapter is saved as `<run>/export/adapter/` instead
   -> reload that folder from disk, same prompts (rendered with the saved tokenizer), greedy (after)
   -> `<run>/export/export_check.json`, lineage.json `export`; ExportCheckError unless identical
 """
@@ -30,6 +31,7 @@ from lmtune.export.check import (
     sequence_logits,
 )
 from lmtune.export.save import save_folder
+from lmtune.methods import combinations
 from lmtune.rundir import RunDir, atomic_write_text
 from lmtune.schema import RunConfig
 
@@ -77,7 +79,10 @@ def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
     # Logits on the same token sequences (prompt + answer before export) on both sides.
     before_logits = sequence_logits(tuned.model, sequences)
 
-    merged = cfg.export.merge and methods.mergeable(cfg.method)
+    # export.merge unset: merge whenever the method and the base's quantization allow it (an explicit
+    # true that cannot be honoured was refused when the config was loaded).
+    can_merge = combinations.merge_refusal(cfg.method, cfg.model.quantization) is None
+    merged = cfg.export.merge is not False and can_merge
     out = rundir.merged if merged else rundir.export / "adapter"
     if merged:
         files = save_folder(methods.merge(tuned.model, cfg.method), tuned.tokenizer, out)

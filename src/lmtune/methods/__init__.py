@@ -14,18 +14,62 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, assert_never
 
 from pydantic import Field
 
-from lmtune.methods import full, lora
+from lmtune.methods import (
+    freeze,
+    full,
+    ia3,
+    loha,
+    lokr,
+    lora,
+    prefix_tuning,
+    prompt_tuning,
+    vera,
+)
+from lmtune.methods.freeze import FreezeConfig
 from lmtune.methods.full import FullConfig
+from lmtune.methods.ia3 import Ia3Config
+from lmtune.methods.loha import LohaConfig
+from lmtune.methods.lokr import LokrConfig
 from lmtune.methods.lora import LoraConfig
+from lmtune.methods.prefix_tuning import PrefixTuningConfig
+from lmtune.methods.prompt_tuning import PromptTuningConfig
+from lmtune.methods.vera import VeraConfig
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, TrainerCallback
 
-AnyMethod = FullConfig | LoraConfig
+AnyMethod = (
+    FullConfig
+    | LoraConfig
+    | FreezeConfig
+    | Ia3Config
+    | PromptTuningConfig
+    | PrefixTuningConfig
+    | VeraConfig
+    | LohaConfig
+    | LokrConfig
+)
 MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
 
-ALL_METHODS: tuple[AnyMethod, ...] = (FullConfig(), LoraConfig(rank=4, alpha=8))
+ALL_METHODS: tuple[AnyMethod, ...] = (
+    FullConfig(),
+    LoraConfig(rank=4, alpha=8),
+    LoraConfig(rank=4, alpha=8, use_dora=True),
+    LoraConfig(rank=4, alpha=8, init="pissa", use_rslora=True),
+    LoraConfig(rank=4, alpha=8, init="olora"),
+    LoraConfig(rank=4, alpha=8, init="gaussian", loraplus_lr_ratio=4),
+    FreezeConfig(trainable=["model.layers.1", "lm_head"]),
+    Ia3Config(
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        feedforward_modules=["down_proj"],
+    ),
+    PromptTuningConfig(num_virtual_tokens=32),
+    PrefixTuningConfig(num_virtual_tokens=8),
+    VeraConfig(rank=16, target_modules="all-linear"),
+    LohaConfig(rank=4, alpha=8),
+    LokrConfig(rank=4, alpha=8),
+)
 """One small instance of every method, for the contract suite."""
 
 
@@ -84,6 +128,20 @@ def module_for(cfg: AnyMethod) -> MethodModule:
             return full
         case LoraConfig():
             return lora
+        case FreezeConfig():
+            return freeze
+        case Ia3Config():
+            return ia3
+        case PromptTuningConfig():
+            return prompt_tuning
+        case PrefixTuningConfig():
+            return prefix_tuning
+        case VeraConfig():
+            return vera
+        case LohaConfig():
+            return loha
+        case LokrConfig():
+            return lokr
         case _:
             assert_never(cfg)
 

@@ -129,12 +129,19 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(cfg: ModelConfig, **kwargs: Any) -> PreTrainedModel:
+    """The base model of `cfg`, in `cfg.dtype`; with `cfg.quantization` its linear layers are loaded
+    quantized by bitsandbytes (see `lmtune.models.quantize`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lmtune.models.quantize import bnb_config, exact_cpu_kernels
+
     where = resolve_model_path(cfg.path)
+    quantization = bnb_config(cfg.quantization, cfg.dtype)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        model = AutoModelForCausalLM.from_pretrained(
             where,
             dtype=getattr(torch, cfg.dtype),
             trust_remote_code=cfg.trust_remote_code,
@@ -143,3 +150,6 @@ def load_model(cfg: ModelConfig, **kwargs: Any) -> PreTrainedModel:
         )
     except OSError as exc:
         raise ModelLoadError(f"model.path '{cfg.path}': cannot load model ({exc})") from None
+    if quantization is not None:
+        exact_cpu_kernels(model)
+    return model

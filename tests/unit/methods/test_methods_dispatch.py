@@ -30,7 +30,9 @@ def test_trainable_names() -> None:
 
 def test_adapter_and_mergeable_flags() -> None:
     assert methods.is_adapter(LoraConfig()) and not methods.is_adapter(FullConfig())
-    assert all(methods.mergeable(m) for m in ALL_METHODS)
+    not_mergeable = {m.type for m in ALL_METHODS if not methods.mergeable(m)}
+    assert {"prompt_tuning", "prefix_tuning"} <= not_mergeable
+    assert not not_mergeable & {"full", "freeze", "lora", "ia3", "vera", "loha", "lokr"}
 
 
 @pytest.mark.parametrize(

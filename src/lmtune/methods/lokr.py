@@ -1,0 +1,70 @@
+"""LoKr (Yeh et al., 2024, from LyCORIS) through PEFT: the update is a Kronecker product of a small
+matrix and a low-rank one, dW = (alpha/r) C kron (B A)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from lmtune.config.base import StrictModel
+from lmtune.methods import peft_adapter
+from lmtune.methods.peft_adapter import (
+    base_view,
+    callbacks,
+    is_adapter,
+    load,
+    merge,
+    mergeable,
+    param_groups,
+    save,
+)
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+__all__ = [
+    "LokrConfig",
+    "base_view",
+    "callbacks",
+    "is_adapter",
+    "load",
+    "merge",
+    "mergeable",
+    "param_groups",
+    "prepare",
+    "save",
+    "trains",
+]
+
+
+class LokrConfig(StrictModel):
+    """Low-rank Kronecker product: a full-rank-capable update from very few parameters (fewer than LoRA
+    at the same r). Merges. Not supported on a quantized base."""
+
+    type: Literal["lokr"] = "lokr"
+    rank: int = Field(default=8, ge=1)
+    """Rank r of the low-rank Kronecker factor."""
+    alpha: float = Field(default=8, gt=0)
+    """Scaling numerator: the update is multiplied by alpha / rank."""
+    target_modules: list[str] | str = "all-linear"
+    """Module names to adapt, or `all-linear` for every linear layer except the output head."""
+
+
+def prepare(model: PreTrainedModel, cfg: LokrConfig) -> PeftModel:
+    """Wrap `model` with LoKr adapters (the update starts at 0)."""
+    from peft import LoKrConfig
+
+    peft_cfg = LoKrConfig(
+        r=cfg.rank,
+        alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
+        target_modules=cfg.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return peft_adapter.wrap(model, peft_cfg)
+
+
+def trains(name: str, cfg: LokrConfig) -> bool:
+    """Whether parameter `name` is meant to train under `cfg`: exactly the Kronecker factors."""
+    return peft_adapter.trains_any(name, (".lokr_w1", ".lokr_w2"))

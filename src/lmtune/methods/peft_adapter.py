@@ -1,0 +1,154 @@
+"""What every PEFT adapter method shares (LoRA and its variants, IA3, VeRA, LoHa, LoKr, prompt and prefix
+tuning): wrapping a (possibly quantized) base, saving and loading the adapter in PEFT's standard layout,
+the base function with adapters disabled, and merging (through an exact dequantisation when the base is
+4-bit). Each method module adds its own config, `prepare`, `trains` and `mergeable`.
+
+An adapter trained on a quantized base records that quantization beside itself (`QUANTIZATION_FILE`), so
+loading it for evaluation or export rebuilds the same quantized base and reproduces the trained model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
+
+from lmtune.config.model import Quantization
+from lmtune.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from peft import PeftConfig, PeftModel
+    from transformers import PreTrainedModel, TrainerCallback
+
+QUANTIZATION_FILE = "base_quantization.json"
+"""Written beside an adapter trained on a quantized base: {"quantization": "nf4" | "fp4" | "int8"}."""
+
+
+def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
+    """Wrap `model` with a new adapter; only the adapter trains. A quantized base is first prepared the
+    QLoRA way (every base weight frozen, 16-bit non-quantized weights such as norms upcast to float32)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    from lmtune.models.quantize import quantization_of
+
+    if quantization_of(model) != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return get_peft_model(model, peft_config)
+
+
+def trains_any(name: str, markers: Iterable[str]) -> bool:
+    """Whether parameter `name` contains one of the adapter's parameter markers (e.g. `.lora_A.`)."""
+    return any(marker in name for marker in markers)
+
+
+def is_adapter(cfg: object) -> bool:
+    """An adapter method saves only the adapter; the base stays untouched."""
+    return True
+
+
+def mergeable(cfg: object) -> bool:
+    """The adapter's update is a function of the weights alone, so it folds into them."""
+    return True
+
+
+def save(model: PeftModel, cfg: object, out_dir: Path) -> None:
+    """Write the adapter only (adapter_config.json + adapter_model.safetensors, PEFT's standard layout),
+    plus `QUANTIZATION_FILE` when the base it was trained on is quantized."""
+    from lmtune.models.quantize import quantization_of
+
+    model.save_pretrained(str(out_dir))
+    quantization = quantization_of(model)
+    if quantization != "none":
+        (Path(out_dir) / QUANTIZATION_FILE).write_text(json.dumps({"quantization": quantization}) + "\n")
+
+
+def saved_quantization(weights_dir: str | Path) -> Quantization:
+    """The quantization of the base an adapter folder was trained on (`none` without `QUANTIZATION_FILE`).
+
+    Raises:
+        ModelLoadError: the file is not what `save` writes.
+    """
+    path = Path(weights_dir) / QUANTIZATION_FILE
+    if not path.is_file():
+        return "none"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))["quantization"]
+    except (ValueError, KeyError, TypeError):
+        value = None
+    if value not in get_args(Quantization):
+        raise ModelLoadError(
+            f'{path}: expected {{"quantization": one of {", ".join(get_args(Quantization))}}}'
+        )
+    quantization: Quantization = value
+    return quantization
+
+
+def load(base_dir: str | Path, weights_dir: str | Path, cfg: object, dtype: str = "float32") -> PeftModel:
+    """Load the base model from `base_dir` (quantized as the adapter records) and attach the adapter
+    saved in `weights_dir` (frozen)."""
+    from peft import PeftModel
+
+    from lmtune.config.model import ModelConfig
+    from lmtune.models.load import load_model
+
+    quantization = saved_quantization(weights_dir)
+    base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
+    return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
+
+
+def base_view(model: PeftModel, cfg: object) -> AbstractContextManager[None]:
+    """The same model with its adapters disabled computes the base function (no second copy)."""
+    return model.disable_adapter()
+
+
+def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
+    """Fold the adapter into the base weights and drop the PEFT wrappers.
+
+    On a 4-bit base, PEFT's own merge would re-quantise W + dW (a lossy round trip). Instead the adapter is
+    taken off, the base dequantised exactly (`lmtune.models.quantize.dequantize`: float layers holding
+    deq(W)), the same adapter put back on the float base and merged: the result computes deq(W) + dW, the
+    function the trained model computes, as a plain float model.
+
+    Raises:
+        ConfigError: the base is int8, which no float model reproduces.
+    """
+    from lmtune.models.quantize import dequantize, quantization_of
+
+    if quantization_of(model) == "none":
+        return model.merge_and_unload()
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    adapter = model.active_adapter
+    peft_config = model.peft_config[adapter]
+    weights = get_peft_model_state_dict(model, adapter_name=adapter)
+    base = dequantize(_without_adapter_layers(model))
+    float_model = get_peft_model(base, peft_config)
+    set_peft_model_state_dict(float_model, weights)
+    merged: Any = float_model.merge_and_unload()
+    return merged
+
+
+def _without_adapter_layers(model: PeftModel) -> PreTrainedModel:
+    """The wrapped base model with every adapter layer replaced by the layer it wraps (PEFT's `unload`,
+    which for (IA)^3 refuses any 4-bit model, even when nothing is merged)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    base: Any = model.get_base_model()
+    for name, module in list(base.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            base.set_submodule(name, module.get_base_layer())
+    if hasattr(base, "peft_config"):
+        del base.peft_config  # the adapters are gone; a stale config would make PEFT expect them
+    return base
+
+
+def param_groups(model: PeftModel, cfg: object, learning_rate: float) -> None:
+    """The trainer's default: every trainable parameter at one learning rate."""
+    return None
+
+
+def callbacks(model: PeftModel, cfg: object) -> list[TrainerCallback]:
+    """Nothing to do during training."""
+    return []

@@ -1,0 +1,85 @@
+"""Prompt tuning (Lester et al., 2021) through PEFT: trained "virtual token" embeddings prepended to
+every input; the model itself is untouched."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field
+
+from lmtune.config.base import StrictModel
+from lmtune.errors import ConfigError
+from lmtune.methods import peft_adapter
+from lmtune.methods.peft_adapter import base_view, callbacks, is_adapter, load, param_groups, save
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+__all__ = [
+    "PromptTuningConfig",
+    "base_view",
+    "callbacks",
+    "is_adapter",
+    "load",
+    "merge",
+    "mergeable",
+    "param_groups",
+    "prepare",
+    "save",
+    "trains",
+]
+
+
+class PromptTuningConfig(StrictModel):
+    """Learn `num_virtual_tokens` input embeddings prepended to every prompt (num_virtual_tokens x hidden
+    numbers: ~12 K for SmolLM2 at 20 tokens). Cheapest to store; every request pays for the extra
+    tokens, and it works best on large models. Not mergeable: exported as an adapter (PEFT)."""
+
+    type: Literal["prompt_tuning"] = "prompt_tuning"
+    num_virtual_tokens: int = Field(default=20, ge=1)
+    """Virtual tokens prepended to every input."""
+    init_text: str | None = None
+    """Start the virtual tokens from the embeddings of this text's tokens (repeated to fill
+    `num_virtual_tokens`), e.g. a task instruction; none: embeddings of randomly sampled vocabulary
+    tokens."""
+
+
+def prepare(model: PreTrainedModel, cfg: PromptTuningConfig) -> PeftModel:
+    """Wrap `model` with trainable virtual-token embeddings."""
+    from peft import PromptTuningConfig as PeftPromptTuningConfig
+    from peft import PromptTuningInit
+
+    text = {
+        "prompt_tuning_init": PromptTuningInit.TEXT,
+        "prompt_tuning_init_text": cfg.init_text,
+        "tokenizer_name_or_path": model.name_or_path,
+    }
+    peft_cfg = PeftPromptTuningConfig(
+        num_virtual_tokens=cfg.num_virtual_tokens,
+        task_type="CAUSAL_LM",
+        **(text if cfg.init_text is not None else {"prompt_tuning_init": PromptTuningInit.SAMPLE_VOCAB}),
+    )
+    return peft_adapter.wrap(model, peft_cfg)
+
+
+def trains(name: str, cfg: PromptTuningConfig) -> bool:
+    """Whether parameter `name` is meant to train under `cfg`: exactly the virtual-token embeddings."""
+    return name.startswith("prompt_encoder.")
+
+
+def mergeable(cfg: PromptTuningConfig) -> bool:
+    """No: virtual tokens are extra inputs, not a change of weights."""
+    return False
+
+
+def merge(model: PeftModel, cfg: PromptTuningConfig) -> PreTrainedModel:
+    """Not possible (see `mergeable`).
+
+    Raises:
+        ConfigError: always.
+    """
+    raise ConfigError(
+        "method prompt_tuning cannot be merged: its virtual tokens are extra inputs, not weights "
+        "(the adapter is exported instead)"
+    )
