@@ -42,9 +42,10 @@ __all__ = [
 
 class Ia3Config(StrictModel):
     """Rescale the keys, values and feed-forward activations by learned vectors l: y = l * (W x) (or
-    W (l * x) in feed-forward layers). About 0.01% of the weights train (SmolLM2-135M: ~0.1 M numbers), so
-    memory and checkpoint size are the lowest of any method; it usually needs a higher learning rate
-    (1e-2 to 3e-2) and learns less than LoRA. Merges into the weights."""
+    W (l * x) in feed-forward layers). With the default layers 57.6 K numbers train on SmolLM2-135M
+    (0.04% of its weights, vs 4.9 M for LoRA at rank 16), so optimizer memory and checkpoint size are
+    tiny; it needs a higher learning rate than LoRA (the paper: 3e-3; a few 1e-2 on small data) and
+    learns less. Merges into the weights."""
 
     type: Literal["ia3"] = "ia3"
     target_modules: list[str] | None = None

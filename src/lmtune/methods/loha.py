@@ -41,7 +41,8 @@ __all__ = [
 
 class LohaConfig(StrictModel):
     """Low-rank Hadamard product: with two rank-r factors the update can reach rank r^2, for twice LoRA's
-    parameters at the same r. Merges. Not supported on a quantized base."""
+    parameters at the same r (rank 8 on SmolLM2: 4.9 M, as many as LoRA at rank 16). Merges. Not
+    supported on a quantized base."""
 
     type: Literal["loha"] = "loha"
     rank: int = Field(default=8, ge=1)

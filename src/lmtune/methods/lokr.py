@@ -40,8 +40,8 @@ __all__ = [
 
 
 class LokrConfig(StrictModel):
-    """Low-rank Kronecker product: a full-rank-capable update from very few parameters (fewer than LoRA
-    at the same r). Merges. Not supported on a quantized base."""
+    """Low-rank Kronecker product: a full-rank-capable update from very few parameters (rank 8 on
+    SmolLM2: 0.2 M, vs 4.9 M for LoRA at rank 16). Merges. Not supported on a quantized base."""
 
     type: Literal["lokr"] = "lokr"
     rank: int = Field(default=8, ge=1)

@@ -40,9 +40,9 @@ __all__ = [
 
 
 class VeraConfig(StrictModel):
-    """Vector-based random-matrix adaptation: trains only rank + out_features numbers per layer (10x or
-    more fewer than LoRA at the same quality in the paper), at the price of a large shared rank and
-    usually a higher learning rate. The shared random A, B are saved with the adapter. Merges."""
+    """Vector-based random-matrix adaptation: trains only rank + out_features numbers per layer (SmolLM2
+    defaults: 38.4 K, vs 4.9 M for LoRA at rank 16), at the price of a large shared rank and a higher
+    learning rate. The shared random A, B are saved with the adapter. Merges."""
 
     type: Literal["vera"] = "vera"
     rank: int = Field(default=256, ge=1)
