@@ -42,3 +42,7 @@ class TrainerConfig(StrictModel):
     """Where to train: `auto` picks CUDA when present."""
     memory_limit_gb: float | None = Field(default=None, gt=0)
     """Memory the preflight may plan for; none means what the device reports as available."""
+    router_aux_loss_coef: float | None = Field(default=None, ge=0)
+    """Mixture-of-experts models only: weight of the router load-balancing loss added to the training
+    loss (its unweighted value is logged as `router_aux_loss`); none keeps the model's own value
+    (`router_aux_loss_coef` in its config.json); 0 logs it without training on it."""

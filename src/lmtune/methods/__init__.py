@@ -21,8 +21,10 @@ from lmtune.methods import (
     loha,
     lokr,
     lora,
+    lora_experts,
     prefix_tuning,
     prompt_tuning,
+    upcycle,
     vera,
 )
 from lmtune.methods.freeze import FreezeConfig
@@ -31,8 +33,10 @@ from lmtune.methods.ia3 import Ia3Config
 from lmtune.methods.loha import LohaConfig
 from lmtune.methods.lokr import LokrConfig
 from lmtune.methods.lora import LoraConfig
+from lmtune.methods.lora_experts import LoraExpertsConfig
 from lmtune.methods.prefix_tuning import PrefixTuningConfig
 from lmtune.methods.prompt_tuning import PromptTuningConfig
+from lmtune.methods.upcycle import UpcycleConfig
 from lmtune.methods.vera import VeraConfig
 
 if TYPE_CHECKING:
@@ -49,6 +53,8 @@ AnyMethod = (
     | VeraConfig
     | LohaConfig
     | LokrConfig
+    | LoraExpertsConfig
+    | UpcycleConfig
 )
 MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
 
@@ -69,6 +75,8 @@ ALL_METHODS: tuple[AnyMethod, ...] = (
     VeraConfig(rank=16, target_modules="all-linear"),
     LohaConfig(rank=4, alpha=8),
     LokrConfig(rank=4, alpha=8),
+    LoraExpertsConfig(num_experts=3, rank=4, alpha=8),
+    UpcycleConfig(num_experts=3, top_k=2),
 )
 """One small instance of every method, for the contract suite."""
 
@@ -142,6 +150,10 @@ def module_for(cfg: AnyMethod) -> MethodModule:
             return loha
         case LokrConfig():
             return lokr
+        case LoraExpertsConfig():
+            return lora_experts
+        case UpcycleConfig():
+            return upcycle
         case _:
             assert_never(cfg)
 

@@ -43,6 +43,10 @@ class LoraConfig(StrictModel):
     """Dropout on the adapter input."""
     target_modules: list[str] | str = "all-linear"
     """Module names to adapt, or `all-linear` for every linear layer except the output head."""
+    target_parameters: list[str] | None = None
+    """Parameter names to adapt directly, for weights that are not linear layers: the fused 3-D expert
+    weights of mixture-of-experts models, e.g. `[mlp.experts.gate_up_proj, mlp.experts.down_proj]`
+    (Mixtral, Qwen-MoE in transformers 5), one rank-r update per expert. Needs `dropout: 0`."""
     use_rslora: bool = False
     """rsLoRA (Kalajdzievski, 2023): scale the update by alpha / sqrt(rank) instead of alpha / rank, so
     that higher ranks keep learning at the same speed. Free."""
@@ -82,6 +86,7 @@ def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
         lora_dropout=cfg.dropout,
         target_modules=cfg.target_modules,
+        target_parameters=cfg.target_parameters,
         use_rslora=cfg.use_rslora,
         use_dora=cfg.use_dora,
         init_lora_weights=_PEFT_INIT[cfg.init],

@@ -1,4 +1,5 @@
-"""A tiny random Llama + a BPE tokenizer trained in-process: product code for tests and smoke runs.
+"""A tiny random Llama (and tiny random MoE models: Mixtral, Qwen3-MoE) + a BPE tokenizer trained
+in-process: product code for tests and smoke runs.
 
 Builds in well under a second after imports and never touches the network. The tokenizer uses a
 ChatML template (the same turn markers as SmolLM2) with `<|im_end|>` as eos and pad.
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        LlamaForCausalLM,
+        MixtralForCausalLM,
+        PreTrainedTokenizerFast,
+        Qwen3MoeForCausalLM,
+    )
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -163,6 +169,79 @@ def save_tiny(path: str | Path, seed: int = 0) -> Path:
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     assert isinstance(eos, int)
     model = build_model(len(tok), seed=seed, eos_token_id=eos)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def build_mixtral(
+    vocab_size: int, seed: int = 0, eos_token_id: int = 2, num_experts: int = 4, top_k: int = 2
+) -> MixtralForCausalLM:
+    """A random-init Mixtral: the tiny Llama's shape (hidden 64, 2 layers, 4 heads, 2 KV heads) with a
+    sparse MoE block of `num_experts` experts (intermediate 128), `top_k` routed per token."""
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    config = MixtralConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=num_experts,
+        num_experts_per_tok=top_k,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return MixtralForCausalLM(config)
+
+
+def build_qwen_moe(
+    vocab_size: int, seed: int = 0, eos_token_id: int = 2, num_experts: int = 4, top_k: int = 2
+) -> Qwen3MoeForCausalLM:
+    """A random-init Qwen3-MoE: hidden 64, 2 layers, 4 heads, 2 KV heads, `num_experts` experts
+    (intermediate 64) with `top_k` routed per token and normalised top-k weights (as Qwen3-30B-A3B)."""
+    import torch
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    config = Qwen3MoeConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        moe_intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_experts=num_experts,
+        num_experts_per_tok=top_k,
+        norm_topk_prob=True,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=eos_token_id,
+        pad_token_id=eos_token_id,
+    )
+    torch.manual_seed(seed)
+    return Qwen3MoeForCausalLM(config)
+
+
+def save_tiny_moe(path: str | Path, arch: Literal["mixtral", "qwen3_moe"], seed: int = 0) -> Path:
+    """Build a tiny random MoE model (`build_mixtral` or `build_qwen_moe`) + the tiny tokenizer and save
+    both as a standard folder; returns the folder."""
+    from transformers import GenerationConfig
+
+    out = Path(path)
+    tok = build_tokenizer()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    assert isinstance(eos, int)
+    build = build_mixtral if arch == "mixtral" else build_qwen_moe
+    model = build(len(tok), seed=seed, eos_token_id=eos)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
     model.save_pretrained(out)
     tok.save_pretrained(out)

@@ -15,14 +15,20 @@ from lmtune.errors import TrainingError
 from lmtune.rundir import RunDir
 from lmtune.train import checkpoints
 
-_TRAIN_KEYS = {"loss": "loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+_TRAIN_KEYS = {
+    "loss": "loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+    "router_aux_loss": "router_aux_loss",
+}
 
 
 class MetricsCallback(TrainerCallback):
     """Append each Trainer log to metrics.jsonl as one JSON object.
 
     Records (always with `step` and `epoch`):
-      `{"kind": "train", "loss", "learning_rate", "grad_norm"}` every `trainer.logging_steps`,
+      `{"kind": "train", "loss", "learning_rate", "grad_norm"}` every `trainer.logging_steps` (MoE models
+        also `router_aux_loss`, see `lmtune.train.moe`),
       `{"kind": "eval", "eval_loss"}` after each evaluation,
       `{"kind": "train_summary", "train_runtime", "train_loss", ...}` once at the end.
     """

@@ -137,6 +137,7 @@ def build_trainer(
     import torch
     from transformers import Trainer, TrainingArguments
 
+    from lmtune.train import moe
     from lmtune.train.callbacks import FinishedRunStop, ManifestCallback, MetricsCallback, NonFiniteGuard
     from lmtune.train.collator import PadCollator
     from lmtune.train.preflight import train_device
@@ -189,6 +190,9 @@ def build_trainer(
         data_collator=PadCollator(pad_id=_pad_id(tokenizer)),
         processing_class=tokenizer,
         callbacks=[
+            # MoE models: first, so resumed experts are reloaded before FinishedRunStop and the router loss
+            # is in the log before MetricsCallback writes it.
+            *moe.callbacks(model, t.router_aux_loss_coef),
             FinishedRunStop(),
             MetricsCallback(rundir),
             ManifestCallback(t.save_total_limit),
