@@ -17,6 +17,7 @@ from pydantic import Field
 from lmtune.methods import (
     freeze,
     full,
+    hft,
     ia3,
     loha,
     lokr,
@@ -29,6 +30,7 @@ from lmtune.methods import (
 )
 from lmtune.methods.freeze import FreezeConfig
 from lmtune.methods.full import FullConfig
+from lmtune.methods.hft import HftConfig
 from lmtune.methods.ia3 import Ia3Config
 from lmtune.methods.loha import LohaConfig
 from lmtune.methods.lokr import LokrConfig
@@ -55,11 +57,13 @@ AnyMethod = (
     | LokrConfig
     | LoraExpertsConfig
     | UpcycleConfig
+    | HftConfig
 )
 MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
 
 ALL_METHODS: tuple[AnyMethod, ...] = (
     FullConfig(),
+    HftConfig(round_steps=2),
     LoraConfig(rank=4, alpha=8),
     LoraConfig(rank=4, alpha=8, use_dora=True),
     LoraConfig(rank=4, alpha=8, init="pissa", use_rslora=True),
@@ -134,6 +138,8 @@ def module_for(cfg: AnyMethod) -> MethodModule:
     match cfg:
         case FullConfig():
             return full
+        case HftConfig():
+            return hft
         case LoraConfig():
             return lora
         case FreezeConfig():
