@@ -23,6 +23,7 @@ from lmtune.methods import (
     lokr,
     lora,
     lora_experts,
+    memory_experts,
     prefix_tuning,
     prompt_tuning,
     upcycle,
@@ -36,6 +37,7 @@ from lmtune.methods.loha import LohaConfig
 from lmtune.methods.lokr import LokrConfig
 from lmtune.methods.lora import LoraConfig
 from lmtune.methods.lora_experts import LoraExpertsConfig
+from lmtune.methods.memory_experts import MemoryExpertsConfig
 from lmtune.methods.prefix_tuning import PrefixTuningConfig
 from lmtune.methods.prompt_tuning import PromptTuningConfig
 from lmtune.methods.upcycle import UpcycleConfig
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 AnyMethod = (
     FullConfig
     | LoraConfig
+    | MemoryExpertsConfig
     | FreezeConfig
     | Ia3Config
     | PromptTuningConfig
@@ -79,6 +82,7 @@ ALL_METHODS: tuple[AnyMethod, ...] = (
     VeraConfig(rank=16, target_modules="all-linear"),
     LohaConfig(rank=4, alpha=8),
     LokrConfig(rank=4, alpha=8),
+    MemoryExpertsConfig(layers=[0, 1], num_keys=16, topk=4, key_dim=16),
     LoraExpertsConfig(num_experts=3, rank=4, alpha=8),
     UpcycleConfig(num_experts=3, top_k=2),
 )
@@ -156,6 +160,8 @@ def module_for(cfg: AnyMethod) -> MethodModule:
             return loha
         case LokrConfig():
             return lokr
+        case MemoryExpertsConfig():
+            return memory_experts
         case LoraExpertsConfig():
             return lora_experts
         case UpcycleConfig():

@@ -57,8 +57,9 @@ Blocks = Mapping[str, Mapping[str, Sequence[str]]]
 class HftConfig(StrictModel):
     """Half Fine-Tuning (Hui et al., 2024): each round, a random half of every transformer block's
     parameter groups trains and the other half stays frozen, to forget less of what the model knew than
-    full fine-tuning does (measured in docs/methods.md). Costs: full fine-tuning's weights and checkpoint size; gradients and AdamW moments for half the
-    weights; backward skips the frozen half's weight gradients."""
+    full fine-tuning does (measured in docs/methods.md). Costs: full fine-tuning's weights and checkpoint
+    size; gradients and AdamW moments for half the weights; backward skips the frozen half's weight
+    gradients."""
 
     type: Literal["hft"] = "hft"
     round_steps: int = Field(default=100, ge=1)

@@ -179,9 +179,7 @@ def build_trainer(
     )
     guard = NonFiniteGuard(rundir.checkpoints)
     groups = methods.param_groups(model, cfg.method, t.learning_rate)
-    optimizer = (
-        torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
-    )
+    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
     trainer = Trainer(
         model=model,
         args=args,

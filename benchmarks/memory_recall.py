@@ -1,0 +1,253 @@
+"""Memory experts vs LoRA at the same trainable-parameter budget: recall of injected facts, and the cost
+to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py
+
+1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute), each
+   trained as a chat in 3 question phrasings with an assistant-only loss.
+2. Each method starts from the same base, trains the same `--steps` on the same batches in the same
+   order (AdamW, linear warm-up then decay); memory experts and a LoRA whose rank matches the memory's
+   parameter count (both counts are printed).
+3. Exact recall: the greedy answer contains the attribute, asked in the 2 held-out phrasings per fact
+   (and, for reference, in the first training phrasing).
+4. General held-out loss: `--general` real chatterbot exchanges (assistant-only token-mean NLL), before
+   and after, so the table shows what each method cost the rest of the model's behaviour.
+
+Prints a table and writes benchmarks/results/memory_recall.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch
+from synthetic_facts import Fact, held_out, make_facts, training_epochs
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+
+from lmtune import methods
+from lmtune.data.assets import read_chatterbot
+from lmtune.data.records import RawItem
+from lmtune.data.template import encode_conversation
+from lmtune.evaluate.generate import greedy_generate, render_prompt, stop_token_ids
+from lmtune.evaluate.loss import eval_loss
+from lmtune.methods.lora import LoraConfig
+from lmtune.methods.memory_experts import MemoryExpertsConfig, parameter_count
+from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
+from lmtune.train.collator import PadCollator
+
+RESULTS = Path(__file__).resolve().parent / "results" / "memory_recall.json"
+WIDTHS = (11, 17, 16, 22, 9)
+"""Widths of the table's number columns."""
+
+
+def _rows(tokenizer: PreTrainedTokenizerBase, chats: list[list[dict[str, str]]]) -> list[dict[str, Any]]:
+    rows = []
+    for chat in chats:
+        enc = encode_conversation(tokenizer, chat)
+        rows.append(
+            {"input_ids": enc.input_ids, "labels": enc.labels, "attention_mask": [1] * len(enc.input_ids)}
+        )
+    return rows
+
+
+def general_chats(n: int, seed: int) -> list[list[dict[str, str]]]:
+    """`n` real chatterbot exchanges (seeded sample), each a user turn and the assistant's reply."""
+    chats = [
+        item.value["messages"][:2]
+        for item in read_chatterbot()
+        if isinstance(item, RawItem) and len(item.value["messages"]) >= 2
+    ]
+    return random.Random(seed).sample(chats, n)
+
+
+def trainable_count(model: torch.nn.Module) -> int:
+    """Parameters that require a gradient."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(model: torch.nn.Module, cfg: Any, batches: list[dict[str, torch.Tensor]], lr: float) -> list[float]:
+    """AdamW (no weight decay, the method's own parameter groups) over `batches` in order; the learning
+    rate warms up linearly over the first 5% of steps, then decays linearly to 0; gradients clipped at 1."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = methods.param_groups(model, cfg, lr)
+    opt = torch.optim.AdamW(groups if groups else params, lr=lr, weight_decay=0.0)
+    steps, warmup = len(batches), max(1, len(batches) // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup))
+    )
+    model.train()
+    losses = []
+    for i, batch in enumerate(batches):
+        loss = model(**batch, use_cache=False).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+        if (i + 1) % 25 == 0 or i + 1 == steps:
+            print(f"    step {i + 1}/{steps}  loss {sum(losses[-25:]) / len(losses[-25:]):.4f}", flush=True)
+    model.eval()
+    return losses
+
+
+def recall(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, asked: list[tuple[Fact, list[dict[str, str]]]]
+) -> tuple[float, list[dict[str, str]]]:
+    """Share of questions whose greedy answer contains the fact's attribute (case-insensitive), and the
+    misses."""
+    prompts = [render_prompt(tokenizer, chat[:-1]) for _, chat in asked]
+    answers = greedy_generate(
+        model, tokenizer, prompts, max_new_tokens=20, batch_size=50, stop_ids=stop_token_ids(tokenizer)
+    )
+    misses = [
+        {"question": chat[-2]["content"], "expected": fact.attribute, "answer": a.text}
+        for (fact, chat), a in zip(asked, answers, strict=True)
+        if fact.attribute.lower() not in a.text.lower()
+    ]
+    return 1 - len(misses) / len(asked), misses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--facts", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=4, help="each epoch asks every fact once")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--general", type=int, default=100, help="chatterbot exchanges for the general loss")
+    parser.add_argument("--memory-lr", type=float, default=1e-2, help="values train at this x value_lr_scale")
+    parser.add_argument("--lora-lr", type=float, default=3e-3)
+    parser.add_argument("--layers", type=int, nargs="+", default=[-4], help="memory blocks")
+    parser.add_argument("--num-keys", type=int, default=190)
+    parser.add_argument("--topk", type=int, default=32)
+    parser.add_argument("--value-dim", type=int, default=64)
+    parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    base_dir = resolve_model_path(SMOLLM2_ALIAS)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    facts = make_facts(args.facts, seed=args.seed)
+    rng = random.Random(args.seed)
+    order: list[list[dict[str, str]]] = []
+    for epoch in training_epochs(facts, args.epochs):
+        rng.shuffle(epoch)
+        order += [chat for _, chat in epoch]
+    rows = _rows(tokenizer, order)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collate = PadCollator(pad_id=pad)
+    batches = [collate(rows[s : s + args.batch_size]) for s in range(0, len(rows), args.batch_size)]
+    asked = held_out(facts)
+    # Recall in a phrasing that was trained (the last epoch's), on a sample: memorised vs generalised.
+    seen = training_epochs(facts, args.epochs)[-1][:: max(1, args.facts // 50)]
+    general = _rows(tokenizer, general_chats(args.general, args.seed))
+
+    def fresh() -> torch.nn.Module:
+        return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+
+    base = fresh()
+    hidden = base.config.hidden_size
+    # LoRA on every linear layer of the blocks (lmtune's default `all-linear`): rank r costs r x (in + out)
+    # per linear; the rank whose count is nearest the memory's is used (both exact counts are reported).
+    per_rank = sum(
+        m.in_features + m.out_features
+        for n, m in base.named_modules()
+        if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")
+    )
+    base_general = eval_loss(base, general, batch_size=16, pad_id=pad).loss
+    base_recall, _ = recall(base, tokenizer, asked[:: max(1, args.facts // 50)])
+    del base
+    print(f"base: general loss {base_general:.4f}, held-out recall {base_recall:.1%} (sample)", flush=True)
+
+    memory_cfg = MemoryExpertsConfig(
+        layers=args.layers, num_keys=args.num_keys, topk=args.topk, value_dim=args.value_dim
+    )
+    rank = max(1, round(parameter_count(memory_cfg, hidden) / per_rank))
+    configs: dict[str, tuple[Any, float]] = {
+        "memory_experts": (memory_cfg, args.memory_lr),
+        "lora": (LoraConfig(rank=rank, alpha=2 * rank), args.lora_lr),
+    }
+    results: dict[str, Any] = {}
+    for name in args.methods:
+        cfg, lr = configs[name]
+        set_seed(args.seed)
+        model = methods.prepare(fresh(), cfg)
+        count = trainable_count(model)
+        print(f"{name}: {count:,} trainable parameters, lr {lr}, {len(batches)} steps", flush=True)
+        t0 = time.perf_counter()
+        losses = train(model, cfg, batches, lr)
+        train_s = time.perf_counter() - t0
+        held, misses = recall(model, tokenizer, asked)
+        trained, _ = recall(model, tokenizer, seen)
+        general_after = eval_loss(model, general, batch_size=16, pad_id=pad).loss
+        results[name] = {
+            "config": cfg.model_dump(mode="json"),
+            "learning_rate": lr,
+            "trainable_parameters": count,
+            "train_seconds": round(train_s, 1),
+            "final_train_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+            "recall_held_out": held,
+            "recall_trained_phrasing": trained,
+            "general_loss_before": base_general,
+            "general_loss_after": general_after,
+            "general_loss_change": general_after - base_general,
+            "misses_sample": misses[:10],
+        }
+        print(
+            f"{name}: recall held-out {held:.1%} (trained phrasing {trained:.1%}), general loss "
+            f"{base_general:.4f} -> {general_after:.4f}, {train_s:.0f} s",
+            flush=True,
+        )
+        del model
+
+    counts = [r["trainable_parameters"] for r in results.values()]
+    report = {
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py " + " ".join(sys.argv[1:]),
+        "model": SMOLLM2_ALIAS,
+        "facts": args.facts,
+        "epochs": args.epochs,
+        "steps": len(batches),
+        "batch_size": args.batch_size,
+        "held_out_questions": len(asked),
+        "trained_phrasing_questions": len(seen),
+        "general_exchanges": args.general,
+        "base_general_loss": base_general,
+        "base_recall_held_out_sample": base_recall,
+        "budget_ratio": max(counts) / min(counts) if counts else math.nan,
+        "methods": results,
+        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    print()
+    header = ("method", "trainable", "recall held-out", "recall trained", "general loss", "train s")
+    print(f"{header[0]:<16}" + "".join(f"{h:>{w}}" for h, w in zip(header[1:], WIDTHS, strict=True)))
+    print(f"{'base':<16}{0:>11,}{base_recall:>17.1%}{'':>16}{base_general:>22.4f}{'':>9}")
+    for name, r in results.items():
+        change = f"{r['general_loss_after']:.4f} ({r['general_loss_change']:+.4f})"
+        print(
+            f"{name:<16}{r['trainable_parameters']:>11,}{r['recall_held_out']:>17.1%}"
+            f"{r['recall_trained_phrasing']:>16.1%}{change:>22}{r['train_seconds']:>9.0f}"
+        )
+    print(f"\nwrote {args.out} ({report['total_seconds']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
