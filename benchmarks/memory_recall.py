@@ -111,7 +111,7 @@ def recall(
     misses."""
     prompts = [render_prompt(tokenizer, chat[:-1]) for _, chat in asked]
     answers = greedy_generate(
-        model, tokenizer, prompts, max_new_tokens=20, batch_size=50, stop_ids=stop_token_ids(tokenizer)
+        model, tokenizer, prompts, max_new_tokens=20, batch_size=100, stop_ids=stop_token_ids(tokenizer)
     )
     misses = [
         {"question": chat[-2]["content"], "expected": fact.attribute, "answer": a.text}
@@ -124,10 +124,10 @@ def recall(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--facts", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=4, help="each epoch asks every fact once")
+    parser.add_argument("--epochs", type=int, default=5, help="each epoch asks every fact once")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--general", type=int, default=100, help="chatterbot exchanges for the general loss")
-    parser.add_argument("--memory-lr", type=float, default=1e-2, help="values train at this x value_lr_scale")
+    parser.add_argument("--memory-lr", type=float, default=1e-3, help="values train at this x value_lr_ratio")
     parser.add_argument("--lora-lr", type=float, default=3e-3)
     parser.add_argument("--layers", type=int, nargs="+", default=[-4], help="memory blocks")
     parser.add_argument("--num-keys", type=int, default=190)

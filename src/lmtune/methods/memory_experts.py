@@ -56,10 +56,11 @@ class MemoryExpertsConfig(StrictModel):
     value_dim: int = Field(default=64, ge=1)
     """Width of each expert's value vector (one projection shared by the experts maps it to the hidden
     size)."""
-    value_lr_scale: float = Field(default=30.0, gt=0)
-    """The values train at `trainer.learning_rate` x this; the query, keys and shared projection at the
-    learning rate itself. An expert's value is updated only on the tokens that read it, so it must learn
-    from a few large steps, while the shared parts see every token."""
+    value_lr_ratio: float = Field(default=300.0, gt=0)
+    """The values train at `trainer.learning_rate` x this ratio; the query, keys and shared projection at
+    the learning rate itself. A value is updated only on the tokens that read it, so it must learn from a
+    few large steps; the routing is shared by every token, and keys that move fast become hubs that
+    every token reads, ordinary text included (see docs/methods.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> MemoryExpertsConfig:
@@ -283,14 +284,14 @@ def disabled(model: torch.nn.Module) -> Iterator[None]:
 def param_groups(
     model: PreTrainedModel, cfg: MemoryExpertsConfig, learning_rate: float
 ) -> list[dict[str, Any]]:
-    """Two AdamW groups: the values at learning_rate x `value_lr_scale`, the rest of the memory (query,
+    """Two AdamW groups: the values at learning_rate x `value_lr_ratio`, the rest of the memory (query,
     keys, shared output projection) at learning_rate."""
     trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     values = [p for n, p in trained if n.endswith(f".{ATTRIBUTE}.values")]
     shared = [p for n, p in trained if not n.endswith(f".{ATTRIBUTE}.values")]
     return [
         {"params": shared, "lr": learning_rate},
-        {"params": values, "lr": learning_rate * cfg.value_lr_scale},
+        {"params": values, "lr": learning_rate * cfg.value_lr_ratio},
     ]
 
 
@@ -307,18 +308,20 @@ This folder is a base model plus product-key memory layers. The memory cannot be
 dense weights, so the two are stored side by side:
 
 - `{meta["base"]}/`: a standard transformers model folder. **On its own it is the base model, without
-  the memory** (`AutoModelForCausalLM.from_pretrained("{meta["base"]}")` does not recall what was trained).
+  the memory**: `AutoModelForCausalLM.from_pretrained("{meta["base"]}")` does not recall what was trained.
 - `{WEIGHTS_FILE}`: for each block i in {meta["blocks"]}: `layers.<i>.query` (key_dim x hidden),
   `layers.<i>.keys_a`, `layers.<i>.keys_b` (num_keys x key_dim/2), `layers.<i>.values`
-  (num_keys² x hidden) — num_keys = {method["num_keys"]}, key_dim = {method["key_dim"]},
-  hidden = {meta["hidden_size"]}, topk = {method["topk"]}.
-- `{CONFIG_FILE}`: the layout above ({meta["trainable_parameters"]:,} memory parameters).
+  (num_keys² x value_dim), `layers.<i>.out` (hidden x value_dim), `layers.<i>.center` (hidden) and
+  `layers.<i>.seen` (how many training tokens `center` averages) — num_keys = {method["num_keys"]},
+  key_dim = {method["key_dim"]}, value_dim = {method["value_dim"]}, hidden = {meta["hidden_size"]},
+  topk = {method["topk"]}.
+- `{CONFIG_FILE}`: the layout above ({meta["trainable_parameters"]:,} trained memory parameters).
 
 ## Load with lmtune
 
 ```python
 from lmtune.methods.memory_experts import load
-model = load(None, "path/to/this/folder")  # base + memory, eval-ready
+model = load(None, "path/to/this/folder")  # base + memory, frozen, ready for generate()
 ```
 
 ## Load without lmtune
@@ -327,8 +330,8 @@ Load `{meta["base"]}/` with transformers and register a forward hook on each lis
 (`model.model.layers[i]`) that replaces the block's output h by h + m(h), where, per token:
 
     r        = sqrt(mean(h^2) + 1e-6)
-    q        = query @ (h / r)                            split in halves q = [q_a ; q_b]
+    q        = query @ (h / r - center)                   split in halves q = [q_a ; q_b]
     s(i, j)  = q_a . keys_a[i] + q_b . keys_b[j]          expert e = i * num_keys + j
     E        = the topk experts with the highest s
-    m(h)     = r * sum over e in E of softmax(s(E))_e * values[e]
+    m(h)     = r * out @ (sum over e in E of softmax(s(E))_e * values[e])
 """

@@ -17,6 +17,8 @@ from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, set_seed
 from lmtune import methods
 from lmtune.errors import ConfigError
 from lmtune.methods.memory_experts import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     MemoryExpertsConfig,
     disabled,
     memory_layers,
@@ -103,7 +105,7 @@ def _train(
 def trained(model_dir: Path, batch: dict[str, torch.Tensor]) -> tuple[torch.nn.Module, list[float]]:
     """The memory trained on the facts (shared by the tests that only read it)."""
     model = _prepared(model_dir)
-    losses = _train(model, batch, steps=80)
+    losses = _train(model, batch, steps=150)
     return model.eval(), losses
 
 
@@ -230,11 +232,43 @@ def test_save_then_load_gives_identical_logits_and_a_documented_folder(
     assert (_logits(plain, batch) - _logits(_base(model_dir), batch)).abs().max().item() <= 1e-6
 
 
+def test_the_readme_recipe_reproduces_the_model_without_lmtune(
+    batch: dict[str, torch.Tensor], trained: tuple[torch.nn.Module, list[float]], tmp_path: Path
+) -> None:
+    """The folder's README says how to load it with transformers, safetensors and a forward hook; doing
+    exactly that (brute-force top-k over every expert) gives the trained model's logits."""
+    from safetensors.torch import load_file
+
+    model, _ = trained
+    methods.save_weights(model, CFG, tmp_path / "weights")
+    meta = json.loads((tmp_path / "weights" / CONFIG_FILE).read_text())
+    plain = AutoModelForCausalLM.from_pretrained(tmp_path / "weights" / "base", dtype=torch.float32).eval()
+    tensors = load_file(str(tmp_path / "weights" / WEIGHTS_FILE))
+    topk = meta["method"]["topk"]
+
+    def hook_for(i: int) -> Any:
+        t = {k.removeprefix(f"layers.{i}."): v for k, v in tensors.items() if k.startswith(f"layers.{i}.")}
+
+        def hook(module: Any, args: Any, h: torch.Tensor) -> torch.Tensor:
+            r = (h.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt()
+            q_a, q_b = ((h / r - t["center"]) @ t["query"].T).chunk(2, dim=-1)
+            s = ((q_a @ t["keys_a"].T).unsqueeze(-1) + (q_b @ t["keys_b"].T).unsqueeze(-2)).flatten(-2)
+            best, experts = s.topk(topk, dim=-1)
+            mixed = (best.softmax(-1).unsqueeze(-1) * t["values"][experts]).sum(-2)
+            return h + r * (mixed @ t["out"].T)
+
+        return hook
+
+    for i in meta["blocks"]:
+        plain.model.layers[i].register_forward_hook(hook_for(i))
+    assert (_logits(plain, batch) - _logits(model, batch)).abs().max().item() <= 1e-5
+
+
 def test_param_groups_give_the_values_a_scaled_learning_rate(model_dir: Path) -> None:
     model = _prepared(model_dir)
     groups = methods.param_groups(model, CFG, 1e-3)
     assert groups is not None
-    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(1e-3 * CFG.value_lr_scale)]
+    assert [g["lr"] for g in groups] == [1e-3, pytest.approx(1e-3 * CFG.value_lr_ratio)]
     values = {id(p) for _, m in memory_layers(model).items() for p in [m.values]}
     assert {id(p) for p in groups[1]["params"]} == values
     grouped = [id(p) for g in groups for p in g["params"]]
