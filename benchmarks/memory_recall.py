@@ -3,13 +3,17 @@ to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py
 
-1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute), each
-   trained as a chat in 3 question phrasings with an assistant-only loss.
-2. Each method starts from the same base, trains the same `--steps` on the same batches in the same
-   order (AdamW, linear warm-up then decay); memory experts and a LoRA whose rank matches the memory's
-   parameter count (both counts are printed).
-3. Exact recall: the greedy answer contains the attribute, asked in the 2 held-out phrasings per fact
-   (and, for reference, in the first training phrasing).
+1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute, four
+   relations), each trained as a chat (short system turn, question, answer sentence) with an
+   assistant-only loss. Each of `--epochs` epochs asks every fact once, cycling through its 3 training
+   phrasings, in a seeded shuffled order; batches of `--batch-size`.
+2. Each method starts from the same base and trains on the same batches in the same order for the same
+   steps (AdamW without weight decay, the method's own parameter groups, linear warm-up over 5% of the
+   steps then linear decay, gradients clipped at 1): memory experts, and LoRA on every linear layer at
+   the rank whose parameter count is nearest the memory's (both exact counts are reported).
+3. Exact recall: the share of facts whose greedy answer (up to 20 new tokens) contains the attribute,
+   each fact asked once in one of its 2 held-out phrasings (never trained); for reference also in a
+   trained phrasing, on a sample of 50 facts; the base model is asked the same held-out sample.
 4. General held-out loss: `--general` real chatterbot exchanges (assistant-only token-mean NLL), before
    and after, so the table shows what each method cost the rest of the model's behaviour.
 
@@ -49,6 +53,7 @@ from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
 from lmtune.train.collator import PadCollator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_recall.json"
+COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py"
 WIDTHS = (11, 17, 16, 22, 9)
 """Widths of the table's number columns."""
 
@@ -217,7 +222,7 @@ def main() -> None:
 
     counts = [r["trainable_parameters"] for r in results.values()]
     report = {
-        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py " + " ".join(sys.argv[1:]),
+        "command": " ".join([COMMAND, *sys.argv[1:]]),
         "model": SMOLLM2_ALIAS,
         "facts": args.facts,
         "epochs": args.epochs,

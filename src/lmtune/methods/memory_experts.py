@@ -59,8 +59,8 @@ class MemoryExpertsConfig(StrictModel):
     value_lr_ratio: float = Field(default=300.0, gt=0)
     """The values train at `trainer.learning_rate` x this ratio; the query, keys and shared projection at
     the learning rate itself. A value is updated only on the tokens that read it, so it must learn from a
-    few large steps; the routing is shared by every token, and keys that move fast become hubs that
-    every token reads, ordinary text included (see docs/methods.md)."""
+    few large steps; the routing is shared by every token, and fast routing raised the loss on ordinary
+    text (see docs/methods.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> MemoryExpertsConfig:
