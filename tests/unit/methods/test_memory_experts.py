@@ -264,6 +264,34 @@ def test_the_readme_recipe_reproduces_the_model_without_lmtune(
     assert (_logits(plain, batch) - _logits(model, batch)).abs().max().item() <= 1e-5
 
 
+def test_gradient_checkpointing_gives_the_same_gradients_and_routing_centre(
+    model_dir: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    """The memory runs in a forward hook, outside the block's checkpointed forward (transformers 5), so
+    the backward replay neither recomputes it with a moved centre nor counts its tokens twice."""
+    import copy
+
+    plain = _prepared(model_dir)
+    with torch.no_grad():
+        for memory in memory_layers(plain).values():
+            memory.values.normal_()
+    checkpointed = copy.deepcopy(plain)
+    checkpointed.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert all(block.gradient_checkpointing for block in checkpointed.model.layers)
+    for model in (plain, checkpointed):
+        model.train()
+        for _ in range(2):
+            model.zero_grad()
+            model(**batch).loss.backward()
+    grads = {n: p.grad for n, p in checkpointed.named_parameters() if p.requires_grad}
+    for name, p in plain.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(grads[name], p.grad, rtol=0, atol=1e-6)
+    for i, memory in memory_layers(checkpointed).items():
+        assert memory.seen.item() == memory_layers(plain)[i].seen.item() == 2 * batch["input_ids"].numel()
+        assert torch.equal(memory.center, memory_layers(plain)[i].center)
+
+
 def test_param_groups_give_the_values_a_scaled_learning_rate(model_dir: Path) -> None:
     model = _prepared(model_dir)
     groups = methods.param_groups(model, CFG, 1e-3)
