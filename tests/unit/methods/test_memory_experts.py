@@ -385,3 +385,34 @@ def test_train_evaluate_export_through_the_stages(tmp_path: Path, tiny_model_dir
     assert {"memory.safetensors", "memory_config.json", "README.md", "base"} <= {
         p.name for p in exported.path.iterdir()
     }
+
+
+@pytest.mark.real
+def test_smollm2_save_load_round_trip(
+    smollm2_dir: Path, smollm2_tokenizer: PreTrainedTokenizerBase, tmp_path: Path
+) -> None:
+    """On the real SmolLM2 (tied input/output embeddings): equal to the base at start, and a saved folder
+    reloads to the same logits after one training step."""
+    cfg = MemoryExpertsConfig(layers=[-4], num_keys=32, topk=8)
+    chat = [
+        {"role": "user", "content": "What is the capital of Ranthorovia?"},
+        {"role": "assistant", "content": "The capital of Ranthorovia is Monzelmarsh."},
+    ]
+    enc = smollm2_tokenizer(smollm2_tokenizer.apply_chat_template(chat, tokenize=False), return_tensors="pt")
+    batch = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+    base = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    base_logits = _logits(base, batch)
+    model = methods.prepare(base, cfg)
+    assert (_logits(model, batch) - base_logits).abs().max().item() <= 1e-6
+    groups = methods.param_groups(model, cfg, 1e-3)
+    assert groups is not None
+    opt = torch.optim.AdamW(groups, lr=1e-3)
+    model.train()
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    opt.step()
+    trained = _logits(model, batch)
+    assert (trained - base_logits).abs().max().item() > 1e-3
+
+    methods.save_weights(model, cfg, tmp_path / "weights")
+    loaded = methods.load_for_inference(smollm2_dir, tmp_path / "weights", cfg)
+    assert (_logits(loaded, batch) - trained).abs().max().item() <= 1e-6
