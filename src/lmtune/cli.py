@@ -200,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
     data = verbs.add_parser("data", help="data stage verbs").add_subparsers(dest="data_verb", required=True)
     p = verb("validate", cmd_data_validate, "validate a data file; rejects go to a file with reasons", data)
     p.add_argument("file")
-    p.add_argument("--format", default="messages", help="alpaca | messages | prompt_completion | text")
+    p.add_argument(
+        "--format",
+        default="messages",
+        help="alpaca | messages | prompt_completion | text; alignment: preference | kto | prompt",
+    )
     p.add_argument("--rejects", help="write rejected records (line, reason) to this JSONL file")
     p.add_argument(
         "--column",

@@ -6,7 +6,11 @@ from pydantic import Field
 
 from lmtune.config.base import StrictModel
 
-RecordFormat = Literal["alpaca", "messages", "prompt_completion", "text"]
+SftFormat = Literal["alpaca", "messages", "prompt_completion", "text"]
+"""Formats that become one conversation for supervised fine-tuning (`data.sources`)."""
+AlignFormat = Literal["preference", "kto", "prompt"]
+"""Formats for alignment (`align.data.sources`): preference pairs, KTO examples, prompts for online RL."""
+RecordFormat = Literal[SftFormat, AlignFormat]
 
 
 class SourceConfig(StrictModel):
@@ -17,7 +21,9 @@ class SourceConfig(StrictModel):
     (`gsm8k`: GSM8K's 1,319 test problems; `chatterbot`: the English chatterbot corpus)."""
     format: RecordFormat = "messages"
     """How each record is shaped: `alpaca` (instruction/input/output), `messages` (OpenAI role/content
-    or ShareGPT from/value), `prompt_completion`, or `text` (plain text, trained on every token)."""
+    or ShareGPT from/value), `prompt_completion`, or `text` (plain text, trained on every token); for
+    alignment sources: `preference` (prompt/chosen/rejected), `kto` (prompt/completion/label) or
+    `prompt` (prompt, optional reference answer)."""
     columns: dict[str, str] = Field(default_factory=dict)
     """Map from the format's field name to the name used in the file, e.g. `{prompt: question}`."""
     split: str | None = None

@@ -7,6 +7,9 @@
 |                     | (ShareGPT, roles human/gpt/system); `role`/`content` rename the turn keys  |
 | `prompt_completion` | prompt, completion, system (optional)                                      |
 | `text`              | text — becomes one assistant turn, encoded without a chat template         |
+
+The alignment formats `preference`, `kto` and `prompt` (fields below) are normalised by
+`lmtune.data.preference.normalise_align` into prompt/completion conversations, not one conversation.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "messages": ("messages", "role", "content"),
     "prompt_completion": ("prompt", "completion", "system"),
     "text": ("text",),
+    "preference": ("prompt", "chosen", "rejected", "system"),
+    "kto": ("prompt", "completion", "label", "system"),
+    "prompt": ("prompt", "answer", "system"),
 }
 ROLES = ("system", "user", "assistant")
 _ROLE_ALIASES = {
@@ -86,6 +92,8 @@ def normalise(
             conv = [{"role": "assistant", "content": _text(record, cols, "text")}]
         case "messages":
             conv = _messages(record, cols)
+        case "preference" | "kto" | "prompt":
+            raise DataError(f"format '{fmt}' is for align.data.sources, not data.sources")
         case _:
             assert_never(fmt)
     return check_conversation(conv)

@@ -26,6 +26,7 @@ from lmtune.data.examples import encode_example
 from lmtune.data.fingerprint import fingerprint, tokenizer_identity
 from lmtune.data.formats import check_format
 from lmtune.data.packing import pack
+from lmtune.data.preference import is_align_format
 from lmtune.data.records import Conversation, Location, RecordRejected, Reject, RejectLog, open_rejects
 from lmtune.data.split import split_indices
 from lmtune.data.template import IGNORE
@@ -208,6 +209,8 @@ def _check_inputs(data: DataConfig, tokenizer: PreTrainedTokenizerBase) -> None:
         raise DataError("data.sources is empty: add at least one source")
     for src in data.sources:
         check_format(src.format, src.columns, where=src.path)
+        if is_align_format(src.format):
+            raise DataError(f"{src.path}: format '{src.format}' is for align.data.sources, not data.sources")
     if not tokenizer.is_fast:
         raise DataError(f"tokenizer {tokenizer.name_or_path}: a fast tokenizer is needed (offset mapping)")
     if tokenizer.eos_token_id is None:

@@ -25,6 +25,12 @@ RejectReason = Literal[
     "template_error",
     "too_long",
     "no_trainable_tokens",
+    "no_final_user",
+    "empty_side",
+    "identical_pair",
+    "wrong_label",
+    "prompt_too_long",
+    "uncorruptible",
 ]
 """Machine-readable reasons a record is rejected; the `detail` says the specifics for a human."""
 

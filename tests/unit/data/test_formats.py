@@ -141,7 +141,8 @@ def test_unknown_format_and_bad_column_key() -> None:
         check_format("chatml", where="d.jsonl")
     assert (
         str(err.value)
-        == "d.jsonl: unknown format 'chatml' (valid formats: alpaca, messages, prompt_completion, text)"
+        == "d.jsonl: unknown format 'chatml' "
+        "(valid formats: alpaca, messages, prompt_completion, text, preference, kto, prompt)"
     )
     with pytest.raises(DataError, match="columns: 'question' is not a field of format prompt_completion"):
         check_format("prompt_completion", {"question": "q"})
