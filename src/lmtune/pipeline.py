@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
 
+from lmtune.align.start import produces_policy
 from lmtune.errors import ConfigError
 from lmtune.methods import combinations
 from lmtune.rundir import RunDir, atomic_write_text
@@ -40,6 +41,16 @@ def _train(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool)
     trained = run(cfg, resume=resume)
     result.artefacts["weights"] = str(trained.weights_path)
     result.artefacts["metrics"] = str(rundir.metrics)
+
+
+def _align(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool) -> None:
+    from lmtune import align
+
+    if cfg.align is None:
+        return
+    aligned = align.run(cfg, resume=resume)
+    result.artefacts["aligned_weights"] = str(aligned.weights_path)
+    result.metrics["align"] = {"objective": cfg.align.type, "steps": aligned.steps, **aligned.metrics}
 
 
 def _evaluate(rundir: RunDir, result: PipelineResult) -> None:
@@ -100,7 +111,10 @@ def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
             (checked before any stage runs).
     """
     if "serve" in cfg.pipeline.stages:
-        refusal = combinations.merge_refusal(cfg.method, cfg.model.quantization)
+        final_method = cfg.method
+        if "align" in cfg.pipeline.stages and cfg.align is not None and produces_policy(cfg.align.type):
+            final_method = cfg.align.method
+        refusal = combinations.merge_refusal(final_method, cfg.model.quantization)
         reason = refusal or ("export.merge: false" if cfg.export.merge is False else None)
         if reason is not None:
             raise ConfigError(
@@ -112,6 +126,8 @@ def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
     result = PipelineResult(run_dir=rundir.root)
     stage: Stage
     for stage in cfg.pipeline.stages:
+        if stage == "align" and cfg.align is None:
+            continue  # the default stages include align; a config without an `align` section skips it
         print(f"\n== lmtune pipeline: {stage} ==", flush=True)
         start = time.perf_counter()
         match stage:
@@ -119,6 +135,8 @@ def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
                 _data(cfg, rundir, result)
             case "train":
                 _train(cfg, rundir, result, resume)
+            case "align":
+                _align(cfg, rundir, result, resume)
             case "evaluate":
                 _evaluate(rundir, result)
             case "export":

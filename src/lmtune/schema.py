@@ -7,6 +7,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from lmtune.align import AlignConfig
 from lmtune.config.base import StrictModel
 from lmtune.config.data import DataConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig, MonitorConfig, ServeConfig
@@ -15,8 +16,8 @@ from lmtune.config.training import TrainerConfig
 from lmtune.methods import MethodConfig, combinations
 from lmtune.methods.lora import LoraConfig
 
-Stage = Literal["data", "train", "evaluate", "export", "serve"]
-ALL_STAGES: tuple[Stage, ...] = ("data", "train", "evaluate", "export", "serve")
+Stage = Literal["data", "train", "align", "evaluate", "export", "serve"]
+ALL_STAGES: tuple[Stage, ...] = ("data", "train", "align", "evaluate", "export", "serve")
 
 
 class PipelineConfig(StrictModel):
@@ -48,6 +49,9 @@ class RunConfig(StrictModel):
     """Stage 4: how weights become trainable (`type`: one of the methods in docs/methods.md)."""
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
     """Stages 3-4: the optimisation loop."""
+    align: AlignConfig | None = None
+    """Stage 4b: an alignment objective run after SFT (`type`: one of docs/alignment.md); none: no
+    alignment (the pipeline's `align` stage is then skipped)."""
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     """Stage 5: held-out evaluation, base vs tuned."""
     export: ExportConfig = Field(default_factory=ExportConfig)

@@ -61,14 +61,18 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
 
     Args:
         rundir: A run directory with config.yaml and a prepared eval split.
-        weights: An adapter or full model folder to evaluate instead of the run's own final weights.
+        weights: An adapter or full model folder to evaluate instead of the run's own final weights
+            (which are the aligned policy when the run has one: `lmtune.align.start.final_view`, whose
+            "base" is then the model alignment started from).
 
     Returns:
         The tuned (and base) metrics and their comparison.
     """
-    cfg = rundir.load_config()
+    from lmtune.align.start import final_view
+
+    cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
-    result = evaluate(cfg, weights or rundir.final_weights(), examples, rundir.eval)
+    result = evaluate(cfg, final, examples, rundir.eval)
     rundir.append_metrics({"eval": result.summary})
     return result
 

@@ -60,12 +60,15 @@ def run(rundir: RunDir) -> ExportResult:
         ExportCheckError: the reloaded folder's greedy outputs differ from the in-memory model's
             (export_check.json and lineage are written first, so the difference can be inspected).
     """
+    from lmtune.align.start import final_view
+
     cfg = rundir.load_config()
     if cfg.export.combine is not None:
         from lmtune.export import combine  # it exports through `export` below
 
         return combine.run(rundir, cfg.export.combine)
-    return export(rundir, cfg, rundir.final_weights())
+    view, weights = final_view(rundir)  # the aligned policy when the run has one
+    return export(rundir, view, weights)
 
 
 def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:

@@ -28,7 +28,8 @@ class MetricsCallback(TrainerCallback):
 
     Records (always with `step` and `epoch`):
       `{"kind": "train", "loss", "learning_rate", "grad_norm"}` every `trainer.logging_steps` (MoE models
-        also `router_aux_loss`, see `lmtune.train.moe`),
+        also `router_aux_loss`, see `lmtune.train.moe`; alignment trainers their own numbers, e.g.
+        `rewards/accuracies`, `kl`, `reward`),
       `{"kind": "eval", "eval_loss"}` after each evaluation,
       `{"kind": "train_summary", "train_runtime", "train_loss", ...}` once at the end.
     """
@@ -54,6 +55,11 @@ class MetricsCallback(TrainerCallback):
                 "kind": "train",
                 **where,
                 **{out: logs[k] for k, out in _TRAIN_KEYS.items() if k in logs},
+                **{
+                    k: v
+                    for k, v in logs.items()
+                    if k not in _TRAIN_KEYS and k != "epoch" and isinstance(v, int | float)
+                },
             }
         elif "train_runtime" in logs:
             record = {"kind": "train_summary", **where, **logs}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
+from lmtune.config.training import TrainerConfig
 from lmtune.errors import TrainingError
 from lmtune.rundir import RunDir, atomic_write_text
 from lmtune.schema import RunConfig
@@ -77,7 +78,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
 
     started = time.perf_counter()
     rundir = RunDir.for_config(cfg)
-    resume_from = _resume_point(rundir, resume)
+    resume_from = resume_point(rundir, resume)
     rundir.write_config(cfg)
     resolved = resolve_model_path(cfg.model.path)
     rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
@@ -115,7 +116,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     return TrainResult(
         run_dir=rundir.root,
         steps=trainer.state.global_step,
-        train_loss=_last_train_loss(rundir),
+        train_loss=last_train_loss(rundir),
         eval_loss=float(eval_loss) if eval_loss is not None else None,
         weights_path=weights,
         seconds=time.perf_counter() - started,
@@ -138,48 +139,14 @@ def build_trainer(
     from transformers import Trainer, TrainingArguments
 
     from lmtune.train import moe
-    from lmtune.train.callbacks import FinishedRunStop, ManifestCallback, MetricsCallback, NonFiniteGuard
     from lmtune.train.collator import PadCollator
-    from lmtune.train.preflight import train_device
 
-    t = cfg.trainer
-    on_cuda = train_device(cfg) == "cuda"
     has_eval = evals is not None and len(evals) > 0
-    args = TrainingArguments(
-        output_dir=str(rundir.checkpoints),
-        max_steps=t.max_steps,
-        num_train_epochs=t.epochs,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum,
-        learning_rate=t.learning_rate,
-        lr_scheduler_type=t.lr_scheduler,
-        warmup_steps=t.warmup_steps,
-        weight_decay=t.weight_decay,
-        max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps,
-        save_strategy="steps",
-        save_steps=t.save_steps,
-        save_total_limit=None,  # ManifestCallback rotates, only after the new checkpoint is complete
-        eval_strategy="steps" if has_eval and t.eval_steps else "no",
-        eval_steps=t.eval_steps,
-        activation_checkpointing=t.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        use_cpu=not on_cuda,
-        bf16=on_cuda and torch.cuda.is_bf16_supported(),
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        report_to=[],
-        disable_tqdm=False,
-        remove_unused_columns=False,
-        # No KV cache in training: besides wasting memory, a cache makes transformers skip the per-example
-        # causal mask it derives from packed rows' position ids (packed examples would attend to each other).
-        use_cache=False,
-        logging_nan_inf_filter=False,  # a non-finite loss is an error (NonFiniteGuard), not something to hide
-    )
-    guard = NonFiniteGuard(rundir.checkpoints)
+    args = TrainingArguments(**training_arguments(cfg.trainer, cfg, rundir, has_eval))
+    t = cfg.trainer
     groups = methods.param_groups(model, cfg.method, t.learning_rate)
     optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
+    guard, standard = standard_callbacks(rundir, t)
     trainer = Trainer(
         model=model,
         args=args,
@@ -191,16 +158,66 @@ def build_trainer(
             # MoE models: first, so resumed experts are reloaded before FinishedRunStop and the router loss
             # is in the log before MetricsCallback writes it.
             *moe.callbacks(model, t.router_aux_loss_coef),
-            FinishedRunStop(),
-            MetricsCallback(rundir),
-            ManifestCallback(t.save_total_limit),
-            guard,
+            *standard,
             *methods.callbacks(model, cfg.method),
         ],
         optimizers=(optimizer, None),
     )
     guard.attach(model)
     return trainer, guard
+
+
+def training_arguments(t: TrainerConfig, cfg: RunConfig, rundir: RunDir, has_eval: bool) -> dict[str, Any]:
+    """Keyword arguments of transformers' `TrainingArguments` for the loop settings `t`, writing
+    checkpoints under `rundir` (TRL's configs extend `TrainingArguments`, so alignment passes these too)."""
+    import torch
+
+    from lmtune.train.preflight import train_device
+
+    on_cuda = train_device(cfg) == "cuda"
+    return {
+        "output_dir": str(rundir.checkpoints),
+        "max_steps": t.max_steps,
+        "num_train_epochs": t.epochs,
+        "per_device_train_batch_size": t.batch_size,
+        "per_device_eval_batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.grad_accum,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "warmup_steps": t.warmup_steps,
+        "weight_decay": t.weight_decay,
+        "max_grad_norm": t.max_grad_norm,
+        "logging_steps": t.logging_steps,
+        "save_strategy": "steps",
+        "save_steps": t.save_steps,
+        "save_total_limit": None,  # ManifestCallback rotates, only after the new checkpoint is complete
+        "eval_strategy": "steps" if has_eval and t.eval_steps else "no",
+        "eval_steps": t.eval_steps,
+        "activation_checkpointing": t.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        "use_cpu": not on_cuda,
+        "bf16": on_cuda and torch.cuda.is_bf16_supported(),
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "report_to": [],
+        "disable_tqdm": False,
+        "remove_unused_columns": False,
+        # No KV cache in training: besides wasting memory, a cache makes transformers skip the per-example
+        # causal mask it derives from packed rows' position ids (packed examples would attend to each other).
+        "use_cache": False,
+        # A non-finite loss is an error (NonFiniteGuard), not something to hide.
+        "logging_nan_inf_filter": False,
+    }
+
+
+def standard_callbacks(rundir: RunDir, t: TrainerConfig) -> tuple[NonFiniteGuard, list[TrainerCallback]]:
+    """lmtune's own callbacks for any transformers/TRL trainer writing into `rundir`: finished-run stop,
+    metrics.jsonl, checkpoint manifests + rotation, and the non-finite guard (returned first as well:
+    attach it to the model, and detach it when done)."""
+    from lmtune.train.callbacks import FinishedRunStop, ManifestCallback, MetricsCallback, NonFiniteGuard
+
+    guard = NonFiniteGuard(rundir.checkpoints)
+    return guard, [FinishedRunStop(), MetricsCallback(rundir), ManifestCallback(t.save_total_limit), guard]
 
 
 def save_final(
@@ -221,7 +238,7 @@ def save_final(
     return out
 
 
-def _resume_point(rundir: RunDir, resume: bool) -> Path | None:
+def resume_point(rundir: RunDir, resume: bool) -> Path | None:
     """The checkpoint to resume from, after clearing what a (re)start would write over.
 
     Drops checkpoint folders newer than the resume point (torn leftovers) and the training records of
@@ -254,7 +271,7 @@ def _drop_training_metrics_after(rundir: RunDir, step: int) -> None:
     atomic_write_text(rundir.metrics, "".join(f"{line}\n" for line in kept))
 
 
-def _last_train_loss(rundir: RunDir) -> float | None:
+def last_train_loss(rundir: RunDir) -> float | None:
     """The loss of the last `train` record in metrics.jsonl (it spans resumes)."""
     if not rundir.metrics.is_file():
         return None

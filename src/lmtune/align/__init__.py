@@ -1,0 +1,48 @@
+"""Stage 4b, alignment: each objective is a module with a tagged config (fields shared through
+`settings.AlignBase`) and a `run(cfg, objective, resume)`; this package joins the configs in one
+discriminated union and dispatches through one exhaustive `match` (`run`).
+
+Adding an objective = a new module, an entry in `AnyObjective` and a case in `run`. Objectives compose
+TRL's trainers where TRL has them; PPO is lmtune's own. Losses are pure functions in
+`preference_losses` / `policy_losses`, tested against closed forms and against TRL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, assert_never
+
+from pydantic import Field
+
+from lmtune.align.dpo import DpoConfig
+from lmtune.align.reward import RewardConfig
+
+if TYPE_CHECKING:
+    from lmtune.align.session import AlignResult
+    from lmtune.schema import RunConfig
+
+AnyObjective = DpoConfig | RewardConfig
+AlignConfig = Annotated[AnyObjective, Field(discriminator="type")]
+
+
+def run(cfg: RunConfig, resume: bool = False) -> AlignResult:
+    """Run the alignment objective of `cfg` (`cfg.align`) into `<run>/align/`.
+
+    Raises:
+        ConfigError: the config has no `align` section, or its start model is not available.
+    """
+    from lmtune.errors import ConfigError
+
+    objective = cfg.align
+    match objective:
+        case None:
+            raise ConfigError("the config has no `align` section: nothing to align")
+        case DpoConfig():
+            from lmtune.align import dpo
+
+            return dpo.run(cfg, objective, resume)
+        case RewardConfig():
+            from lmtune.align import reward
+
+            return reward.run(cfg, objective, resume)
+        case _:
+            assert_never(objective)

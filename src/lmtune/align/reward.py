@@ -1,0 +1,135 @@
+"""Reward model: a sequence classifier with one output, trained on preference pairs with the
+Bradley-Terry loss (`lmtune.align.preference_losses.pairwise_reward_loss`) on TRL's `RewardTrainer`.
+
+Its output is a standard `AutoModelForSequenceClassification` folder (`<run>/align/model/`, LoRA merged
+in), which PPO reads as its reward model and which loads in transformers without lmtune.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Self
+
+from pydantic import Field, model_validator
+
+from lmtune.align.settings import AlignBase
+from lmtune.errors import ConfigError
+from lmtune.methods.full import FullConfig
+from lmtune.methods.lora import LoraConfig
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+    from lmtune.align.session import AlignResult, Session
+    from lmtune.schema import RunConfig
+
+
+class RewardConfig(AlignBase):
+    """A reward model from preference pairs: scores a (prompt, answer) so chosen > rejected. For PPO, for
+    ranking or filtering samples; costs one forward pass per answer. Method: `lora` (the score head
+    trains fully) or `full`."""
+
+    type: Literal["reward"] = "reward"
+    center_rewards_coefficient: float | None = Field(default=None, ge=0)
+    """Weight of a penalty on the mean squared reward, keeping rewards centred on zero (none: off)."""
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> Self:
+        if not isinstance(self.method, LoraConfig | FullConfig):
+            raise ValueError(
+                f"align.method: a reward model trains with `lora` or `full`, not `{self.method.type}`"
+            )
+        return self
+
+
+def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignResult:
+    """Train a reward model on `objective.data` (preference pairs); the held-out pairwise accuracy is in
+    the result's metrics (`eval_accuracy`)."""
+    from trl import RewardConfig as TrlRewardConfig
+    from trl import RewardTrainer
+
+    from lmtune.align import session
+
+    started = time.perf_counter()
+    s = session.open_session(cfg, objective, resume)
+    tok = session.tokenizer(s)
+    train, evals = session.datasets(s, tok, "preference")
+    model = scorer(s, tok.pad_token_id)
+    args = TrlRewardConfig(
+        **session.trainer_arguments(
+            s,
+            evals is not None,
+            max_length=objective.data.max_length,
+            center_rewards_coefficient=objective.center_rewards_coefficient,
+        )
+    )
+    guard, callbacks = session.callbacks(s, model)
+    trainer = RewardTrainer(
+        model=model,  # type: ignore[arg-type]
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+    result = session.finish(s, trainer, guard, model, tok, started, save=False)
+    save_scorer(model, tok, s.aligned.model)
+    return result
+
+
+def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
+    """The start model as a one-output sequence classifier (a new, seeded score head) with the method
+    applied: LoRA on the body with the score head fully trained, or everything trained."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    from lmtune.models.load import resolve_model_path
+
+    set_seed(s.cfg.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path(s.view.model.path),
+        num_labels=1,
+        dtype=getattr(torch, s.view.model.dtype),
+        trust_remote_code=s.view.model.trust_remote_code,
+    )
+    model.config.pad_token_id = pad_token_id
+    method = s.view.method
+    if isinstance(method, FullConfig):
+        return model
+    if not isinstance(method, LoraConfig):  # refused at config load; kept for the type checker
+        raise ConfigError(f"align.method: a reward model trains with `lora` or `full`, not `{method.type}`")
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_cfg = PeftLoraConfig(
+        r=method.rank,
+        lora_alpha=method.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
+        lora_dropout=method.dropout,
+        target_modules=method.target_modules,
+        use_rslora=method.use_rslora,
+        use_dora=method.use_dora,
+        task_type="SEQ_CLS",  # PEFT then trains the `score` head fully (modules_to_save)
+    )
+    return get_peft_model(model, peft_cfg)
+
+
+def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
+    """Save the reward model as a plain transformers sequence-classification folder (LoRA merged in)."""
+    from peft import PeftModel
+
+    from lmtune.export.save import save_folder
+
+    plain: PreTrainedModel = model.merge_and_unload() if isinstance(model, PeftModel) else model  # type: ignore[assignment]
+    save_folder(plain, tokenizer, out)  # type: ignore[arg-type]
+
+
+def load_scorer(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
+    """Load a saved reward model (frozen, eval mode)."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    model.requires_grad_(False)
+    return model

@@ -1,0 +1,206 @@
+"""What every alignment objective does around its trainer: the `<run>/align/` directory, the start
+model, the policy with its method, the data, TRL's arguments, lmtune's callbacks, train + save.
+
+An objective's `run` reads: `open_session` -> load the policy (`policy`) and data (`datasets`) -> build
+its TRL trainer with `trainer_arguments` and `callbacks` -> `finish`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from lmtune import methods
+from lmtune.align.start import align_dir, record_start, start_model
+from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.train import sft
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
+
+    from lmtune.align.settings import AlignBase
+    from lmtune.schema import RunConfig
+    from lmtune.train.callbacks import NonFiniteGuard
+
+log = logging.getLogger(__name__)
+
+DataKind = Literal["preference", "kto", "prompt"]
+
+
+@dataclass(frozen=True)
+class Session:
+    """One alignment run: the run's config, the objective, and `view` — the run config as the
+    alignment sees it (base = the start model, method and trainer = the objective's)."""
+
+    cfg: RunConfig
+    objective: AlignBase
+    view: RunConfig
+    rundir: RunDir
+    """The whole run."""
+    aligned: RunDir
+    """`<run>/align/`: the alignment's checkpoints, metrics.jsonl, lineage.json and final weights."""
+    resume_from: Path | None
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    """What a finished alignment produced."""
+
+    run_dir: Path
+    steps: int
+    train_loss: float | None
+    metrics: dict[str, float]
+    """The trainer's final evaluation on the held-out split (e.g. eval_rewards/accuracies for DPO)."""
+    weights_path: Path
+    seconds: float
+
+
+def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
+    """Prepare `<run>/align/` (refusing to overwrite a finished checkpoint unless resuming) and the
+    start model (merging the SFT weights first when alignment starts from them)."""
+    from lmtune.models.load import resolve_model_path
+    from lmtune.train.lineage import training_lineage
+
+    rundir = RunDir.for_config(cfg)
+    aligned = align_dir(rundir)
+    resume_from = sft.resume_point(aligned, resume)
+    start = start_model(cfg, objective, rundir)
+    record_start(aligned, start)
+    view = cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(update={"path": start}),
+            "method": objective.method,
+            "trainer": objective.trainer,
+        }
+    )
+    aligned.write_config(cfg)
+    lineage = training_lineage(start, resolve_model_path(start), cfg.seed)
+    aligned.update_lineage(**lineage, objective=objective.type, start_model=start)
+    return Session(cfg, objective, view, rundir, aligned, resume_from)
+
+
+def tokenizer(session: Session) -> PreTrainedTokenizerBase:
+    """The start model's tokenizer (pad = eos when it has none)."""
+    from lmtune.models.load import load_tokenizer
+
+    return load_tokenizer(session.view.model)
+
+
+def policy(session: Session) -> torch.nn.Module:
+    """The start model with the objective's method applied (seeded, like SFT)."""
+    from transformers import set_seed
+
+    from lmtune.models.load import load_model
+
+    base = load_model(session.view.model)
+    set_seed(session.cfg.seed)
+    return methods.prepare(base, session.view.method)
+
+
+def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | None:
+    """The frozen reference model TRL needs, or None when it can use the policy with its adapter
+    disabled (a PEFT adapter): then no second copy of the model is loaded."""
+    from peft import PeftModel
+
+    from lmtune.models.load import load_model
+
+    if isinstance(model, PeftModel):
+        return None
+    ref = load_model(session.view.model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def drop_reference_adapter(model: torch.nn.Module) -> None:
+    """Remove the frozen copy of the adapter that TRL's preference trainers add as the reference when
+    handed a PEFT model: without it they compute reference log-probs with the adapter disabled (the
+    start model itself), and the saved adapter is the trained one only."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and "ref" in model.peft_config:
+        model.delete_adapter("ref")
+        model.set_adapter("default")
+
+
+def datasets(
+    session: Session, tok: PreTrainedTokenizerBase, kind: DataKind
+) -> tuple[Dataset, Dataset | None]:
+    """The objective's (train, eval) datasets in TRL's conversational layout; rejects are written to
+    `<run>/align/data/rejects.jsonl` and counts to `<run>/align/data/stats.json`."""
+    from lmtune.data.align_prepare import prepare_align, split_align
+    from lmtune.data.records import RejectLog, open_rejects
+
+    data = session.objective.data
+    sink = open_rejects(session.aligned.rejects)
+    try:
+        rejects = RejectLog(sink)
+        prepared = prepare_align(
+            data.sources,
+            kind,
+            tok,
+            max_prompt_length=data.max_prompt_length,
+            system_prompt=data.system_prompt,
+            rejects=rejects,
+        )
+    finally:
+        if sink is not None:
+            sink.close()
+    train, evals = split_align(prepared.dataset, data.eval_size, session.cfg.seed)
+    stats = {**prepared.stats(), "train": len(train), "eval": len(evals)}
+    atomic_write_text(session.aligned.data / "stats.json", json.dumps(stats, indent=2, default=str))
+    log.info("alignment data: %d train, %d eval, %d rejected", stats["train"], stats["eval"], rejects.count)
+    return train, evals if len(evals) else None
+
+
+def trainer_arguments(session: Session, has_eval: bool, **objective_args: Any) -> dict[str, Any]:
+    """Keyword arguments for a TRL config: lmtune's loop settings (as SFT) plus the objective's own."""
+    args = sft.training_arguments(session.view.trainer, session.view, session.aligned, has_eval)
+    args.update(objective_args)
+    return args
+
+
+def callbacks(session: Session, model: torch.nn.Module) -> tuple[NonFiniteGuard, list[TrainerCallback]]:
+    """lmtune's callbacks (metrics, manifests, finished-run stop, non-finite guard) and the method's."""
+    guard, standard = sft.standard_callbacks(session.aligned, session.view.trainer)
+    return guard, [*standard, *methods.callbacks(model, session.view.method)]
+
+
+def finish(
+    session: Session,
+    trainer: Trainer,
+    guard: NonFiniteGuard,
+    model: torch.nn.Module,
+    tok: PreTrainedTokenizerBase,
+    started: float,
+    save: bool = True,
+) -> AlignResult:
+    """Train (resuming when asked), evaluate on the held-out split, and save the final weights into
+    `<run>/align/adapter/` or `model/` (unless `save` is off: the objective saves them itself)."""
+    from lmtune.train.callbacks import AlreadyFinished
+
+    guard.attach(model)
+    try:
+        try:
+            trainer.train(resume_from_checkpoint=str(session.resume_from) if session.resume_from else None)
+        except AlreadyFinished:
+            log.info("%s is the last step: nothing left to train", session.resume_from)
+        metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    finally:
+        guard.detach()
+    final = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    session.aligned.append_metrics({"kind": "align_eval", "step": trainer.state.global_step, **final})
+    weights = sft.save_final(model, tok, session.view, session.aligned) if save else session.aligned.model
+    return AlignResult(
+        run_dir=session.aligned.root,
+        steps=trainer.state.global_step,
+        train_loss=sft.last_train_loss(session.aligned),
+        metrics=final,
+        weights_path=weights,
+        seconds=time.perf_counter() - started,
+    )
