@@ -43,6 +43,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_ALIGN_SHOWN = ("eval_loss", "eval_rewards/margins", "eval_reward", "eval_kl")
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)
+    from lmtune import align
+
+    result = align.run(cfg, resume=args.resume)
+    shown = ", ".join(
+        f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()) if k in _ALIGN_SHOWN or "accurac" in k
+    )
+    print(f"aligned {result.steps} steps -> {result.weights_path}" + (f" ({shown})" if shown else ""))
+    return 0
+
+
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from lmtune.data.validate import format_report, validate_file
 
@@ -187,13 +202,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("config", help="run config YAML")
         p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.max_steps=50")
 
-    p = verb("pipeline", cmd_pipeline, "run every stage of a config: data, train, evaluate, export, serve")
+    p = verb(
+        "pipeline", cmd_pipeline, "run every stage of a config: data, train, align, evaluate, export, serve"
+    )
     config_args(p)
     p.add_argument(
         "--resume", action="store_true", help="resume training from the newest complete checkpoint"
     )
 
     p = verb("train", cmd_train, "prepare data (if needed) and fine-tune")
+    config_args(p)
+    p.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint")
+
+    p = verb("align", cmd_align, "run the config's alignment objective (after SFT when the run has it)")
     config_args(p)
     p.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint")
 
