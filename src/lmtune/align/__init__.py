@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Annotated, assert_never
 from pydantic import Field
 
 from lmtune.align.dpo import DpoConfig
+from lmtune.align.grpo import GrpoConfig
 from lmtune.align.reward import RewardConfig
+from lmtune.align.rloo import RlooConfig
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
     from lmtune.schema import RunConfig
 
-AnyObjective = DpoConfig | RewardConfig
+AnyObjective = DpoConfig | RewardConfig | GrpoConfig | RlooConfig
 AlignConfig = Annotated[AnyObjective, Field(discriminator="type")]
 
 
@@ -44,5 +46,13 @@ def run(cfg: RunConfig, resume: bool = False) -> AlignResult:
             from lmtune.align import reward
 
             return reward.run(cfg, objective, resume)
+        case GrpoConfig():
+            from lmtune.align import grpo
+
+            return grpo.run(cfg, objective, resume)
+        case RlooConfig():
+            from lmtune.align import rloo
+
+            return rloo.run(cfg, objective, resume)
         case _:
             assert_never(objective)

@@ -25,3 +25,12 @@ def pairs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows.append({"prompt": "Same?", "chosen": "Yes.", "rejected": "Yes."})
     rows.append({"prompt": "Empty?", "chosen": "", "rejected": "No."})
     return write_jsonl(tmp_path_factory.mktemp("align_data") / "pairs.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def prompts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 prompts with a GSM8K-style reference answer, in the `prompt` format."""
+    rows: list[dict[str, object]] = [
+        {"prompt": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(16)
+    ]
+    return write_jsonl(tmp_path_factory.mktemp("prompts") / "prompts.jsonl", rows)

@@ -52,7 +52,8 @@ def test_start_from_sft_without_sft_weights_exits_2(
     cfg = write(
         tmp_path / "c.yaml",
         f"output_dir: {tmp_path}\nname: r\nmodel: {{path: tiny}}\n"
-        f"align: {{type: dpo, start_from: sft, data: {{sources: [{{path: {pairs_file}, format: preference}}]}}}}\n",
+        "align: {type: dpo, start_from: sft, data: {sources: [{path: "
+        f"{pairs_file}, format: preference}}]}}}}\n",
     )
     assert main(["align", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()

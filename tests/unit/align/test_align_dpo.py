@@ -72,7 +72,7 @@ def test_dpo_writes_weights_checkpoints_metrics_and_data_counts(dpo_run) -> None
 
 
 def test_saved_adapter_holds_only_the_trained_adapter(dpo_run) -> None:  # type: ignore[no-untyped-def]
-    cfg, result = dpo_run
+    _, result = dpo_run
     weights = load_file(result.weights_path / "adapter_model.safetensors")
     assert weights and not any(".ref." in name for name in weights)
     assert any(w.abs().max() > 0 for n, w in weights.items() if "lora_B" in n)  # it trained

@@ -32,7 +32,7 @@ def reward_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path, p
 
 
 def test_reward_model_learns_the_training_pairs(reward_run) -> None:  # type: ignore[no-untyped-def]
-    cfg, result = reward_run
+    _, result = reward_run
     losses = [r["loss"] for r in _records(Path(result.run_dir), "train")]
     assert losses[-1] < losses[0]
     assert "eval_accuracy" in result.metrics  # held-out pairwise accuracy (chosen scored above rejected)

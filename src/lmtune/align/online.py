@@ -1,0 +1,115 @@
+"""What GRPO and RLOO share: sampled groups of completions per prompt scored by verifiable rewards, on
+TRL's online trainers; the held-out mean reward is measured before and after training."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import Field, model_validator
+
+from lmtune.align.rewards import RewardFunction, RewardSpec, total_reward
+from lmtune.align.settings import AlignBase
+
+if TYPE_CHECKING:
+    from lmtune.align.session import AlignResult
+    from lmtune.schema import RunConfig
+
+
+class OnlineRlBase(AlignBase):
+    """Fields of the sampling objectives (GRPO, RLOO). `trainer.batch_size` counts completions:
+    prompts per step x `num_generations`."""
+
+    rewards: list[RewardSpec] = Field(min_length=1)
+    """Verifiable rewards, summed with their weights (see docs/alignment.md)."""
+    num_generations: int = Field(default=4, ge=2)
+    """Completions sampled per prompt (the group whose rewards are compared)."""
+    max_completion_length: int = Field(default=128, ge=1)
+    """Longest sampled completion, in tokens."""
+    temperature: float = Field(default=1.0, gt=0)
+    """Sampling temperature."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling threshold."""
+    epsilon: float = Field(default=0.2, gt=0)
+    """Clipping range of the policy ratio."""
+
+    @model_validator(mode="after")
+    def _groups_fill_batches(self) -> Self:
+        if self.trainer.batch_size % self.num_generations:
+            raise ValueError(
+                f"align.trainer.batch_size ({self.trainer.batch_size}) counts completions and must be a "
+                f"multiple of align.num_generations ({self.num_generations})"
+            )
+        return self
+
+
+def trl_reward(specs: Sequence[Any], extra: Sequence[RewardFunction]) -> Any:
+    """The rewards as one TRL reward function: (prompts, completions, **columns) -> floats, reading the
+    reference answer from the dataset's `answer` column when there is one."""
+
+    def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
+        texts = [c[-1]["content"] if isinstance(c, list) else str(c) for c in completions]
+        answers = columns.get("answer") or [None] * len(texts)
+        return total_reward(specs, texts, answers, extra)
+
+    reward.__name__ = "+".join(spec.type for spec in specs) or "reward"
+    return reward
+
+
+def generation_arguments(objective: OnlineRlBase) -> dict[str, Any]:
+    """TRL config fields for sampling (recorded in the run's config, so a resumed run samples alike)."""
+    return {
+        "num_generations": objective.num_generations,
+        "max_completion_length": objective.max_completion_length,
+        "temperature": objective.temperature,
+        "top_p": objective.top_p,
+        "epsilon": objective.epsilon,
+    }
+
+
+def run_online(
+    cfg: RunConfig,
+    objective: OnlineRlBase,
+    trainer_classes: tuple[type, type],
+    objective_args: dict[str, Any],
+    resume: bool,
+    extra_rewards: Sequence[RewardFunction],
+) -> AlignResult:
+    """Train with a TRL online trainer (`trainer_classes` = (its config class, its trainer class)) on
+    `objective.data` prompts; the held-out mean reward before training is kept as `eval_reward_before`."""
+    from lmtune.align import session
+
+    config_cls, trainer_cls = trainer_classes
+    started = time.perf_counter()
+    s = session.open_session(cfg, objective, resume)
+    tok = session.tokenizer(s)
+    tok.padding_side = "left"  # generation pads prompts on the left
+    train, evals = session.datasets(s, tok, "prompt")
+    model = session.policy(s)
+    args = config_cls(
+        **session.trainer_arguments(
+            s,
+            evals is not None,
+            **generation_arguments(objective),
+            **objective_args,
+        )
+    )
+    guard, callbacks = session.callbacks(s, model)
+    trainer = trainer_cls(
+        model=model,
+        reward_funcs=[trl_reward(objective.rewards, extra_rewards)],
+        args=args,
+        train_dataset=train,
+        eval_dataset=evals,
+        processing_class=tok,
+        callbacks=callbacks,
+    )
+    before = trainer.evaluate() if evals is not None and s.resume_from is None else {}
+    result = session.finish(s, trainer, guard, model, tok, started)
+    if "eval_reward" in before:
+        result.metrics["eval_reward_before"] = float(before["eval_reward"])
+        s.aligned.append_metrics(
+            {"kind": "align_eval_before", "step": 0, "eval_reward": before["eval_reward"]}
+        )
+    return result

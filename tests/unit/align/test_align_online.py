@@ -1,0 +1,125 @@
+"""GRPO and RLOO through `lmtune align` on the tiny model, and the verifiable rewards they use."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lmtune.align import grpo, rloo
+from lmtune.align.online import trl_reward
+from lmtune.align.rewards import FormatReward, LengthPenalty, NumericMatchReward, total_reward
+from lmtune.config import loader
+from lmtune.errors import ConfigError
+from lmtune.schema import RunConfig
+
+
+def online_config(out: Path, prompts: Path, objective: str, steps: int, **extra: object) -> RunConfig:
+    return loader.build(
+        RunConfig,
+        {
+            "name": objective,
+            "output_dir": str(out),
+            "model": {"path": "tiny"},
+            "align": {
+                "type": objective,
+                "data": {"sources": [{"path": str(prompts), "format": "prompt"}], "eval_size": 4},
+                "rewards": [{"type": "format", "weight": 0.0}],
+                "num_generations": 8,
+                "max_completion_length": 12,
+                "method": {"type": "lora", "rank": 8, "alpha": 16},
+                "trainer": {
+                    "max_steps": steps,
+                    "batch_size": 16,
+                    "learning_rate": 5e-2,
+                    "lr_scheduler": "constant",
+                    "logging_steps": 1,
+                    "save_steps": 100,
+                },
+                **extra,
+            },
+        },
+    )
+
+
+def share_of_e(completions: list[str], answers: list[str | None]) -> list[float]:
+    """A reward the tiny random model can move: the share of `e` characters in the completion."""
+    return [c.count("e") / max(1, len(c)) for c in completions]
+
+
+def test_grpo_raises_the_held_out_mean_reward(
+    tmp_path: Path, tiny_model_dir: Path, prompts_file: Path
+) -> None:
+    cfg = online_config(tmp_path, prompts_file, "grpo", steps=10)
+    result = grpo.run(cfg, cfg.align, extra_rewards=[share_of_e])  # type: ignore[arg-type]
+    assert result.steps == 10
+    assert result.metrics["eval_reward"] > result.metrics["eval_reward_before"]
+    records = [
+        json.loads(line) for line in (tmp_path / "grpo" / "align" / "metrics.jsonl").read_text().splitlines()
+    ]
+    rewards = [r["reward"] for r in records if r["kind"] == "train"]
+    assert len(rewards) == 10
+    assert sum(rewards[-5:]) / 5 > rewards[0]
+    assert (tmp_path / "grpo" / "align" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_rloo_trains_and_reports_its_kl(tmp_path: Path, tiny_model_dir: Path, prompts_file: Path) -> None:
+    cfg = online_config(tmp_path, prompts_file, "rloo", steps=2)
+    result = rloo.run(cfg, cfg.align, extra_rewards=[share_of_e])  # type: ignore[arg-type]
+    assert result.steps == 2
+    records = [
+        json.loads(line) for line in (tmp_path / "rloo" / "align" / "metrics.jsonl").read_text().splitlines()
+    ]
+    train = [r for r in records if r["kind"] == "train"]
+    assert len(train) == 2 and all("kl" in r and "reward" in r for r in train)
+
+
+def test_batch_must_hold_whole_groups(tmp_path: Path, prompts_file: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"batch_size \(12\) counts completions and must be a multiple of align.num_generations \(8\)",
+    ):
+        loader.build(
+            RunConfig,
+            {
+                "align": {
+                    "type": "grpo",
+                    "rewards": [{"type": "format"}],
+                    "num_generations": 8,
+                    "trainer": {"batch_size": 12},
+                }
+            },
+        )
+
+
+def test_online_objectives_need_a_reward() -> None:
+    with pytest.raises(ConfigError, match=r"config field 'align\.grpo\.rewards'"):
+        loader.build(RunConfig, {"align": {"type": "grpo", "rewards": []}})
+
+
+def test_numeric_match_compares_final_numbers() -> None:
+    completions = ["3 + 4 = 7\n#### 7", "so 1,200 apples", "#### 8", "no number"]
+    answers = ["#### 7", "#### 1200", "#### 7", "#### 7"]
+    assert NumericMatchReward().score(completions, answers) == [1.0, 1.0, 0.0, 0.0]
+    assert NumericMatchReward().score(["#### 7"], [None]) == [0.0]
+
+
+def test_format_and_length_rewards() -> None:
+    assert FormatReward().score(["x #### 12", "x = 12"], [None, None]) == [1.0, 0.0]
+    assert LengthPenalty(target_chars=10).score(["a" * 10, "a" * 15, "a" * 40], [None] * 3) == [
+        0.0,
+        -0.5,
+        -1.0,
+    ]
+
+
+def test_total_reward_weights_and_extra_callables() -> None:
+    specs = [FormatReward(weight=2.0), LengthPenalty(target_chars=4, weight=1.0)]
+    got = total_reward(specs, ["#### 1", "abc"], [None, None], extra=[lambda c, a: [0.25] * len(c)])
+    assert got == [2.0 - 0.5 + 0.25, 0.0 + 0.0 + 0.25]
+
+
+def test_trl_reward_reads_message_completions_and_the_answer_column() -> None:
+    fn = trl_reward([NumericMatchReward()], [])
+    completions = [[{"role": "assistant", "content": "#### 4"}], [{"role": "assistant", "content": "#### 5"}]]
+    assert fn(prompts=[[], []], completions=completions, answer=["#### 4", "#### 4"]) == [1.0, 0.0]
+    assert fn(prompts=[[]], completions=[[{"role": "assistant", "content": "#### 4"}]]) == [0.0]
