@@ -67,6 +67,25 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_pairs(args: argparse.Namespace) -> int:
+    from lmtune.data.pairs import build_pairs, format_pairs_report
+
+    report = build_pairs(
+        args.source,
+        args.out,
+        corruption=args.corruption,
+        seed=args.seed,
+        limit=args.limit,
+        layout=args.format,
+        prompts_out=args.prompts_out,
+        rejects_path=args.rejects,
+        question_field=args.question_field,
+        answer_field=args.answer_field,
+    )
+    print(format_pairs_report(report))
+    return 0
+
+
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from lmtune.data.prepare import prepare
     from lmtune.models.load import load_tokenizer
@@ -234,6 +253,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=NAME",
         help="map a format field to the file's column name (repeatable)",
     )
+    p = verb("pairs", cmd_data_pairs, "build preference pairs from problems with a reference solution", data)
+    p.add_argument(
+        "source", help="`gsm8k` or a file of records with a question and a solution ending '#### N'"
+    )
+    p.add_argument("--out", required=True, help="the pairs JSONL (preference format); its folder is created")
+    p.add_argument("--limit", type=int, help="read at most this many records")
+    p.add_argument("--seed", type=int, default=0, help="seeds every random choice")
+    p.add_argument(
+        "--corruption",
+        choices=("final", "step", "mixed"),
+        default="mixed",
+        help="final: wrong final answer; step: a wrong intermediate result carried to the end; mixed: either",
+    )
+    p.add_argument(
+        "--format", choices=("messages", "plain"), default="messages", help="turn lists or strings"
+    )
+    p.add_argument(
+        "--prompts-out", help="also write the prompts with their reference answers (prompt format)"
+    )
+    p.add_argument("--rejects", help="records that give no pair (default: <out stem>.rejects.jsonl)")
+    p.add_argument("--question-field", default="question", help="the records' question field")
+    p.add_argument("--answer-field", default="answer", help="the records' reference solution field")
     p = verb(
         "prepare",
         cmd_data_prepare,
