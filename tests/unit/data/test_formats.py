@@ -140,8 +140,7 @@ def test_unknown_format_and_bad_column_key() -> None:
     with pytest.raises(DataError) as err:
         check_format("chatml", where="d.jsonl")
     assert (
-        str(err.value)
-        == "d.jsonl: unknown format 'chatml' "
+        str(err.value) == "d.jsonl: unknown format 'chatml' "
         "(valid formats: alpaca, messages, prompt_completion, text, preference, kto, prompt)"
     )
     with pytest.raises(DataError, match="columns: 'question' is not a field of format prompt_completion"):
