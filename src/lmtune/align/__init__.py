@@ -13,8 +13,11 @@ from typing import TYPE_CHECKING, Annotated, assert_never
 
 from pydantic import Field
 
+from lmtune.align.cpo import CpoConfig
 from lmtune.align.dpo import DpoConfig
 from lmtune.align.grpo import GrpoConfig
+from lmtune.align.kto import KtoConfig
+from lmtune.align.orpo import OrpoConfig
 from lmtune.align.reward import RewardConfig
 from lmtune.align.rloo import RlooConfig
 
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
     from lmtune.schema import RunConfig
 
-AnyObjective = DpoConfig | RewardConfig | GrpoConfig | RlooConfig
+AnyObjective = DpoConfig | KtoConfig | OrpoConfig | CpoConfig | RewardConfig | GrpoConfig | RlooConfig
 AlignConfig = Annotated[AnyObjective, Field(discriminator="type")]
 
 
@@ -42,6 +45,18 @@ def run(cfg: RunConfig, resume: bool = False) -> AlignResult:
             from lmtune.align import dpo
 
             return dpo.run(cfg, objective, resume)
+        case KtoConfig():
+            from lmtune.align import kto
+
+            return kto.run(cfg, objective, resume)
+        case OrpoConfig():
+            from lmtune.align import orpo
+
+            return orpo.run(cfg, objective, resume)
+        case CpoConfig():
+            from lmtune.align import cpo
+
+            return cpo.run(cfg, objective, resume)
         case RewardConfig():
             from lmtune.align import reward
 

@@ -5,11 +5,11 @@ The loss math is `lmtune.align.preference_losses.dpo_loss` (tested equal to TRL'
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
+from lmtune.align.pairwise import run_pairwise
 from lmtune.align.settings import AlignBase
 
 if TYPE_CHECKING:
@@ -32,36 +32,13 @@ class DpoConfig(AlignBase):
 
 
 def run(cfg: RunConfig, objective: DpoConfig, resume: bool = False) -> AlignResult:
-    """Train the policy with DPO on `objective.data` (preference pairs); see `lmtune.align.session`."""
+    """Train the policy with DPO on `objective.data` (preference pairs); see `lmtune.align.pairwise`."""
     from trl import DPOConfig as TrlDpoConfig
     from trl import DPOTrainer
 
-    from lmtune.align import session
-
-    started = time.perf_counter()
-    s = session.open_session(cfg, objective, resume)
-    tok = session.tokenizer(s)
-    train, evals = session.datasets(s, tok, "preference")
-    model = session.policy(s)
-    args = TrlDpoConfig(
-        **session.trainer_arguments(
-            s,
-            evals is not None,
-            beta=objective.beta,
-            loss_type=[objective.loss_type],
-            label_smoothing=objective.label_smoothing,
-            max_length=objective.data.max_length,
-        )
-    )
-    guard, callbacks = session.callbacks(s, model)
-    trainer = DPOTrainer(
-        model=model,  # type: ignore[arg-type]
-        ref_model=session.reference(s, model),
-        args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        processing_class=tok,
-        callbacks=callbacks,
-    )
-    session.drop_reference_adapter(model)
-    return session.finish(s, trainer, guard, model, tok, started)
+    args = {
+        "beta": objective.beta,
+        "loss_type": [objective.loss_type],
+        "label_smoothing": objective.label_smoothing,
+    }
+    return run_pairwise(cfg, objective, (TrlDpoConfig, DPOTrainer), args, resume)

@@ -34,3 +34,15 @@ def prompts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"prompt": f"What is {i} plus {i}?", "answer": f"#### {2 * i}"} for i in range(16)
     ]
     return write_jsonl(tmp_path_factory.mktemp("prompts") / "prompts.jsonl", rows)
+
+
+@pytest.fixture(scope="session")
+def kto_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 labelled completions (right sums desirable, wrong ones not), in the `kto` format."""
+    rows: list[dict[str, object]] = []
+    for i in range(12):
+        rows.append(
+            {"prompt": f"What is {i} plus {i}?", "completion": f"The answer is {2 * i}.", "label": True}
+        )
+        rows.append({"prompt": f"What is {i} plus {i}?", "completion": f"It is {2 * i + 1}.", "label": False})
+    return write_jsonl(tmp_path_factory.mktemp("kto") / "kto.jsonl", rows)
