@@ -154,14 +154,19 @@ def grpo_token_loss(
     loss_type: GrpoLossType = "dapo",
     max_completion_length: int | None = None,
     num_items: float | torch.Tensor | None = None,
+    kl_bias_correction: bool = True,
 ) -> GrpoTerms:
     """GRPO's clipped surrogate plus a k3 KL term, aggregated by `loss_type` (TRL GRPOTrainer._compute_loss).
 
     Per token, with rho_t = exp(logp_t - old_t) and the sequence's advantage A:
 
-        l_t = -min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) + beta k3_t
+        l_t = -min(rho_t A, clip(rho_t, 1 - eps_low, 1 + eps_high) A) + beta rho_t k3_t
 
-    then, over the mask m:
+    The KL term is weighted by rho_t (`kl_bias_correction`, TRL's `use_bias_correction_kl`, on by
+    default in 1.16: it makes the KL gradient the unbiased reverse-KL gradient, DeepSeek-V3.2);
+    without it the term is beta k3_t. On-policy rho_t = 1 in value but not in gradient.
+
+    The per-token losses are then aggregated over the mask m:
 
         grpo:     mean_i [ sum_t l_it m_it / sum_t m_it ]          (per-sequence mean, then batch mean)
         bnpo:     sum_it l_it m_it / sum_it m_it                   (token mean over the batch)
@@ -185,10 +190,11 @@ def grpo_token_loss(
         loss_type: aggregation, see above.
         max_completion_length: the generation budget, for dr_grpo.
         num_items: token count normalising dapo.
+        kl_bias_correction: weight the KL term by rho_t.
 
     Returns:
-        GrpoTerms(loss scalar, per_token_loss [B, T], per_token_kl [B, T] (zeros when beta == 0),
-        clip_ratio scalar).
+        GrpoTerms(loss scalar, per_token_loss [B, T], per_token_kl [B, T] (the KL term as it enters
+        the loss, before beta; zeros when beta == 0), clip_ratio scalar).
     """
     if advantages.dim() == 1:
         advantages = advantages.unsqueeze(1)
@@ -201,6 +207,8 @@ def grpo_token_loss(
         if ref_logps is None:
             raise ValueError("grpo_token_loss needs ref_logps when beta != 0")
         per_token_kl = kl_penalty(logps, ref_logps, "k3")
+        if kl_bias_correction:
+            per_token_kl = per_token_kl * ratio
         per_token_loss = per_token_loss + beta * per_token_kl
     loss = _aggregate(per_token_loss, mask, loss_type, max_completion_length, num_items)
     is_clipped = ((ratio < 1 - epsilon_low) & (advantages < 0)) | (

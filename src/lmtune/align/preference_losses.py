@@ -290,8 +290,9 @@ def cpo_loss(
     SimPO and IPO are meant for length-averaged log-probs (TRL averages for `simpo`/`ipo`, sums
     otherwise): the caller passes the matching `sequence_logps(..., average=...)`. CPO's
     behaviour-cloning term cpo_alpha * NLL(y_w) is added per example when `chosen_nll` is given
-    (TRL adds cpo_alpha times the batch-mean chosen NLL; pass that scalar to match; SimPO uses
-    cpo_alpha = 0). Rewards are beta * log pi(y|x) (detached).
+    (TRL adds cpo_alpha times the token-mean NLL of the chosen completions over the batch, prompt
+    excluded; pass that scalar to match; SimPO uses cpo_alpha = 0). Rewards are beta * log pi(y|x)
+    (detached).
 
     Args:
         chosen_logps: [B] log pi(y_w|x) (summed or averaged, see above).

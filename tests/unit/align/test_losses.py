@@ -325,13 +325,19 @@ def test_grpo_kl_term_and_clipping_closed_form() -> None:
     mask = torch.ones(1, 2, dtype=D)
     beta, adv = 0.04, t(1.0)
     terms = grpo_token_loss(logps, old, ref, adv, mask, 0.2, 0.2, beta, loss_type="grpo")
-    expected = []
+    plain = grpo_token_loss(
+        logps, old, ref, adv, mask, 0.2, 0.2, beta, loss_type="grpo", kl_bias_correction=False
+    )
+    corrected, uncorrected = [], []
     for lp, o, r in ((-1.0, -1.5, -1.2), (-2.0, -1.9, -2.5)):
         rho = math.exp(lp - o)
         surrogate = -min(rho * 1.0, min(max(rho, 0.8), 1.2) * 1.0)
-        expected.append(surrogate + beta * (math.exp(r - lp) - (r - lp) - 1))
-    close(terms.per_token_loss, [expected])
-    close(terms.loss, sum(expected) / 2)
+        k3 = math.exp(r - lp) - (r - lp) - 1
+        corrected.append(surrogate + beta * rho * k3)
+        uncorrected.append(surrogate + beta * k3)
+    close(terms.per_token_loss, [corrected])
+    close(terms.loss, sum(corrected) / 2)
+    close(plain.per_token_loss, [uncorrected])
     close(terms.clip_ratio, 0.5)  # rho_0 = e^0.5 > 1.2 with A > 0
     with pytest.raises(ValueError, match=r"^grpo_token_loss needs ref_logps when beta != 0$"):
         grpo_token_loss(logps, old, None, adv, mask, beta=0.1)
