@@ -73,10 +73,10 @@ def group_advantages(
     grouped = rewards.view(-1, group_size)
     advantages = (grouped - torch.nanmean(grouped, dim=1, keepdim=True)).reshape(-1)
     if scale == "group":
-        std = _nanstd(grouped, dim=1) if group_size > 1 else torch.zeros(grouped.size(0), dtype=rewards.dtype)
+        std = _nanstd(grouped, dim=1) if group_size > 1 else rewards.new_zeros(grouped.size(0))
         advantages = advantages / (std.repeat_interleave(group_size) + eps)
     elif scale == "batch":
-        std = _nanstd(rewards) if rewards.numel() > 1 else torch.zeros((), dtype=rewards.dtype)
+        std = _nanstd(rewards) if rewards.numel() > 1 else rewards.new_zeros(())
         advantages = advantages / (std + eps)
     elif scale != "none":
         raise ValueError(f"unknown advantage scale {scale!r}; expected group, batch or none")
@@ -235,7 +235,11 @@ def _aggregate(
             raise ValueError("loss_type 'dr_grpo' needs max_completion_length")
         return masked.sum() / (per_token_loss.size(0) * max_completion_length)
     if loss_type == "dapo":
-        denominator = mask.sum() if num_items is None else torch.as_tensor(num_items, dtype=mask.dtype)
+        denominator = (
+            mask.sum()
+            if num_items is None
+            else torch.as_tensor(num_items, dtype=mask.dtype, device=mask.device)
+        )
         return masked.sum() / denominator.clamp(min=1.0)
     raise ValueError(f"unknown GRPO loss_type {loss_type!r}; expected dapo, grpo, bnpo or dr_grpo")
 

@@ -264,6 +264,7 @@ def test_group_advantages_batch_and_no_scaling() -> None:
 
 def test_group_advantages_equal_rewards_and_unscorable_completions() -> None:
     close(group_advantages(t(1.0, 1.0, 1.0), 3), [0.0, 0.0, 0.0])
+    close(group_advantages(t(1.0, 5.0), 1), [0.0, 0.0])  # one completion per prompt: no signal
     adv = group_advantages(t(1.0, float("nan"), 3.0), 3)
     std = statistics.stdev([1.0, 3.0])
     close(adv, [-1 / (std + 1e-4), 0.0, 1 / (std + 1e-4)])
