@@ -147,6 +147,7 @@ def datasets(
             max_prompt_length=data.max_prompt_length,
             system_prompt=data.system_prompt,
             rejects=rejects,
+            max_length=data.max_length,
         )
     finally:
         if sink is not None:

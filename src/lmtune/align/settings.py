@@ -25,7 +25,9 @@ class AlignDataConfig(StrictModel):
     max_prompt_length: int = Field(default=512, ge=8)
     """Longest prompt in tokens; a longer one is rejected with reason `prompt_too_long`."""
     max_length: int = Field(default=1024, ge=16)
-    """Longest prompt + answer in tokens (the trainer truncates the answer beyond it)."""
+    """Longest prompt + answer in tokens: a longer pair (either side) or KTO record is rejected as
+    `too_long` (cutting an answer's end could remove what a pair differs in); for prompt data, the
+    sampled completions are limited by the objective's `max_completion_length` instead."""
     eval_size: float = Field(default=0.1, ge=0)
     """Held-out part: a fraction of the records when below 1, else a count."""
 

@@ -95,6 +95,7 @@ def prepare_align(
     max_prompt_length: int,
     system_prompt: str | None,
     rejects: RejectLog,
+    max_length: int | None = None,
 ) -> AlignData:
     """Read and check every source, add the system prompt, drop over-long prompts, build the dataset.
 
@@ -103,6 +104,9 @@ def prepare_align(
         kind: `preference` (DPO, ORPO, SimPO, reward model), `kto`, or `prompt` (GRPO, RLOO, PPO).
         tokenizer: the policy's tokenizer (with a chat template), for prompt lengths.
         max_prompt_length: the longest prompt kept, in tokens (with the generation prompt).
+        max_length: the longest prompt + answer kept, in tokens (each side of a pair; the completion of a
+            KTO record); a longer record is rejected as `too_long` rather than truncated, since cutting
+            the end of an answer can remove the very part a pair differs in. None: no limit.
         system_prompt: a system message put in front of every prompt that has none.
         rejects: where every rejected record goes (reason, detail, source, line).
 
@@ -123,9 +127,15 @@ def prepare_align(
             pending.append(_Pending(k, result, row))
 
     lengths = prompt_lengths(tokenizer, [p.row["prompt"] for p in pending])
+    full = _answer_lengths(tokenizer, kind, [p.row for p in pending]) if max_length else [None] * len(pending)
     rows = []
-    for p, length in zip(pending, lengths, strict=True):
+    for p, length, longest in zip(pending, lengths, full, strict=True):
         reason, detail = _length_problem(length, max_prompt_length)
+        if reason is None and longest is not None and max_length is not None and longest > max_length:
+            reason, detail = (
+                "too_long",
+                f"prompt + answer is {longest} tokens, more than max_length={max_length}",
+            )
         if reason is None:
             rows.append(p.row)
             continue
@@ -158,6 +168,25 @@ def prompt_lengths(tokenizer: PreTrainedTokenizerBase, prompts: list[Conversatio
     ids = tokenizer(list(texts.values()), add_special_tokens=False)["input_ids"] if texts else []
     lengths = {i: len(row) for i, row in zip(texts, ids, strict=True)}
     return [lengths[i] if i in lengths else errors[i] for i in range(len(prompts))]
+
+
+def _answer_lengths(
+    tokenizer: PreTrainedTokenizerBase, kind: AlignFormat, rows: list[dict[str, Any]]
+) -> list[int | None]:
+    """Per row, the token count of its longest prompt + answer conversation (None for prompt data or
+    when the template refuses it: that is reported as the prompt's `template_error`)."""
+    if kind == "prompt":
+        return [None] * len(rows)
+    answers = ("chosen", "rejected") if kind == "preference" else ("completion",)
+    out: list[int | None] = []
+    for row in rows:
+        try:
+            texts = [render(tokenizer, [*row["prompt"], *row[a]]) for a in answers]
+        except RecordRejected:
+            out.append(None)
+            continue
+        out.append(max(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]))
+    return out
 
 
 def split_align(dataset: Dataset, eval_size: float, seed: int) -> tuple[Dataset, Dataset]:

@@ -25,7 +25,7 @@ import operator
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 from lmtune.config.data import SourceConfig
 from lmtune.data.formats import _type_name
-from lmtune.data.records import RecordRejected, Reject, RejectLog, open_rejects
+from lmtune.data.assets import GSM8K
+from lmtune.data.records import RawItem, RecordRejected, Reject, RejectLog, open_rejects
 from lmtune.data.sources import read_source
 
 Corruption = Literal["final", "step", "mixed"]
@@ -142,6 +143,25 @@ def build_pairs(
             sink.close()
     report.by_reason = log.by_reason
     return report
+
+
+def gsm8k_pairs(corruption: Corruption = "mixed", seed: int = 0) -> Iterator[RawItem | Reject]:
+    """The `gsm8k_pairs` data alias: one `preference` record per GSM8K problem, built in memory exactly as
+    `lmtune data pairs gsm8k` writes them (messages layout, `corruption` and `seed` as given); a problem
+    that gives no pair is a reject with its reason."""
+    for position, item in enumerate(read_source(SourceConfig(path=GSM8K, format="prompt"))):
+        if isinstance(item, Reject):
+            yield item
+            continue
+        try:
+            question = _text_field(item.value, "question")
+            answer = _text_field(item.value, "answer")
+            rejected, kind = corrupt_solution(answer, corruption, random.Random(f"{seed}:{position}"))
+        except RecordRejected as exc:
+            yield Reject(item.where, exc.reason, exc.detail, item.raw)
+            continue
+        record = pair_record(question, answer, rejected, "messages") | {"corruption": kind}
+        yield RawItem(item.where, record, record)
 
 
 def format_pairs_report(report: PairsReport) -> str:

