@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lmtune.config.data import SourceConfig
-from lmtune.data.formats import _type_name
 from lmtune.data.assets import GSM8K
+from lmtune.data.formats import _type_name
 from lmtune.data.records import RawItem, RecordRejected, Reject, RejectLog, open_rejects
 from lmtune.data.sources import read_source
 

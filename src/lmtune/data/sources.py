@@ -25,7 +25,8 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
     """Yield every record of a source, in file order, as a raw item or an early reject.
 
     Args:
-        src: the source; `src.path` is a file, a `save_to_disk` folder or an alias (`gsm8k`, `chatterbot`, `gsm8k_pairs`).
+        src: the source; `src.path` is a file, a `save_to_disk` folder or an alias (`gsm8k`,
+            `chatterbot`, `gsm8k_pairs`).
 
     Raises:
         DataError: the path does not exist, cannot be read, or has an unsupported type.
