@@ -18,6 +18,7 @@ from lmtune.align.dpo import DpoConfig
 from lmtune.align.grpo import GrpoConfig
 from lmtune.align.kto import KtoConfig
 from lmtune.align.orpo import OrpoConfig
+from lmtune.align.ppo import PpoConfig
 from lmtune.align.reward import RewardConfig
 from lmtune.align.rloo import RlooConfig
 
@@ -25,7 +26,9 @@ if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
     from lmtune.schema import RunConfig
 
-AnyObjective = DpoConfig | KtoConfig | OrpoConfig | CpoConfig | RewardConfig | GrpoConfig | RlooConfig
+AnyObjective = (
+    DpoConfig | KtoConfig | OrpoConfig | CpoConfig | RewardConfig | GrpoConfig | RlooConfig | PpoConfig
+)
 AlignConfig = Annotated[AnyObjective, Field(discriminator="type")]
 
 
@@ -69,5 +72,9 @@ def run(cfg: RunConfig, resume: bool = False) -> AlignResult:
             from lmtune.align import rloo
 
             return rloo.run(cfg, objective, resume)
+        case PpoConfig():
+            from lmtune.align import ppo
+
+            return ppo.run(cfg, objective, resume)
         case _:
             assert_never(objective)

@@ -1,0 +1,503 @@
+"""Proximal Policy Optimisation with a value head, a KL penalty to the reference and GAE: lmtune's own
+compact loop (TRL removed its PPO trainer in 1.13).
+
+Read `run` top to bottom. Each step: take `rollout_batch_size` prompts (seeded order) -> sample one
+completion each (seeded by (seed, step)) -> score them (reward model and/or verifiable rewards) -> old
+log-probs and values (policy), reference log-probs (the policy with its adapter disabled, or a frozen
+copy under full fine-tuning) -> per-token rewards -KL + score -> GAE -> `ppo_epochs` passes of mini-batch
+updates of the clipped policy loss + vf_coef * clipped value loss. The math is in
+`lmtune.align.policy_losses` and `lmtune.align.rollout.token_rewards`.
+
+The policy runs in eval mode throughout (dropout off), as in TRL's PPO: the log-probs of the update
+then equal those of the rollout until the weights move, so the importance ratio starts at exactly 1.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from pydantic import Field, model_validator
+
+from lmtune.align.rewards import RewardSpec
+from lmtune.align.settings import AlignBase
+
+if TYPE_CHECKING:
+    import torch
+    from datasets import Dataset
+    from transformers import PreTrainedTokenizerBase
+
+    from lmtune.align.rewards import RewardFunction
+    from lmtune.align.rollout import Batch, Sampling, Scorer
+    from lmtune.align.session import AlignResult, Session
+    from lmtune.align.value_head import ValueHead
+    from lmtune.methods import AnyMethod
+    from lmtune.schema import RunConfig
+
+STATE_FILE = "ppo_state.json"
+POLICY_FILE = "policy.safetensors"
+EVAL_FILE = "eval.json"
+
+
+class PpoConfig(AlignBase):
+    """PPO on prompts: sample completions, score them, and raise the score while a KL penalty keeps the
+    policy near the reference (the start model). A learned value head baselines each token (GAE). For a
+    reward model's preferences or verifiable rewards; costs a generation plus three forward passes per
+    rollout (policy, reference, and the updates), the reference with the adapter disabled under an
+    adapter method."""
+
+    type: Literal["ppo"] = "ppo"
+    reward_model: str | None = None
+    """Folder of a reward model (a `type: reward` run's `<run>/align/model`); its score of prompt +
+    completion is the sequence reward."""
+    rewards: list[RewardSpec] = Field(default_factory=list)
+    """Verifiable rewards (numeric_match, format, length_penalty), summed with their weights; used alone
+    when there is no reward model, or added to its score."""
+    kl_coef: float = Field(default=0.05, ge=0)
+    """Weight of the per-token KL penalty to the reference in the reward."""
+    gamma: float = Field(default=1.0, gt=0, le=1)
+    """Discount of future rewards."""
+    lam: float = Field(default=0.95, ge=0, le=1)
+    """GAE's lambda: 1 = Monte-Carlo returns, 0 = one-step temporal differences."""
+    clip_eps: float = Field(default=0.2, gt=0)
+    """Clip range of the policy's importance ratio."""
+    value_clip: float = Field(default=0.2, gt=0)
+    """Clip range of the value update around the rollout's values."""
+    vf_coef: float = Field(default=0.1, ge=0)
+    """Weight of the value loss in the total loss."""
+    ppo_epochs: int = Field(default=2, ge=1)
+    """Passes of mini-batch updates over each rollout."""
+    rollout_batch_size: int = Field(default=8, ge=1)
+    """Prompts sampled per step (one completion each)."""
+    mini_batch_size: int = Field(default=4, ge=1)
+    """Completions per optimizer update (at most `rollout_batch_size`)."""
+    max_new_tokens: int = Field(default=64, ge=1)
+    """Longest completion sampled, in tokens."""
+    temperature: float = Field(default=0.7, gt=0)
+    """Sampling temperature (the log-probs are those of the tempered distribution)."""
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus sampling: sample from the smallest set of tokens whose probability reaches top_p."""
+    whiten_advantages: bool = True
+    """Standardise the advantages over each rollout's completion tokens."""
+
+    @model_validator(mode="after")
+    def _ppo_fits(self) -> Self:
+        if self.reward_model is None and not self.rewards:
+            raise ValueError(
+                "no reward: set align.reward_model (a reward model folder) or align.rewards (verifiable "
+                "rewards such as numeric_match), or both"
+            )
+        if self.mini_batch_size > self.rollout_batch_size:
+            raise ValueError(
+                f"align.mini_batch_size ({self.mini_batch_size}) is larger than align.rollout_batch_size "
+                f"({self.rollout_batch_size})"
+            )
+        return self
+
+
+@dataclass
+class Loop:
+    """What a PPO step works with."""
+
+    objective: PpoConfig
+    method: AnyMethod
+    model: torch.nn.Module
+    head: ValueHead
+    frozen_reference: torch.nn.Module | None
+    """A frozen copy of the start model, or None when the policy's base view is the reference."""
+    tok: PreTrainedTokenizerBase
+    scorer: Scorer
+    sampling: Sampling
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    params: list[torch.nn.Parameter]
+    max_grad_norm: float
+    checkpoints: Path
+
+
+def run(
+    cfg: RunConfig, objective: PpoConfig, resume: bool = False, extra_rewards: Sequence[RewardFunction] = ()
+) -> AlignResult:
+    """Train the policy with PPO on `objective.data` (prompts) into `<run>/align/`.
+
+    `extra_rewards` are Python reward callables added to the configured rewards (weight 1). With `resume`,
+    training continues from the newest complete checkpoint and reproduces the uninterrupted run.
+
+    Raises:
+        ConfigError: the reward model folder is missing, or the method needs trainer callbacks.
+        TrainingError: a complete checkpoint exists and `resume` is off, or a non-finite loss/gradient/weight.
+    """
+    from tqdm.auto import tqdm
+
+    from lmtune.align import session
+    from lmtune.align.rollout import Sampling, Scorer
+    from lmtune.align.session import AlignResult
+    from lmtune.align.value_head import VALUE_HEAD_FILE, ValueHead, hidden_size, save_value_head
+    from lmtune.train import sft
+
+    started = time.perf_counter()
+    reward_model = _reward_model(objective)
+    s = session.open_session(cfg, objective, resume)
+    tok = session.tokenizer(s)
+    train, evals = session.datasets(s, tok, "prompt")
+    model = session.policy(s)
+    _check_method(s, model)
+    model.eval()  # dropout off: see the module docstring
+    head = ValueHead(hidden_size(model))
+    total = _total_steps(objective, len(train))
+    params, optimizer, scheduler = _optimizer(model, head, s, total)
+    loop = Loop(
+        objective=objective,
+        method=s.view.method,
+        model=model,
+        head=head,
+        frozen_reference=_frozen_reference(s, model),
+        tok=tok,
+        scorer=Scorer(reward_model, objective.rewards, extra_rewards, s.view.model.dtype),
+        sampling=Sampling(objective.max_new_tokens, objective.temperature, objective.top_p, cfg.seed),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        params=params,
+        max_grad_norm=s.view.trainer.max_grad_norm,
+        checkpoints=s.aligned.checkpoints,
+    )
+
+    if s.resume_from is not None:
+        step, before = load_checkpoint(loop, s.resume_from)
+    else:
+        step, before = 0, evaluate(loop, evals)
+        s.aligned.append_metrics({"kind": "align_eval", "step": 0, **_prefixed(before, "eval_")})
+
+    bar = tqdm(total=total, initial=step, desc="ppo", unit="step")
+    while step < total:
+        step += 1
+        record = ppo_step(loop, train, step)
+        s.aligned.append_metrics({"kind": "train", "step": step, **record})
+        bar.update(1)
+        bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
+        if step % s.view.trainer.save_steps == 0 or step == total:
+            save_checkpoint(loop, s.aligned.checkpoints / f"checkpoint-{step}", step, before, s)
+    bar.close()
+
+    after = evaluate(loop, evals)
+    metrics = {**_prefixed(before, "eval_", "_before"), **_prefixed(after, "eval_")}
+    s.aligned.append_metrics({"kind": "align_eval", "step": step, **_prefixed(after, "eval_")})
+    s.aligned.root.mkdir(parents=True, exist_ok=True)
+    from lmtune.rundir import atomic_write_text
+
+    atomic_write_text(s.aligned.root / EVAL_FILE, json.dumps({"steps": step, **metrics}, indent=2))
+    weights = sft.save_final(model, tok, s.view, s.aligned)
+    save_value_head(head, s.aligned.root / VALUE_HEAD_FILE)
+    return AlignResult(
+        run_dir=s.aligned.root,
+        steps=step,
+        train_loss=sft.last_train_loss(s.aligned),
+        metrics=metrics,
+        weights_path=weights,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ppo_step(loop: Loop, train: Dataset, step: int) -> dict[str, float]:
+    """One PPO step (rollout, advantages, `ppo_epochs` passes of mini-batch updates); its metrics."""
+    import torch
+
+    from lmtune.align.policy_losses import gae, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
+    from lmtune.align.rollout import prompt_indices, sample, step_seed, token_rewards
+    from lmtune.align.value_head import completion_logps_values
+
+    o = loop.objective
+    rows = prompt_indices(len(train), o.rollout_batch_size, step, loop.sampling.seed)
+    prompts = [train[i]["prompt"] for i in rows]
+    answers = [train[i].get("answer") for i in rows]
+    batch = sample(loop.model, loop.tok, prompts, loop.sampling, step)
+    scores = loop.scorer(prompts, batch.completions, answers)
+    with torch.no_grad():
+        old_logps, old_values = _logps_values(loop, batch, loop.head)
+        assert old_values is not None
+        kl = old_logps - reference_logps(loop, batch)
+    mask = batch.mask.to(old_logps.dtype)
+    rewards = token_rewards(scores, kl, mask, o.kl_coef)
+    advantages, returns = gae(rewards, old_values, mask, o.gamma, o.lam)
+    if o.whiten_advantages:
+        advantages = whiten(advantages, mask) * mask
+
+    g = torch.Generator().manual_seed(step_seed(loop.sampling.seed, step))
+    totals: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "loss": [], "clipfrac": []}
+    grad_norms = []
+    for _ in range(o.ppo_epochs):
+        for idx in torch.randperm(len(rows), generator=g).split(o.mini_batch_size):
+            logps, values = completion_logps_values(
+                loop.model,
+                loop.head,
+                batch.input_ids[idx],
+                batch.attention_mask[idx],
+                batch.prompt_length,
+                o.temperature,
+            )
+            assert values is not None
+            policy_loss, clipfrac = ppo_policy_loss(
+                logps, old_logps[idx], advantages[idx], mask[idx], o.clip_eps
+            )
+            value_loss = ppo_value_loss(values, old_values[idx], returns[idx], mask[idx], o.value_clip)
+            loss = policy_loss + o.vf_coef * value_loss
+            grad_norms.append(_update(loop, loss, step))
+            for key, value in (
+                ("policy_loss", policy_loss),
+                ("value_loss", value_loss),
+                ("loss", loss),
+                ("clipfrac", clipfrac),
+            ):
+                totals[key].append(float(value.detach()))
+    loop.scheduler.step()
+    return {
+        "reward": float(scores.mean()),
+        "reward_std": float(scores.std()) if len(rows) > 1 else 0.0,
+        "kl": float((kl * mask).sum(1).mean()),
+        "value": float(masked_mean(old_values, mask)),
+        **{k: sum(v) / len(v) for k, v in totals.items()},
+        "grad_norm": sum(grad_norms) / len(grad_norms),
+        "learning_rate": float(loop.optimizer.param_groups[0]["lr"]),
+        "completion_tokens": float(mask.sum(1).mean()),
+    }
+
+
+def reference_logps(loop: Loop, batch: Batch) -> torch.Tensor:
+    """Log-probs of the completions under the reference: the frozen copy, or the policy with its adapter
+    disabled (`lmtune.methods.base_view`: no second copy in memory)."""
+    if loop.frozen_reference is not None:
+        return _logps_values(loop, batch, None, loop.frozen_reference)[0]
+    from lmtune import methods
+
+    view = methods.base_view(loop.model, loop.method)
+    assert view is not None  # else `_frozen_reference` loaded a copy
+    with view:
+        return _logps_values(loop, batch, None)[0]
+
+
+def evaluate(loop: Loop, evals: Dataset | None) -> dict[str, float]:
+    """Mean sequence reward and mean summed KL (policy vs reference) of completions sampled for the
+    held-out prompts with a fixed seed (the same before and after training); empty without held-out data."""
+    import torch
+
+    from lmtune.align.rollout import EVAL_STEP, sample
+
+    if evals is None:
+        return {}
+    rewards: list[float] = []
+    kls: list[float] = []
+    size = loop.objective.rollout_batch_size
+    for start in range(0, len(evals), size):
+        rows = evals.select(range(start, min(start + size, len(evals))))
+        prompts, answers = list(rows["prompt"]), [r.get("answer") for r in rows]
+        batch = sample(loop.model, loop.tok, prompts, loop.sampling, EVAL_STEP - start)
+        rewards += loop.scorer(prompts, batch.completions, answers).tolist()
+        with torch.no_grad():
+            kl = _logps_values(loop, batch, None)[0] - reference_logps(loop, batch)
+        kls += (kl * batch.mask).sum(1).tolist()
+    return {"reward": sum(rewards) / len(rewards), "kl": sum(kls) / len(kls)}
+
+
+def save_checkpoint(loop: Loop, folder: Path, step: int, eval_before: dict[str, float], s: Session) -> None:
+    """Write `checkpoint-N/`: the trained weights (`policy.safetensors`: every trainable tensor of the
+    policy — the adapter, or the whole model), the value head, optimizer + scheduler, RNG states, the step,
+    the generation settings and the pre-training evaluation; then its manifest (it counts from then on),
+    then rotate old checkpoints."""
+    import torch
+    from safetensors.torch import save_file
+
+    from lmtune.align.value_head import VALUE_HEAD_FILE, save_value_head
+    from lmtune.rundir import atomic_write_text
+    from lmtune.train import checkpoints
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    trained = {n: p.detach().contiguous() for n, p in loop.model.named_parameters() if p.requires_grad}
+    save_file(trained, str(folder / POLICY_FILE))
+    save_value_head(loop.head, folder / VALUE_HEAD_FILE)
+    torch.save(loop.optimizer.state_dict(), folder / "optimizer.pt")
+    torch.save(loop.scheduler.state_dict(), folder / "scheduler.pt")
+    torch.save({"torch": torch.get_rng_state()}, folder / "rng_state.pt")
+    state = {
+        "step": step,
+        "sampling": loop.sampling.as_dict(),
+        "eval_before": eval_before,
+        "python_random": _jsonable(random.getstate()),
+    }
+    atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=2))
+    checkpoints.write_manifest(folder, step)
+    checkpoints.rotate(folder.parent, s.view.trainer.save_total_limit)
+
+
+def load_checkpoint(loop: Loop, folder: Path) -> tuple[int, dict[str, float]]:
+    """Restore what `save_checkpoint` wrote into the loop; returns (step, the pre-training evaluation).
+
+    Raises:
+        TrainingError: the checkpoint's trained tensors do not match the policy, or it was sampled with
+            other generation settings (a resumed run would not continue the same sequence).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from lmtune.align.value_head import VALUE_HEAD_FILE, load_value_head
+    from lmtune.errors import TrainingError
+
+    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    if state["sampling"] != loop.sampling.as_dict():
+        raise TrainingError(
+            f"{folder}: sampled with {state['sampling']}, but the config now says {loop.sampling.as_dict()}; "
+            "resume with the same generation settings and seed, or start a new run"
+        )
+    saved = load_file(str(folder / POLICY_FILE))
+    params = {n: p for n, p in loop.model.named_parameters() if p.requires_grad}
+    if saved.keys() != params.keys():
+        raise TrainingError(f"{folder}: its trained tensors do not match the policy's (another method?)")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(saved[name])
+    load_value_head(loop.head, folder / VALUE_HEAD_FILE)
+    loop.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    loop.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
+    torch.set_rng_state(torch.load(folder / "rng_state.pt", weights_only=True)["torch"])
+    random.setstate(_python_state(state["python_random"]))
+    return int(state["step"]), dict(state["eval_before"])
+
+
+def _update(loop: Loop, loss: torch.Tensor, step: int) -> float:
+    """Backward + clip + AdamW step, refusing non-finite losses, gradients and weights (nothing is
+    saved from the step that failed). Returns the gradient norm before clipping."""
+    import torch
+
+    from lmtune.train.callbacks import _first_non_finite
+
+    if not torch.isfinite(loss):
+        _stop(loop, step, f"non-finite loss ({float(loss.detach())})")
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    bad = _first_non_finite({n: p.grad for n, p in _named(loop) if p.grad is not None})
+    if bad is not None:
+        _stop(loop, step, f"non-finite gradient in {bad}")
+    norm = torch.nn.utils.clip_grad_norm_(loop.params, loop.max_grad_norm)
+    loop.optimizer.step()
+    bad = _first_non_finite(dict(_named(loop)))
+    if bad is not None:
+        _stop(loop, step, f"non-finite weights in {bad} after the optimizer step")
+    return float(norm)
+
+
+def _stop(loop: Loop, step: int, what: str) -> None:
+    from lmtune.errors import TrainingError
+    from lmtune.train import checkpoints
+
+    last = checkpoints.latest_complete(loop.checkpoints)
+    kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was written"
+    raise TrainingError(
+        f"training stopped at step {step}: {what}; nothing from this step was saved ({kept}). "
+        "Lower trainer.learning_rate, check the data and rewards, or train in float32"
+    )
+
+
+def _named(loop: Loop) -> list[tuple[str, torch.nn.Parameter]]:
+    policy = [(n, p) for n, p in loop.model.named_parameters() if p.requires_grad]
+    return policy + [(f"value_head.{n}", p) for n, p in loop.head.named_parameters()]
+
+
+def _logps_values(
+    loop: Loop, batch: Batch, head: ValueHead | None, model: torch.nn.Module | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    from lmtune.align.value_head import completion_logps_values
+
+    return completion_logps_values(
+        model if model is not None else loop.model,
+        head,
+        batch.input_ids,
+        batch.attention_mask,
+        batch.prompt_length,
+        loop.objective.temperature,
+    )
+
+
+def _optimizer(
+    model: torch.nn.Module, head: ValueHead, s: Session, total: int
+) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any]:
+    """AdamW over the method's trainable parameters (its own groups when it has them) and the value head,
+    at trainer.learning_rate, with trainer.lr_scheduler stepped once per PPO step."""
+    import torch
+    from transformers import get_scheduler
+
+    from lmtune import methods
+
+    t = s.view.trainer
+    groups = methods.param_groups(model, s.view.method, t.learning_rate) or [
+        {"params": [p for p in model.parameters() if p.requires_grad]}
+    ]
+    groups = [*groups, {"params": list(head.parameters())}]
+    optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay)
+    scheduler = get_scheduler(
+        t.lr_scheduler, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=total
+    )
+    return [p for g in groups for p in g["params"]], optimizer, scheduler
+
+
+def _total_steps(objective: PpoConfig, prompts: int) -> int:
+    t = objective.trainer
+    if t.max_steps > 0:
+        return t.max_steps
+    return max(1, math.ceil(t.epochs * prompts / objective.rollout_batch_size))
+
+
+def _frozen_reference(s: Session, model: torch.nn.Module) -> torch.nn.Module | None:
+    """None when the policy computes the reference with its adapter disabled; else a frozen copy of the
+    start model (full fine-tuning, and methods whose base view is not the start model)."""
+    from lmtune import methods
+    from lmtune.models.load import load_model
+
+    if methods.base_view(model, s.view.method) is not None:
+        return None
+    ref = load_model(s.view.model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def _check_method(s: Session, model: torch.nn.Module) -> None:
+    from lmtune import methods
+    from lmtune.errors import ConfigError
+
+    if methods.callbacks(model, s.view.method):
+        raise ConfigError(
+            f"align.method: PPO runs its own loop, which does not drive the trainer callbacks that "
+            f"`{s.view.method.type}` needs; use another method (e.g. lora or full)"
+        )
+
+
+def _reward_model(objective: PpoConfig) -> Path | None:
+    from lmtune.errors import ConfigError
+
+    if objective.reward_model is None:
+        return None
+    folder = Path(objective.reward_model).expanduser()
+    if not (folder / "config.json").is_file():
+        raise ConfigError(
+            f"align.reward_model: '{objective.reward_model}' is not a model folder (no config.json); "
+            "point it at a reward run's <run>/align/model"
+        )
+    return folder
+
+
+def _prefixed(values: dict[str, float], prefix: str, suffix: str = "") -> dict[str, float]:
+    return {f"{prefix}{k}{suffix}": v for k, v in values.items()}
+
+
+def _jsonable(state: Any) -> Any:
+    return [_jsonable(x) for x in state] if isinstance(state, tuple | list) else state
+
+
+def _python_state(state: Any) -> Any:
+    return tuple(_python_state(x) for x in state) if isinstance(state, list) else state
