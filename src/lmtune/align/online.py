@@ -1,5 +1,5 @@
 """What GRPO and RLOO share: sampled groups of completions per prompt scored by verifiable rewards, on
-TRL's online trainers; the held-out mean reward is measured before and after training."""
+TRL's online trainers (the held-out mean reward before and after: `AlignBase.eval_before`)."""
 
 from __future__ import annotations
 
@@ -105,11 +105,4 @@ def run_online(
         processing_class=tok,
         callbacks=callbacks,
     )
-    before = trainer.evaluate() if evals is not None and s.resume_from is None else {}
-    result = session.finish(s, trainer, guard, model, tok, started)
-    if "eval_reward" in before:
-        result.metrics["eval_reward_before"] = float(before["eval_reward"])
-        s.aligned.append_metrics(
-            {"kind": "align_eval_before", "step": 0, "eval_reward": before["eval_reward"]}
-        )
-    return result
+    return session.finish(s, trainer, guard, model, tok, started)

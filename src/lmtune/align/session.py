@@ -181,10 +181,15 @@ def finish(
     started: float,
     save: bool = True,
 ) -> AlignResult:
-    """Train (resuming when asked), evaluate on the held-out split, and save the final weights into
-    `<run>/align/adapter/` or `model/` (unless `save` is off: the objective saves them itself)."""
+    """Evaluate on the held-out split (when `eval_before` is on and the run starts fresh: the metrics
+    come back with a `_before` suffix), train (resuming when asked), evaluate again, and save the final
+    weights into `<run>/align/adapter/` or `model/` (unless `save` is off: the objective saves them)."""
     from lmtune.train.callbacks import AlreadyFinished
 
+    before: dict[str, float] = {}
+    if session.objective.eval_before and trainer.eval_dataset is not None and session.resume_from is None:
+        before = _numbers(trainer.evaluate())
+        session.aligned.append_metrics({"kind": "align_eval_before", "step": 0, **before})
     guard.attach(model)
     try:
         try:
@@ -194,8 +199,9 @@ def finish(
         metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     finally:
         guard.detach()
-    final = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    final = _numbers(metrics)
     session.aligned.append_metrics({"kind": "align_eval", "step": trainer.state.global_step, **final})
+    final |= {f"{k}_before": v for k, v in before.items() if k.startswith("eval_") and "runtime" not in k}
     weights = sft.save_final(model, tok, session.view, session.aligned) if save else session.aligned.model
     return AlignResult(
         run_dir=session.aligned.root,
@@ -205,3 +211,7 @@ def finish(
         weights_path=weights,
         seconds=time.perf_counter() - started,
     )
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}

@@ -49,6 +49,9 @@ class AlignBase(StrictModel):
     method the reference model is the policy with its adapter disabled: no second copy in memory."""
     trainer: TrainerConfig = Field(default_factory=_align_trainer)
     """The optimisation loop of this objective (its own steps and learning rate, separate from SFT's)."""
+    eval_before: bool = True
+    """Also evaluate on the held-out split before training (metrics with a `_before` suffix, e.g.
+    `eval_reward_before`), so the run shows what alignment changed; costs one extra evaluation."""
     start_from: Literal["auto", "base", "sft"] = "auto"
     """The model alignment starts from: `sft` = the run's SFT weights merged into the base (an error when
     the run has none), `base` = `model.path`, `auto` = `sft` when the run has SFT weights, else `base`."""

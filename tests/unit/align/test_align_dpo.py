@@ -131,6 +131,7 @@ def test_resume_continues_exactly(dpo_run, tmp_path: Path, pairs_file: Path) -> 
     assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     want = load_file(result.weights_path / "adapter_model.safetensors")
     got = load_file(resumed.weights_path / "adapter_model.safetensors")
+    assert not any(k.endswith("_before") for k in resumed.metrics)  # no "before" for a resumed run
     assert want.keys() == got.keys()
     assert max((want[k] - got[k]).abs().max().item() for k in want) < 1e-6
 

@@ -37,6 +37,11 @@ def test_reward_model_learns_the_training_pairs(reward_run) -> None:  # type: ig
     assert losses[-1] < losses[0]
     assert "eval_accuracy" in result.metrics  # held-out pairwise accuracy (chosen scored above rejected)
     assert 0.0 <= result.metrics["eval_accuracy"] <= 1.0
+    # eval_before (default on): the same held-out evaluation before training, kept with a suffix
+    assert "eval_accuracy_before" in result.metrics and "eval_loss_before" in result.metrics
+    before = _records(Path(result.run_dir), "align_eval_before")
+    assert len(before) == 1 and before[0]["step"] == 0
+    assert before[0]["eval_loss"] == result.metrics["eval_loss_before"]
 
 
 def test_saved_reward_model_loads_in_plain_transformers_and_scores(reward_run) -> None:  # type: ignore[no-untyped-def]
