@@ -142,3 +142,27 @@ def test_finished_checkpoint_is_not_overwritten(dpo_run) -> None:  # type: ignor
     cfg, _ = dpo_run
     with pytest.raises(TrainingError, match="already holds the complete checkpoint checkpoint-6"):
         align.run(cfg)
+
+
+def test_non_finite_training_stops_and_saves_nothing(
+    tmp_path: Path, tiny_model_dir: Path, pairs_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A NaN in the policy makes the loss and gradients non-finite: the run stops with TrainingError at
+    step 1, and neither a checkpoint nor final weights are written."""
+    from lmtune.errors import TrainingError
+
+    real_policy = session.policy
+
+    def poisoned(s: session.Session) -> torch.nn.Module:
+        model = real_policy(s)
+        with torch.no_grad():
+            next(p for n, p in model.named_parameters() if "lora_A" in n)[0, 0] = float("nan")
+        return model
+
+    monkeypatch.setattr(session, "policy", poisoned)
+    cfg = dpo_config(tmp_path, pairs_file)
+    with pytest.raises(TrainingError, match=r"training stopped at step 1: non-finite"):
+        align.run(cfg)
+    root = tmp_path / "dpo" / "align"
+    assert not (root / "adapter").exists()
+    assert not list((root / "checkpoints").glob("checkpoint-*"))

@@ -123,3 +123,45 @@ def test_trl_reward_reads_message_completions_and_the_answer_column() -> None:
     completions = [[{"role": "assistant", "content": "#### 4"}], [{"role": "assistant", "content": "#### 5"}]]
     assert fn(prompts=[[], []], completions=completions, answer=["#### 4", "#### 4"]) == [1.0, 0.0]
     assert fn(prompts=[[]], completions=[[{"role": "assistant", "content": "#### 4"}]]) == [0.0]
+
+
+def test_grpo_resume_samples_the_same_sequence(
+    tmp_path: Path, tiny_model_dir: Path, prompts_file: Path
+) -> None:
+    """GRPO's sampling state is checkpointed: dropping the last checkpoint of a 4-step run and resuming from
+    step 2 regenerates the same completions and ends with the same adapter."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    cfg = online_config(tmp_path / "a", prompts_file, "grpo", steps=4)
+    cfg = cfg.model_copy(
+        update={
+            "align": cfg.align.model_copy(
+                update={"trainer": cfg.align.trainer.model_copy(update={"save_steps": 2})}
+            )
+        }  # type: ignore[union-attr]
+    )
+    full = grpo.run(cfg, cfg.align, extra_rewards=[share_of_e])  # type: ignore[arg-type]
+    copy = tmp_path / "b" / "grpo"
+    shutil.copytree(tmp_path / "a" / "grpo", copy)
+    shutil.rmtree(copy / "align" / "checkpoints" / "checkpoint-4")
+    shutil.rmtree(copy / "align" / "adapter")
+    kept = copy / "align" / "checkpoints" / "checkpoint-2" / "adapter_model.safetensors"
+    stamp = kept.stat().st_mtime_ns
+    resumed_cfg = cfg.model_copy(update={"output_dir": str(tmp_path / "b")})
+    resumed = grpo.run(resumed_cfg, resumed_cfg.align, resume=True, extra_rewards=[share_of_e])  # type: ignore[arg-type]
+    assert resumed.steps == 4
+    assert kept.stat().st_mtime_ns == stamp  # steps 1-2 were not trained again
+    want = load_file(full.weights_path / "adapter_model.safetensors")
+    got = load_file(resumed.weights_path / "adapter_model.safetensors")
+    assert max((want[k] - got[k]).abs().max().item() for k in want) < 1e-6
+    rewards = [
+        [
+            r["reward"]
+            for r in map(json.loads, (root / "align" / "metrics.jsonl").read_text().splitlines())
+            if r["kind"] == "train"
+        ]
+        for root in (tmp_path / "a" / "grpo", copy)
+    ]
+    assert rewards[0] == rewards[1]  # steps 3-4 sampled the same completions (same rewards) after resume
