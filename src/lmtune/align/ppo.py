@@ -149,8 +149,11 @@ def run(
     train, evals = session.datasets(s, tok, "prompt")
     model = session.policy(s)
     _check_method(s, model)
+    device = _device(s)
     model.eval()  # dropout off: see the module docstring
-    head = ValueHead(hidden_size(model))
+    if next(model.parameters()).device != device:  # (a quantized model refuses `.to`: it is loaded in place)
+        model.to(device)
+    head = ValueHead(hidden_size(model)).to(device)
     total = _total_steps(objective, len(train))
     params, optimizer, scheduler = _optimizer(model, head, s, total)
     loop = Loop(
@@ -158,9 +161,9 @@ def run(
         method=s.view.method,
         model=model,
         head=head,
-        frozen_reference=_frozen_reference(s, model),
+        frozen_reference=_frozen_reference(s, model, device),
         tok=tok,
-        scorer=Scorer(reward_model, objective.rewards, extra_rewards, s.view.model.dtype),
+        scorer=Scorer(reward_model, objective.rewards, extra_rewards, s.view.model.dtype, device),
         sampling=Sampling(objective.max_new_tokens, objective.temperature, objective.top_p, cfg.seed),
         optimizer=optimizer,
         scheduler=scheduler,
@@ -218,7 +221,7 @@ def ppo_step(loop: Loop, train: Dataset, step: int) -> dict[str, float]:
     prompts = [train[i]["prompt"] for i in rows]
     answers = [train[i].get("answer") for i in rows]
     batch = sample(loop.model, loop.tok, prompts, loop.sampling, step)
-    scores = loop.scorer(prompts, batch.completions, answers)
+    scores = loop.scorer(prompts, batch.completions, answers).to(batch.mask.device)
     with torch.no_grad():
         old_logps, old_values = _logps_values(loop, batch, loop.head)
         assert old_values is not None
@@ -233,7 +236,7 @@ def ppo_step(loop: Loop, train: Dataset, step: int) -> dict[str, float]:
     totals: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "loss": [], "clipfrac": []}
     grad_norms = []
     for _ in range(o.ppo_epochs):
-        for idx in torch.randperm(len(rows), generator=g).split(o.mini_batch_size):
+        for idx in torch.randperm(len(rows), generator=g).to(mask.device).split(o.mini_batch_size):
             logps, values = completion_logps_values(
                 loop.model,
                 loop.head,
@@ -324,7 +327,10 @@ def save_checkpoint(loop: Loop, folder: Path, step: int, eval_before: dict[str, 
     save_value_head(loop.head, folder / VALUE_HEAD_FILE)
     torch.save(loop.optimizer.state_dict(), folder / "optimizer.pt")
     torch.save(loop.scheduler.state_dict(), folder / "scheduler.pt")
-    torch.save({"torch": torch.get_rng_state()}, folder / "rng_state.pt")
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng |= {f"cuda:{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
+    torch.save(rng, folder / "rng_state.pt")
     state = {
         "step": step,
         "sampling": loop.sampling.as_dict(),
@@ -365,7 +371,11 @@ def load_checkpoint(loop: Loop, folder: Path) -> tuple[int, dict[str, float]]:
     load_value_head(loop.head, folder / VALUE_HEAD_FILE)
     loop.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     loop.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    torch.set_rng_state(torch.load(folder / "rng_state.pt", weights_only=True)["torch"])
+    rng = torch.load(folder / "rng_state.pt", weights_only=True)
+    torch.set_rng_state(rng["torch"])
+    for i in range(torch.cuda.device_count()):
+        if f"cuda:{i}" in rng:
+            torch.cuda.set_rng_state(rng[f"cuda:{i}"], i)
     random.setstate(_python_state(state["python_random"]))
     return int(state["step"]), dict(state["eval_before"])
 
@@ -453,7 +463,7 @@ def _total_steps(objective: PpoConfig, prompts: int) -> int:
     return max(1, math.ceil(t.epochs * prompts / objective.rollout_batch_size))
 
 
-def _frozen_reference(s: Session, model: torch.nn.Module) -> torch.nn.Module | None:
+def _frozen_reference(s: Session, model: torch.nn.Module, device: torch.device) -> torch.nn.Module | None:
     """None when the policy computes the reference with its adapter disabled; else a frozen copy of the
     start model (full fine-tuning, and methods whose base view is not the start model)."""
     from lmtune import methods
@@ -461,9 +471,18 @@ def _frozen_reference(s: Session, model: torch.nn.Module) -> torch.nn.Module | N
 
     if methods.base_view(model, s.view.method) is not None:
         return None
-    ref = load_model(s.view.model).eval()
+    ref = load_model(s.view.model).eval().to(device)
     ref.requires_grad_(False)
     return ref
+
+
+def _device(s: Session) -> torch.device:
+    """trainer.device (`auto`: CUDA when present), like the Trainer-based objectives."""
+    import torch
+
+    from lmtune.train.preflight import train_device
+
+    return torch.device(train_device(s.view))
 
 
 def _check_method(s: Session, model: torch.nn.Module) -> None:

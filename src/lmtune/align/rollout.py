@@ -99,7 +99,9 @@ def completion_mask(completion: torch.Tensor, stop_ids: Sequence[int]) -> torch.
 
     m_t = 1  iff  no stop token at any s < t
     """
-    is_stop = torch.isin(completion, torch.tensor(list(stop_ids), dtype=completion.dtype))
+    is_stop = torch.isin(
+        completion, torch.tensor(list(stop_ids), dtype=completion.dtype, device=completion.device)
+    )
     stops_before = torch.cumsum(is_stop.long(), dim=1) - is_stop.long()
     return (stops_before == 0).long()
 
@@ -114,13 +116,15 @@ def sample(
 ) -> Batch:
     """Sample one completion per prompt from `model` with the random state seeded from (seed, step).
 
-    transformers' `generate` draws from torch's global generator, so that generator is forked (the caller's
-    random state is untouched) and seeded with `step_seed(seed, step)`: the same step always samples the
-    same completions from the same weights.
+    transformers' `generate` takes no `torch.Generator`: it draws from torch's global generator (the
+    model's device's), so that generator is forked (the caller's random state is untouched) and seeded with
+    `step_seed(seed, step)`: the same step always samples the same completions from the same weights.
+    The rows come back on the model's device.
     """
     from transformers import GenerationConfig
 
-    prompt_ids, prompt_mask = encode_prompts(tok, prompts)
+    device = next(model.parameters()).device
+    prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tok, prompts))
     stops = sorted(stop_token_ids(tok))
     pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     config = GenerationConfig(
@@ -133,12 +137,12 @@ def sample(
         pad_token_id=pad,
     )
     generating: Any = model  # PeftModel forwards `generate` to the base model
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(step_seed(sampling.seed, step))
         out = generating.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
     completion = out[:, prompt_ids.size(1) :]
     if completion.size(1) == 0:  # every row stopped at once: keep one (stop) column so shapes hold
-        completion = torch.full((len(prompts), 1), stops[0], dtype=torch.long)
+        completion = torch.full((len(prompts), 1), stops[0], dtype=torch.long, device=device)
     mask = completion_mask(completion, stops)
     completion = completion.masked_fill(mask == 0, pad)
     texts = tok.batch_decode(completion.masked_fill(mask == 0, pad), skip_special_tokens=True)
@@ -168,7 +172,7 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, kl
     mask = mask.to(kl.dtype)
     rewards = -kl_coef * kl * mask
     last = (mask.sum(dim=1).long() - 1).clamp(min=0)
-    rows = torch.arange(rewards.size(0))
+    rows = torch.arange(rewards.size(0), device=rewards.device)
     rewards[rows, last] += scores.to(rewards.dtype)
     return rewards
 
@@ -183,6 +187,7 @@ class Scorer:
         rewards: Sequence[AnyReward],
         extra: Sequence[RewardFunction] = (),
         dtype: str = "float32",
+        device: torch.device | str = "cpu",
     ) -> None:
         self.rewards = list(rewards)
         self.extra = list(extra)
@@ -194,6 +199,7 @@ class Scorer:
             from lmtune.align.reward import load_scorer
 
             self.model = load_scorer(reward_model, dtype)
+            self.model.to(device)  # type: ignore[arg-type]  # transformers types `.to` narrowly
             self.tokenizer = AutoTokenizer.from_pretrained(reward_model)
             if self.tokenizer.pad_token is None:
                 self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -201,7 +207,7 @@ class Scorer:
     def __call__(
         self, prompts: Sequence[Conversation], completions: Sequence[str], answers: Sequence[str | None]
     ) -> torch.Tensor:
-        """[B] rewards (float32)."""
+        """[B] rewards (float32, on the CPU)."""
         totals = torch.tensor(
             total_reward(self.rewards, completions, answers, self.extra), dtype=torch.float32
         )
@@ -217,4 +223,4 @@ class Scorer:
             for p, c in zip(prompts, completions, strict=True)
         ]
         batch = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        return self.model(**batch).logits[:, 0].float()
+        return self.model(**batch.to(self.model.device)).logits[:, 0].float().cpu()

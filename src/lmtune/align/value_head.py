@@ -55,42 +55,41 @@ def completion_logps_values(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs and values of the completion tokens of `[prompt | completion]` rows.
 
-        The prompt occupies the first `prompt_length` columns (left-padded), the completion the rest. For the
-        completion token at column P + t, the logits and the hidden state at column P + t - 1 predict it:
+    The prompt occupies the first P = `prompt_length` columns (left-padded), the completion the T
+    columns after it. The logits and the hidden state at column P + t - 1 predict completion token t:
 
-            logp_t = log softmax(logits[P + t - 1] / tau)[y_t],    V_t = head(h[P + t - 1])
+        logp_t = log softmax(logits[P + t - 1] / tau)[y_t],    V_t = head(h[P + t - 1])
 
-    with tau the sampling temperature, so that logp is the log-probability of the distribution the tokens
-    were sampled from (as TRL's PPO did).
+    with tau the sampling temperature, so that logp is the log-probability under the distribution the
+    tokens were sampled from (as TRL's PPO did). Only the last T + 1 columns' logits are computed
+    (`logits_to_keep`): the vocabulary projection of the prompt would be wasted.
 
-        Args:
-            model: the policy (or its adapter-disabled view, or a reference copy).
-            head: the value head, or None for log-probs only.
-            input_ids: [B, P + T] prompt and completion ids.
-            attention_mask: [B, P + T] 1 on real tokens (prompt padding and tokens after the end are 0).
-            prompt_length: P.
-            temperature: tau.
+    Args:
+        model: the policy (or its adapter-disabled view, or a reference copy).
+        head: the value head, or None for log-probs only.
+        input_ids: [B, P + T] prompt and completion ids.
+        attention_mask: [B, P + T] 1 on real tokens (prompt padding and tokens after the end are 0).
+        prompt_length: P.
+        temperature: tau.
 
-        Returns:
-            (logps [B, T], values [B, T] or None).
+    Returns:
+        (logps [B, T], values [B, T] or None).
     """
-    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    completion = input_ids[:, prompt_length:]
+    width = completion.size(1)
     out = model(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        position_ids=positions,
+        position_ids=(attention_mask.cumsum(-1) - 1).clamp(min=0),
         output_hidden_states=head is not None,
         use_cache=False,
+        logits_to_keep=width + 1,
     )
-    length = input_ids.size(1)
-    # Prompt-learning adapters prepend virtual tokens to the outputs: keep the columns of the real input.
-    logits = out.logits[:, -length:][:, prompt_length - 1 : -1]
-    completion = input_ids[:, prompt_length:]
+    logits = out.logits[:, -(width + 1) : -1]
     logps = token_logps(logits.float() / temperature, completion, shift=False)
     if head is None:
         return logps, None
-    hidden = out.hidden_states[-1][:, -length:][:, prompt_length - 1 : -1]
-    return logps, head(hidden)
+    return logps, head(out.hidden_states[-1][:, -(width + 1) : -1])
 
 
 def save_value_head(head: ValueHead, path: Path) -> None:

@@ -189,22 +189,28 @@ def test_sampling_is_fixed_by_seed_and_step_and_leaves_the_global_rng_alone(tiny
     assert torch.equal(a.attention_mask[:, a.prompt_length :], a.mask)
 
 
-def test_scorer_adds_the_reward_model_score_to_the_verifiable_rewards(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def reward_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A (random) one-output sequence classifier on the tiny model, saved like a `type: reward` run."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    folder = tmp_path / "rm"
+    folder = tmp_path_factory.mktemp("rm") / "model"
     rm = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     rm.config.pad_token_id = tok.pad_token_id
     rm.save_pretrained(folder)
     tok.save_pretrained(folder)
+    return folder
+
+
+def test_scorer_adds_the_reward_model_score_to_the_verifiable_rewards(reward_model_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    rm = AutoModelForSequenceClassification.from_pretrained(reward_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(reward_model_dir)
     prompts = [[{"role": "user", "content": "how many apples"}], [{"role": "user", "content": "two cats"}]]
     completions = ["three apples", "one"]
-    scorer = Scorer(folder, [LengthPenalty(target_chars=5)])
-    got = scorer(prompts, completions, [None, None])
-    rm.eval()
+    got = Scorer(reward_model_dir, [LengthPenalty(target_chars=5)])(prompts, completions, [None, None])
     for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
         text = tok.apply_chat_template([*p, {"role": "assistant", "content": c}], tokenize=False)
         with torch.no_grad():
@@ -260,6 +266,24 @@ def test_one_step_changes_the_policy_and_the_value_head(tmp_path: Path, prompts_
     assert any(w.abs().max() > 0 for n, w in adapter.items() if "lora_B" in n)
     head = load_file(Path(result.run_dir) / "value_head.safetensors")
     assert head["summary.weight"].abs().max() > 0
+
+
+def test_a_reward_model_alone_is_a_reward_source(
+    tmp_path: Path, prompts_file: Path, reward_model_dir: Path
+) -> None:
+    cfg = ppo_config(tmp_path, prompts_file, {"max_steps": 2}, rewards=[], reward_model=str(reward_model_dir))
+    result = align.run(cfg)
+    train = records(Path(result.run_dir), "train")
+    assert [r["step"] for r in train] == [1, 2]
+    assert all(math.isfinite(r["reward"]) and r["reward"] != 0.0 for r in train)  # the model's scores
+
+
+def test_a_method_that_needs_trainer_callbacks_is_refused(tmp_path: Path, prompts_file: Path) -> None:
+    cfg = ppo_config(tmp_path, prompts_file, method={"type": "hft", "round_steps": 2})
+    with pytest.raises(
+        ConfigError, match=r"PPO runs its own loop, which does not drive the trainer callbacks that `hft`"
+    ):
+        align.run(cfg)
 
 
 def test_reference_is_the_policy_with_its_adapter_disabled(lora_run, tiny_model_dir: Path) -> None:  # type: ignore[no-untyped-def]
