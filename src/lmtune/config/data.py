@@ -1,8 +1,9 @@
 """Stage 1 settings: where records come from, how they are read, templated, truncated and split."""
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from lmtune.config.base import StrictModel
 
@@ -31,6 +32,36 @@ class SourceConfig(StrictModel):
     """For a saved `datasets.DatasetDict` folder: which split to read."""
     limit: int | None = Field(default=None, ge=1)
     """Read at most this many records (after validation), for quick runs."""
+    weight: float | None = Field(default=None, gt=0)
+    """Relative share of this source in the train split; set on every source or on none. E.g. weights
+    3 and 1 make 75% / 25% of the train split (its size: `data.mixture.size`, default as read)."""
+
+
+class MixtureConfig(StrictModel):
+    """Source mixing and label balancing, applied to the train split only (eval keeps the data as read).
+
+    See docs/data-report.md: sources are mixed first (per-source `weight`, or `temperature`), then labels
+    are balanced; every choice is seeded by the run's `seed`.
+    """
+
+    temperature: float | None = Field(default=None, gt=0)
+    """Temperature sampling of sources: source i gets a share p_i ∝ n_i^(1/T) (T=1: as read; larger T:
+    closer to uniform). Not together with per-source `weight`."""
+    size: int | Literal["total", "largest"] = "total"
+    """Train records after mixing: a count, `total` (as many as before), or `largest` (the size at which
+    the largest source is used exactly once; smaller sources are over-sampled to their share)."""
+    label_field: str | None = None
+    """A top-level field of each record (as written in the file) holding its label, e.g. a
+    classification target; records without it are kept as they are and counted as `(missing)`."""
+    label_strategy: Literal["none", "oversample", "undersample"] = "none"
+    """`oversample` repeats records of small labels, `undersample` drops records of large labels, until
+    every label has at least `label_ratio` times the largest label's count (oversample) or the
+    smallest label's count is at least `label_ratio` times every label's count (undersample)."""
+    label_ratio: float = Field(default=1.0, gt=0, le=1)
+    """Target smallest:largest label ratio after balancing (1: equal counts)."""
+    class_weights: bool = False
+    """Compute per-label loss weights (inverse frequency in the final train split, normalised to a
+    mean of 1 per record) into stats.json `mixture.class_weights` (needs `label_field`)."""
 
 
 class DataConfig(StrictModel):
@@ -51,3 +82,25 @@ class DataConfig(StrictModel):
     """Held-out part: a fraction of the records when below 1, else a count."""
     num_proc: int | None = Field(default=None, ge=1)
     """Worker processes for tokenisation (None: tokenise in this process)."""
+    mixture: MixtureConfig | None = None
+    """Mix sources by weight or temperature and balance labels in the train split (None: the train split
+    is the records as read)."""
+
+    @model_validator(mode="after")
+    def _mixture_consistent(self) -> Self:
+        """Weights on all sources or none, not with a temperature; label settings need a label field."""
+        weighted = [s.weight is not None for s in self.sources]
+        reason = None
+        if any(weighted) and not all(weighted):
+            reason = "data.sources: `weight` is set on some sources but not all; set it on every source"
+        elif any(weighted) and self.mixture is not None and self.mixture.temperature is not None:
+            reason = "data.mixture.temperature cannot be combined with per-source `weight`; use one"
+        elif (
+            self.mixture is not None
+            and self.mixture.label_field is None
+            and (self.mixture.label_strategy != "none" or self.mixture.class_weights)
+        ):
+            reason = "data.mixture: label_strategy and class_weights need `label_field`"
+        if reason is not None:
+            raise PydanticCustomError("invalid_mixture", "{reason}", {"reason": reason})
+        return self

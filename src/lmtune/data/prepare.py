@@ -25,6 +25,7 @@ from lmtune.data import assets
 from lmtune.data.examples import encode_example
 from lmtune.data.fingerprint import fingerprint, tokenizer_identity
 from lmtune.data.formats import check_format
+from lmtune.data.mixture import resample
 from lmtune.data.packing import pack
 from lmtune.data.preference import is_align_format
 from lmtune.data.records import Conversation, Location, RecordRejected, Reject, RejectLog, open_rejects
@@ -117,6 +118,8 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         raise DataError(f"no record accepted ({read} read, {rejects.count} rejected; see {rundir.rejects})")
 
     train_idx, eval_idx = split_indices(len(examples), data.eval_size, cfg.seed)
+    # after the split, so over-sampled copies of a record never reach eval
+    train_idx, mixture = resample(train_idx, [e[0] for e in examples], data, cfg.seed)
     train = _dataset([examples[i] for i in train_idx], data.max_length if data.packing else None)
     evals = _dataset([examples[i] for i in eval_idx], None)
     _save(train, rundir.data / "train")
@@ -139,6 +142,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         },
         "tokens": {"train": _token_counts(train), "eval": _token_counts(evals)},
         "packing": {"enabled": data.packing, "train_rows": len(train)},
+        "mixture": mixture,
         "fingerprint": digest,
         "prepare_key": prepare_key(cfg, tokenizer),
     }
