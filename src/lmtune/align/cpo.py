@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from lmtune.align.pairwise import run_pairwise
 from lmtune.align.settings import AlignBase
+from lmtune.align.trl_run import run_trl
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
@@ -45,4 +45,4 @@ def run(cfg: RunConfig, objective: CpoConfig, resume: bool = False) -> AlignResu
         "cpo_alpha": objective.cpo_alpha,
         "label_smoothing": objective.label_smoothing,
     }
-    return run_pairwise(cfg, objective, (CPOConfig, CPOTrainer), args, resume, reference=False)
+    return run_trl(cfg, objective, (CPOConfig, CPOTrainer), args, resume, reference=False)

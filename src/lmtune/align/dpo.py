@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from lmtune.align.pairwise import run_pairwise
 from lmtune.align.settings import AlignBase
+from lmtune.align.trl_run import run_trl
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
@@ -32,7 +32,7 @@ class DpoConfig(AlignBase):
 
 
 def run(cfg: RunConfig, objective: DpoConfig, resume: bool = False) -> AlignResult:
-    """Train the policy with DPO on `objective.data` (preference pairs); see `lmtune.align.pairwise`."""
+    """Train the policy with DPO on `objective.data` (preference pairs); see `lmtune.align.trl_run`."""
     from trl import DPOConfig as TrlDpoConfig
     from trl import DPOTrainer
 
@@ -41,4 +41,4 @@ def run(cfg: RunConfig, objective: DpoConfig, resume: bool = False) -> AlignResu
         "loss_type": [objective.loss_type],
         "label_smoothing": objective.label_smoothing,
     }
-    return run_pairwise(cfg, objective, (TrlDpoConfig, DPOTrainer), args, resume)
+    return run_trl(cfg, objective, (TrlDpoConfig, DPOTrainer), args, resume)

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from lmtune.align.pairwise import run_pairwise
 from lmtune.align.settings import AlignBase
+from lmtune.align.trl_run import run_trl
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
@@ -38,4 +38,4 @@ def run(cfg: RunConfig, objective: KtoConfig, resume: bool = False) -> AlignResu
         "desirable_weight": objective.desirable_weight,
         "undesirable_weight": objective.undesirable_weight,
     }
-    return run_pairwise(cfg, objective, (TrlKtoConfig, KTOTrainer), args, resume, kind="kto")
+    return run_trl(cfg, objective, (TrlKtoConfig, KTOTrainer), args, resume, kind="kto")

@@ -3,7 +3,6 @@ TRL's online trainers (the held-out mean reward before and after: `AlignBase.eva
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Self
 
@@ -11,6 +10,7 @@ from pydantic import Field, model_validator
 
 from lmtune.align.rewards import RewardFunction, RewardSpec, total_reward
 from lmtune.align.settings import AlignBase
+from lmtune.align.trl_run import run_trl
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
@@ -77,32 +77,14 @@ def run_online(
     extra_rewards: Sequence[RewardFunction],
 ) -> AlignResult:
     """Train with a TRL online trainer (`trainer_classes` = (its config class, its trainer class)) on
-    `objective.data` prompts; the held-out mean reward before training is kept as `eval_reward_before`."""
-    from lmtune.align import session
-
-    config_cls, trainer_cls = trainer_classes
-    started = time.perf_counter()
-    s = session.open_session(cfg, objective, resume)
-    tok = session.tokenizer(s)
-    tok.padding_side = "left"  # generation pads prompts on the left
-    train, evals = session.datasets(s, tok, "prompt")
-    model = session.policy(s)
-    args = config_cls(
-        **session.trainer_arguments(
-            s,
-            evals is not None,
-            **generation_arguments(objective),
-            **objective_args,
-        )
+    `objective.data` prompts, scored by `objective.rewards` plus the `extra_rewards` callables."""
+    return run_trl(
+        cfg,
+        objective,
+        trainer_classes,
+        {**generation_arguments(objective), **objective_args},
+        resume,
+        kind="prompt",
+        reference=False,  # TRL's online trainers use the adapter-disabled policy when beta > 0
+        trainer_kwargs={"reward_funcs": [trl_reward(objective.rewards, extra_rewards)]},
     )
-    guard, callbacks = session.callbacks(s, model)
-    trainer = trainer_cls(
-        model=model,
-        reward_funcs=[trl_reward(objective.rewards, extra_rewards)],
-        args=args,
-        train_dataset=train,
-        eval_dataset=evals,
-        processing_class=tok,
-        callbacks=callbacks,
-    )
-    return session.finish(s, trainer, guard, model, tok, started)

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from lmtune.align.pairwise import run_pairwise
 from lmtune.align.settings import AlignBase
+from lmtune.align.trl_run import run_trl
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
@@ -29,6 +29,6 @@ def run(cfg: RunConfig, objective: OrpoConfig, resume: bool = False) -> AlignRes
     """Train the policy with ORPO on `objective.data` (preference pairs)."""
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
-    return run_pairwise(
+    return run_trl(
         cfg, objective, (ORPOConfig, ORPOTrainer), {"beta": objective.beta}, resume, reference=False
     )

@@ -100,19 +100,11 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
         return model
     if not isinstance(method, LoraConfig):  # refused at config load; kept for the type checker
         raise ConfigError(f"align.method: a reward model trains with `lora` or `full`, not `{method.type}`")
-    from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    peft_cfg = PeftLoraConfig(
-        r=method.rank,
-        lora_alpha=method.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
-        lora_dropout=method.dropout,
-        target_modules=method.target_modules,
-        use_rslora=method.use_rslora,
-        use_dora=method.use_dora,
-        task_type="SEQ_CLS",  # PEFT then trains the `score` head fully (modules_to_save)
-    )
-    return get_peft_model(model, peft_cfg)
+    from lmtune.methods.lora import peft_config
+
+    return get_peft_model(model, peft_config(method, task_type="SEQ_CLS"))  # the score head trains fully
 
 
 def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:

@@ -17,6 +17,7 @@ from lmtune.methods import lora_residual, peft_adapter
 
 if TYPE_CHECKING:
     import torch
+    from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel
     from transformers import PreTrainedModel, TrainerCallback
 
@@ -79,9 +80,18 @@ class LoraConfig(StrictModel):
 
 def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
     """Wrap `model` with LoRA adapters; only adapter weights train."""
+    wrapped = peft_adapter.wrap(model, peft_config(cfg))
+    if cfg.init in REWRITES_BASE:
+        lora_residual.remember_initial(wrapped)
+    return wrapped
+
+
+def peft_config(cfg: LoraConfig, task_type: str = "CAUSAL_LM") -> PeftLoraConfig:
+    """PEFT's LoraConfig for `cfg` (`task_type="SEQ_CLS"` for a reward model: PEFT then trains its score
+    head fully)."""
     from peft import LoraConfig as PeftLoraConfig
 
-    peft_cfg = PeftLoraConfig(
+    return PeftLoraConfig(
         r=cfg.rank,
         lora_alpha=cfg.alpha,  # type: ignore[arg-type]  # PEFT annotates int; a float scales fine
         lora_dropout=cfg.dropout,
@@ -90,12 +100,8 @@ def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
         use_rslora=cfg.use_rslora,
         use_dora=cfg.use_dora,
         init_lora_weights=_PEFT_INIT[cfg.init],
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
-    wrapped = peft_adapter.wrap(model, peft_cfg)
-    if cfg.init in REWRITES_BASE:
-        lora_residual.remember_initial(wrapped)
-    return wrapped
 
 
 def trains(name: str, cfg: LoraConfig) -> bool:
