@@ -262,9 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds every random choice")
     p.add_argument(
         "--corruption",
-        choices=("final", "step", "mixed"),
+        choices=("final", "step", "mixed", "answer"),
         default="mixed",
-        help="final: wrong final answer; step: a wrong intermediate result carried to the end; mixed: either",
+        help="final: wrong final answer; step: a wrong intermediate result carried to the end; "
+        "mixed: either; answer: only the '#### N' line changed (it contradicts the working)",
     )
     p.add_argument(
         "--format", choices=("messages", "plain"), default="messages", help="turn lists or strings"

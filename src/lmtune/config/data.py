@@ -20,7 +20,9 @@ class SourceConfig(StrictModel):
     path: str
     """A JSONL/JSON/CSV/Parquet file, a folder saved by `datasets.save_to_disk`, or a packaged alias
     (`gsm8k`: GSM8K's 1,319 test problems; `chatterbot`: the English chatterbot corpus; `gsm8k_pairs`:
-    one preference pair per GSM8K problem, as `lmtune data pairs gsm8k` builds them)."""
+    one preference pair per GSM8K problem, as `lmtune data pairs gsm8k` builds them;
+    `gsm8k_answer_pairs`: the same with only the rejected answer's `#### N` line changed, as
+    `--corruption answer` builds them)."""
     format: RecordFormat = "messages"
     """How each record is shaped: `alpaca` (instruction/input/output), `messages` (OpenAI role/content
     or ShareGPT from/value), `prompt_completion`, or `text` (plain text, trained on every token); for

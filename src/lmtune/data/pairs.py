@@ -38,7 +38,7 @@ from lmtune.data.formats import _type_name
 from lmtune.data.records import RawItem, RecordRejected, Reject, RejectLog, open_rejects
 from lmtune.data.sources import read_source
 
-Corruption = Literal["final", "step", "mixed"]
+Corruption = Literal["final", "step", "mixed", "answer"]
 Layout = Literal["messages", "plain"]
 
 _NUM = r"(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
@@ -146,9 +146,10 @@ def build_pairs(
 
 
 def gsm8k_pairs(corruption: Corruption = "mixed", seed: int = 0) -> Iterator[RawItem | Reject]:
-    """The `gsm8k_pairs` data alias: one `preference` record per GSM8K problem, built in memory exactly as
-    `lmtune data pairs gsm8k` writes them (messages layout, `corruption` and `seed` as given); a problem
-    that gives no pair is a reject with its reason."""
+    """The `gsm8k_pairs` (`corruption="mixed"`) and `gsm8k_answer_pairs` (`corruption="answer"`) data
+    aliases: one `preference` record per GSM8K problem, built in memory exactly as `lmtune data pairs
+    gsm8k --corruption ...` writes them (messages layout, seed 0); a problem that gives no pair is a reject
+    with its reason."""
     for position, item in enumerate(read_source(SourceConfig(path=GSM8K, format="prompt"))):
         if isinstance(item, Reject):
             yield item
@@ -199,8 +200,10 @@ def prompt_record(question: str, answer: str, layout: Layout) -> dict[str, Any]:
 
 def corrupt_solution(
     solution: str, corruption: Corruption, rng: random.Random
-) -> tuple[str, Literal["final", "step"]]:
-    """A copy of `solution` with a wrong final answer or a wrong step carried to the end.
+) -> tuple[str, Literal["final", "step", "answer"]]:
+    """A copy of `solution` with a wrong final answer or a wrong step carried to the end (`final`,
+    `step`, `mixed`), or with only its `#### N` line changed, so that it contradicts its own working
+    (`answer`).
 
     Returns:
         (the corrupted solution, which corruption was applied).
@@ -212,6 +215,8 @@ def corrupt_solution(
     final = final_answer(solution)
     if final is None:
         raise RecordRejected("uncorruptible", "the solution has no final '#### N' line")
+    if corruption == "answer":
+        return corrupt_answer(solution, rng), "answer"
     if corruption == "step" or (corruption == "mixed" and rng.random() < 0.5):
         stepped = corrupt_step(solution, rng)
         if stepped is not None:
@@ -239,6 +244,18 @@ def corrupt_final(solution: str, rng: random.Random) -> str:
     wrong = plausible_wrong(final, rng)
     for i in filled[-2:]:
         lines[i] = NUMBER.sub(lambda m: _format(wrong, m[0]) if _value(m[0]) == final else m[0], lines[i])
+    return "\n".join(lines)
+
+
+def corrupt_answer(solution: str, rng: random.Random) -> str:
+    """Change only the `#### N` line to a plausible wrong N': the working above still computes N, so the
+    stated answer contradicts it."""
+    lines = solution.split("\n")
+    last = max(i for i, line in enumerate(lines) if line.strip())
+    final = final_answer(solution)
+    assert final is not None, "corrupt_answer needs a '#### N' line"
+    wrong = plausible_wrong(final, rng)
+    lines[last] = NUMBER.sub(lambda m: _format(wrong, m[0]) if _value(m[0]) == final else m[0], lines[last])
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
 
     Args:
         src: the source; `src.path` is a file, a `save_to_disk` folder or an alias (`gsm8k`,
-            `chatterbot`, `gsm8k_pairs`).
+            `chatterbot`, `gsm8k_pairs`, `gsm8k_answer_pairs`).
 
     Raises:
         DataError: the path does not exist, cannot be read, or has an unsupported type.
@@ -35,10 +35,10 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
         return _read_jsonl(assets.gsm8k_path())
     if src.path == assets.CHATTERBOT:
         return assets.read_chatterbot()
-    if src.path == assets.GSM8K_PAIRS:
+    if src.path in (assets.GSM8K_PAIRS, assets.GSM8K_ANSWER_PAIRS):
         from lmtune.data.pairs import gsm8k_pairs  # it reads GSM8K through this module
 
-        return gsm8k_pairs()
+        return gsm8k_pairs("answer" if src.path == assets.GSM8K_ANSWER_PAIRS else "mixed")
     path = Path(src.path).expanduser()
     if path.is_dir():
         return _read_saved(path, src.split)

