@@ -175,8 +175,9 @@ def run(
     if s.resume_from is not None:
         step, before = load_checkpoint(loop, s.resume_from)
     else:
-        step, before = 0, evaluate(loop, evals)
-        s.aligned.append_metrics({"kind": "align_eval", "step": 0, **_prefixed(before, "eval_")})
+        step, before = 0, evaluate(loop, evals) if objective.eval_before else {}
+        if before:
+            s.aligned.append_metrics({"kind": "align_eval_before", "step": 0, **_prefixed(before, "eval_")})
 
     bar = tqdm(total=total, initial=step, desc="ppo", unit="step")
     while step < total:

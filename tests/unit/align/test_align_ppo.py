@@ -271,11 +271,20 @@ def test_one_step_changes_the_policy_and_the_value_head(tmp_path: Path, prompts_
 def test_a_reward_model_alone_is_a_reward_source(
     tmp_path: Path, prompts_file: Path, reward_model_dir: Path
 ) -> None:
-    cfg = ppo_config(tmp_path, prompts_file, {"max_steps": 2}, rewards=[], reward_model=str(reward_model_dir))
+    cfg = ppo_config(
+        tmp_path,
+        prompts_file,
+        {"max_steps": 2},
+        rewards=[],
+        reward_model=str(reward_model_dir),
+        eval_before=False,
+    )
     result = align.run(cfg)
     train = records(Path(result.run_dir), "train")
     assert [r["step"] for r in train] == [1, 2]
     assert all(math.isfinite(r["reward"]) and r["reward"] != 0.0 for r in train)  # the model's scores
+    assert set(result.metrics) == {"eval_reward", "eval_kl"}  # eval_before: false
+    assert records(Path(result.run_dir), "align_eval_before") == []
 
 
 def test_a_method_that_needs_trainer_callbacks_is_refused(tmp_path: Path, prompts_file: Path) -> None:
@@ -329,9 +338,7 @@ def test_resume_reproduces_the_uninterrupted_run(lora_run, tmp_path: Path) -> No
     assert [r["step"] for r in train] == [1, 2, 3, 4]  # steps 1-2 were not re-run (nor re-logged)
     original = records(Path(cfg.output_dir) / "ppo" / "align", "train")
     assert [r["reward"] for r in train] == pytest.approx([r["reward"] for r in original], abs=1e-6)
-    assert [r["step"] for r in records(copy, "align_eval")].count(
-        0
-    ) == 1  # the evaluation before training is not repeated
+    assert len(records(copy, "align_eval_before")) == 1  # the evaluation before training is not repeated
     assert resumed.metrics == pytest.approx(result.metrics, abs=1e-6)
     for name, folder in (("adapter_model.safetensors", "adapter"), ("value_head.safetensors", "")):
         want = load_file(Path(result.run_dir) / folder / name)
