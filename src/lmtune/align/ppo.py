@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +39,6 @@ if TYPE_CHECKING:
     from lmtune.methods import AnyMethod
     from lmtune.schema import RunConfig
 
-STATE_FILE = "ppo_state.json"
-POLICY_FILE = "policy.safetensors"
 EVAL_FILE = "eval.json"
 
 
@@ -137,6 +133,7 @@ def run(
     from tqdm.auto import tqdm
 
     from lmtune.align import session
+    from lmtune.align.ppo_checkpoint import load_checkpoint, save_checkpoint
     from lmtune.align.rollout import Sampling, Scorer
     from lmtune.align.session import AlignResult
     from lmtune.align.value_head import VALUE_HEAD_FILE, ValueHead, hidden_size, save_value_head
@@ -187,7 +184,8 @@ def run(
         bar.update(1)
         bar.set_postfix(reward=f"{record['reward']:.3f}", kl=f"{record['kl']:.3f}")
         if step % s.view.trainer.save_steps == 0 or step == total:
-            save_checkpoint(loop, s.aligned.checkpoints / f"checkpoint-{step}", step, before, s)
+            folder = s.aligned.checkpoints / f"checkpoint-{step}"
+            save_checkpoint(loop, folder, step, before, s.view.trainer.save_total_limit)
     bar.close()
 
     after = evaluate(loop, evals)
@@ -307,78 +305,6 @@ def evaluate(loop: Loop, evals: Dataset | None) -> dict[str, float]:
             kl = _logps_values(loop, batch, None)[0] - reference_logps(loop, batch)
         kls += (kl * batch.mask).sum(1).tolist()
     return {"reward": sum(rewards) / len(rewards), "kl": sum(kls) / len(kls)}
-
-
-def save_checkpoint(loop: Loop, folder: Path, step: int, eval_before: dict[str, float], s: Session) -> None:
-    """Write `checkpoint-N/`: the trained weights (`policy.safetensors`: every trainable tensor of the
-    policy — the adapter, or the whole model), the value head, optimizer + scheduler, RNG states, the step,
-    the generation settings and the pre-training evaluation; then its manifest (it counts from then on),
-    then rotate old checkpoints."""
-    import torch
-    from safetensors.torch import save_file
-
-    from lmtune.align.value_head import VALUE_HEAD_FILE, save_value_head
-    from lmtune.rundir import atomic_write_text
-    from lmtune.train import checkpoints
-
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    trained = {n: p.detach().contiguous() for n, p in loop.model.named_parameters() if p.requires_grad}
-    save_file(trained, str(folder / POLICY_FILE))
-    save_value_head(loop.head, folder / VALUE_HEAD_FILE)
-    torch.save(loop.optimizer.state_dict(), folder / "optimizer.pt")
-    torch.save(loop.scheduler.state_dict(), folder / "scheduler.pt")
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng |= {f"cuda:{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())}
-    torch.save(rng, folder / "rng_state.pt")
-    state = {
-        "step": step,
-        "sampling": loop.sampling.as_dict(),
-        "eval_before": eval_before,
-        "python_random": _jsonable(random.getstate()),
-    }
-    atomic_write_text(folder / STATE_FILE, json.dumps(state, indent=2))
-    checkpoints.write_manifest(folder, step)
-    checkpoints.rotate(folder.parent, s.view.trainer.save_total_limit)
-
-
-def load_checkpoint(loop: Loop, folder: Path) -> tuple[int, dict[str, float]]:
-    """Restore what `save_checkpoint` wrote into the loop; returns (step, the pre-training evaluation).
-
-    Raises:
-        TrainingError: the checkpoint's trained tensors do not match the policy, or it was sampled with
-            other generation settings (a resumed run would not continue the same sequence).
-    """
-    import torch
-    from safetensors.torch import load_file
-
-    from lmtune.align.value_head import VALUE_HEAD_FILE, load_value_head
-    from lmtune.errors import TrainingError
-
-    state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-    if state["sampling"] != loop.sampling.as_dict():
-        raise TrainingError(
-            f"{folder}: sampled with {state['sampling']}, but the config now says {loop.sampling.as_dict()}; "
-            "resume with the same generation settings and seed, or start a new run"
-        )
-    saved = load_file(str(folder / POLICY_FILE))
-    params = {n: p for n, p in loop.model.named_parameters() if p.requires_grad}
-    if saved.keys() != params.keys():
-        raise TrainingError(f"{folder}: its trained tensors do not match the policy's (another method?)")
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(saved[name])
-    load_value_head(loop.head, folder / VALUE_HEAD_FILE)
-    loop.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-    loop.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-    rng = torch.load(folder / "rng_state.pt", weights_only=True)
-    torch.set_rng_state(rng["torch"])
-    for i in range(torch.cuda.device_count()):
-        if f"cuda:{i}" in rng:
-            torch.cuda.set_rng_state(rng[f"cuda:{i}"], i)
-    random.setstate(_python_state(state["python_random"]))
-    return int(state["step"]), dict(state["eval_before"])
 
 
 def _update(loop: Loop, loss: torch.Tensor, step: int) -> float:
@@ -513,11 +439,3 @@ def _reward_model(objective: PpoConfig) -> Path | None:
 
 def _prefixed(values: dict[str, float], prefix: str, suffix: str = "") -> dict[str, float]:
     return {f"{prefix}{k}{suffix}": v for k, v in values.items()}
-
-
-def _jsonable(state: Any) -> Any:
-    return [_jsonable(x) for x in state] if isinstance(state, tuple | list) else state
-
-
-def _python_state(state: Any) -> Any:
-    return tuple(_python_state(x) for x in state) if isinstance(state, list) else state

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from lmtune import align
-from lmtune.align import ppo
+from lmtune.align import ppo, ppo_checkpoint
 from lmtune.align.rewards import LengthPenalty
 from lmtune.align.rollout import (
     Sampling,
@@ -238,7 +238,7 @@ def test_run_writes_weights_value_head_checkpoints_metrics_and_eval(lora_run) ->
     found = sorted(p.name for p in (root / "checkpoints").glob("checkpoint-*"))
     assert found == ["checkpoint-2", "checkpoint-4"]
     assert all(checkpoints.verify(root / "checkpoints" / name) is None for name in found)
-    state = json.loads((root / "checkpoints" / "checkpoint-2" / ppo.STATE_FILE).read_text())
+    state = json.loads((root / "checkpoints" / "checkpoint-2" / ppo_checkpoint.STATE_FILE).read_text())
     assert state["step"] == 2
     assert state["sampling"] == {"max_new_tokens": 16, "temperature": 0.7, "top_p": 1.0, "seed": cfg.seed}
     train = records(root, "train")
@@ -329,7 +329,7 @@ def test_resume_reproduces_the_uninterrupted_run(lora_run, tmp_path: Path) -> No
     shutil.rmtree(copy / "adapter")
     (copy / "value_head.safetensors").unlink()
     (copy / "eval.json").unlink()
-    kept = copy / "checkpoints" / "checkpoint-2" / ppo.POLICY_FILE
+    kept = copy / "checkpoints" / "checkpoint-2" / ppo_checkpoint.POLICY_FILE
     stamp = kept.stat().st_mtime_ns
     resumed = align.run(cfg.model_copy(update={"output_dir": str(tmp_path)}), resume=True)
     assert resumed.steps == 4
@@ -345,6 +345,17 @@ def test_resume_reproduces_the_uninterrupted_run(lora_run, tmp_path: Path) -> No
         got = load_file(copy / folder / name)
         assert want.keys() == got.keys()
         assert max((want[k] - got[k]).abs().max().item() for k in want) < 1e-6
+
+
+def test_resume_with_other_generation_settings_is_refused(lora_run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg, _ = lora_run
+    shutil.copytree(Path(cfg.output_dir) / "ppo", tmp_path / "ppo")
+    objective = cfg.align.model_copy(update={"temperature": 0.9})
+    changed = cfg.model_copy(update={"output_dir": str(tmp_path), "align": objective})
+    with pytest.raises(
+        TrainingError, match=r"checkpoint-4: sampled with .*'temperature': 0.7.*, but the config now says"
+    ):
+        align.run(changed, resume=True)
 
 
 def test_finished_checkpoint_is_not_overwritten(lora_run) -> None:  # type: ignore[no-untyped-def]
@@ -387,7 +398,7 @@ def test_non_finite_loss_stops_and_saves_nothing_from_that_step(tmp_path: Path, 
     root = tmp_path / "ppo" / "align"
     assert [p.name for p in (root / "checkpoints").iterdir()] == ["checkpoint-1"]
     assert checkpoints.verify(root / "checkpoints" / "checkpoint-1") is None
-    saved = load_file(root / "checkpoints" / "checkpoint-1" / ppo.POLICY_FILE)
+    saved = load_file(root / "checkpoints" / "checkpoint-1" / ppo_checkpoint.POLICY_FILE)
     assert all(torch.isfinite(w).all() for w in saved.values())
     assert not (root / "adapter").exists() and not (root / "value_head.safetensors").exists()
     assert [r["step"] for r in records(root, "train")] == [1]
