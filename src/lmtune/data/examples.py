@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 from lmtune.data.records import Conversation, RecordRejected
@@ -31,6 +32,12 @@ def encode_example(
         RecordRejected: `too_long` (policy drop), `no_trainable_tokens` (no label the shifted loss would
             use, e.g. truncation cut every assistant token), or `template_error`.
     """
+    chars = sum(len(turn["content"]) for turn in messages)
+    if truncation == "drop" and chars > max_length * _longest_token(tokenizer):
+        # no token covers more characters than its vocabulary entry has: surely too long, and
+        # tokenising a multi-megabyte record first would take minutes
+        detail = f"{chars} characters, more than data.max_length={max_length} tokens can hold (not tokenised)"
+        raise RecordRejected("too_long", detail)
     enc = (
         encode_text(tokenizer, messages[-1]["content"])
         if is_text
@@ -46,3 +53,9 @@ def encode_example(
     if all(label == IGNORE for label in enc.labels[1:]):
         raise RecordRejected("no_trainable_tokens", "no token carries a label (nothing to learn from)")
     return enc
+
+
+@lru_cache(maxsize=8)
+def _longest_token(tokenizer: PreTrainedTokenizerBase) -> int:
+    """Characters in the tokenizer's longest vocabulary entry (byte-level BPE: bytes per token)."""
+    return max((len(token) for token in tokenizer.get_vocab()), default=1)

@@ -68,7 +68,7 @@ def normalise(
         columns: canonical field name -> the record's name for it.
 
     Raises:
-        RecordRejected: with reason missing_field, wrong_type, empty_turn, unknown_role or
+        RecordRejected: with reason missing_field, wrong_type, empty_turn, unknown_role, role_order or
             no_final_assistant, and a detail naming the field or turn.
     """
     cols = columns or {}
@@ -96,7 +96,10 @@ def normalise(
             raise DataError(f"format '{fmt}' is for align.data.sources, not data.sources")
         case _:
             assert_never(fmt)
-    return check_conversation(conv)
+    conv = check_conversation(conv)
+    if fmt == "messages":  # the other formats build their turns in order
+        _check_order(conv)
+    return conv
 
 
 def check_conversation(conv: Conversation) -> Conversation:
@@ -148,6 +151,20 @@ def _messages(record: dict[str, Any], cols: dict[str, str]) -> Conversation:
     if not turns:
         raise RecordRejected("missing_field", f"field '{key}' is an empty list")
     return [_turn(turn, i, cols) for i, turn in enumerate(turns, start=1)]
+
+
+def _check_order(conv: Conversation) -> None:
+    """A system turn only first, and a user turn before the first assistant turn. Two user (or two
+    assistant) turns in a row are accepted: real chats have them, and the chat template decides (one that
+    insists on alternation rejects the record as template_error when it is prepared)."""
+    seen_user = False
+    for i, turn in enumerate(conv, start=1):
+        if turn["role"] == "system" and i > 1:
+            raise RecordRejected("role_order", f"turn {i} is a system turn; only the first turn may be")
+        if turn["role"] == "assistant" and not seen_user:
+            detail = f"turn {i} (assistant) comes before any user turn: there is no prompt to answer"
+            raise RecordRejected("role_order", detail)
+        seen_user = seen_user or turn["role"] == "user"
 
 
 def _turn(turn: Any, i: int, cols: dict[str, str]) -> dict[str, str]:

@@ -21,6 +21,7 @@ RejectReason = Literal[
     "wrong_type",
     "empty_turn",
     "unknown_role",
+    "role_order",
     "no_final_assistant",
     "template_error",
     "too_long",

@@ -2,13 +2,17 @@
 
 A file that cannot be read at all raises `DataError` naming it. Within a readable file a bad record
 never loses the rest: JSONL and CSV are read as bytes and decoded line by line, so one non-UTF-8 line
-or one broken JSON line becomes a reject and reading goes on.
+or one broken JSON line becomes a reject and reading goes on. A UTF-8 byte-order mark is skipped; a
+record holding text that is not valid Unicode (a non-UTF-8 byte in a .json file, a lone surrogate
+escape such as "\\ud83d") is rejected as `invalid_utf8`; a truncated .json list keeps the records before
+the cut (the rest is one `malformed_json` reject).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,8 @@ from lmtune.data.records import Location, RawItem, Reject
 from lmtune.errors import DataError
 
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+_BOM = b"\xef\xbb\xbf"
+_LIST_START = re.compile(r'\s*(\{\s*"data"\s*:\s*)?\[')
 
 
 def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
@@ -81,6 +87,8 @@ def _decoded_lines(path: Path, rejects: list[Reject]) -> Iterator[tuple[int, str
 
 def _decode_each(path: Path, lines: Iterable[bytes], rejects: list[Reject]) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(lines, start=1):
+        if number == 1:
+            line = line.removeprefix(_BOM)
         try:
             yield number, line.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -108,31 +116,106 @@ def _read_jsonl(path: Path) -> Iterator[RawItem | Reject]:
         except json.JSONDecodeError as exc:
             yield Reject(where, "malformed_json", f"{exc.msg} at column {exc.colno}", line)
             continue
-        yield _object_or_reject(where, value, line)
+        except (ValueError, RecursionError) as exc:  # a number too long to convert, nesting too deep
+            yield Reject(where, "malformed_json", _json_failure(exc), line)
+            continue
+        yield _object_or_reject(where, value, line, unicode_escapes="\\ud" in line.lower())
     yield from bad
 
 
-def _object_or_reject(where: Location, value: Any, raw: Any) -> RawItem | Reject:
+def _object_or_reject(
+    where: Location, value: Any, raw: Any, unicode_escapes: bool = False, bad_bytes: bool = False
+) -> RawItem | Reject:
+    """`unicode_escapes`: the text has \\uD8xx-style escapes; `bad_bytes`: it was decoded with
+    surrogateescape. Either way a string holding a lone surrogate makes the record `invalid_utf8`."""
+    if (unicode_escapes or bad_bytes) and (char := _lone_surrogate(value)) is not None:
+        code = ord(char)
+        detail = (
+            f"byte 0x{code - 0xDC00:02x} is not valid UTF-8"
+            if bad_bytes and 0xDC80 <= code <= 0xDCFF
+            else f"lone surrogate \\u{code:04x} (half of a UTF-16 pair) is not valid Unicode"
+        )
+        return Reject(where, "invalid_utf8", detail, raw if isinstance(raw, str) else json.dumps(raw))
     if not isinstance(value, dict):
         return Reject(where, "not_an_object", f"expected a JSON object, got {type(value).__name__}", raw)
     return RawItem(where, value, raw)
 
 
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in any string of `value` (keys included), or None; iterative (deep values)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return item[exc.start]
+        elif isinstance(item, dict):  # pushed in reverse, so the first one in the file is found first
+            for key, val in reversed(item.items()):
+                stack.extend((val, key))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return None
+
+
+def _json_failure(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to parse"
+    return str(exc).split(";")[0]  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
+
+
 def _read_json(path: Path) -> Iterator[RawItem | Reject]:
+    data = _read_bytes(path).removeprefix(_BOM)
     try:
-        doc = json.loads(_read_bytes(path).decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 (byte offset {exc.start}); a .json file must be UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
+        text, bad_bytes = data.decode("utf-8"), False
+    except UnicodeDecodeError:  # keep the bytes as surrogates: only the records holding them are rejected
+        text, bad_bytes = data.decode("utf-8", errors="surrogateescape"), True
+    escapes = "\\ud" in text.lower()
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        if _LIST_START.match(text) is None:
+            raise DataError(f"{path}: not valid JSON ({_json_error(exc)})") from None
+        yield from _salvage_list(path, text, bad_bytes, escapes)
+        return
     if isinstance(doc, dict) and isinstance(doc.get("data"), list):
         doc = doc["data"]
     if not isinstance(doc, list):
         raise DataError(f'{path}: expected a top-level list of records or {{"data": [...]}}')
     for i, value in enumerate(doc):
-        yield _object_or_reject(Location(str(path), i, "index"), value, value)
+        yield _object_or_reject(Location(str(path), i, "index"), value, value, escapes, bad_bytes)
+
+
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return _json_failure(exc)
+
+
+def _salvage_list(path: Path, text: str, bad_bytes: bool, escapes: bool) -> Iterator[RawItem | Reject]:
+    """A list that does not parse as a whole (truncated, or broken in the middle): yield its records one
+    by one up to the first that does not parse; that one and the rest of the file are one reject."""
+    start = _LIST_START.match(text)
+    assert start is not None
+    decoder = json.JSONDecoder()
+    pos, i = start.end(), 0
+    while True:
+        while pos < len(text) and (text[pos].isspace() or text[pos] == ","):
+            pos += 1
+        if pos >= len(text) or text.startswith("]", pos):
+            return  # a list cut right after a record (no closing bracket) loses nothing
+        where = Location(str(path), i, "index")
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError) as exc:
+            line = text.count("\n", 0, pos) + 1
+            detail = f"record {i} (from line {line}) does not parse: {_json_error(exc)}; raw: the rest"
+            rest = text[pos:].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            yield Reject(where, "malformed_json", detail, rest)
+            return
+        yield _object_or_reject(where, value, value, escapes, bad_bytes)
+        pos, i = end, i + 1
 
 
 def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
@@ -168,6 +251,11 @@ def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
         where = Location(str(path), consumed[0], "line")
         if len(row) != len(header):
             detail = f"{len(row)} fields, the header has {len(header)}"
+            if len(consumed) > 1:
+                detail += (
+                    f"; a quoted field runs from line {consumed[0]} to line {consumed[-1]}"
+                    " (is a closing quote missing?)"
+                )
             yield Reject(where, "malformed_csv", detail, ",".join(row))
             continue
         record = dict(zip(header, row, strict=True))
