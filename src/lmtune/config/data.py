@@ -6,6 +6,7 @@ from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from lmtune.config.base import StrictModel
+from lmtune.config.curation import CurationConfig
 
 SftFormat = Literal["alpaca", "messages", "prompt_completion", "text"]
 """Formats that become one conversation for supervised fine-tuning (`data.sources`)."""
@@ -84,6 +85,9 @@ class DataConfig(StrictModel):
     """Held-out part: a fraction of the records when below 1, else a count."""
     num_proc: int | None = Field(default=None, ge=1)
     """Worker processes for tokenisation (None: tokenise in this process)."""
+    curation: CurationConfig = Field(default_factory=CurationConfig)
+    """Dedup, decontamination, quality filters and PII scrubbing, run on the records of all sources
+    before tokenisation (see docs/data-curation.md)."""
     mixture: MixtureConfig | None = None
     """Mix sources by weight or temperature and balance labels in the train split (None: the train split
     is the records as read)."""

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.config.data import DataConfig
 from lmtune.data import assets
+from lmtune.data.curate import curate
 from lmtune.data.examples import encode_example
 from lmtune.data.fingerprint import fingerprint, tokenizer_identity
 from lmtune.data.formats import check_format
@@ -101,6 +102,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
     per_source = [_SourceCounts(s.path, s.format) for s in data.sources]
     try:
         pending = _read_all(data, rejects, per_source)
+        pending, curation = curate(pending, data.curation, rejects, per_source)
         encoded = _encode(pending, data, tokenizer)
         examples = []
         for item, (ids, labels, reason, detail) in zip(pending, encoded, strict=True):
@@ -142,6 +144,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         },
         "tokens": {"train": _token_counts(train), "eval": _token_counts(evals)},
         "packing": {"enabled": data.packing, "train_rows": len(train)},
+        "curation": curation,
         "mixture": mixture,
         "fingerprint": digest,
         "prepare_key": prepare_key(cfg, tokenizer),

@@ -32,6 +32,15 @@ RejectReason = Literal[
     "wrong_label",
     "prompt_too_long",
     "uncorruptible",
+    "duplicate",
+    "near_duplicate",
+    "contaminated",
+    "pii",
+    "too_short",
+    "too_long_chars",
+    "repetitive",
+    "boilerplate",
+    "wrong_language",
 ]
 """Machine-readable reasons a record is rejected; the `detail` says the specifics for a human."""
 
