@@ -25,9 +25,11 @@ from lmtune.align.rollout import (
     step_seed,
     token_rewards,
 )
+from lmtune.align.start import final_view
 from lmtune.align.value_head import ValueHead, completion_logps_values
 from lmtune.config import loader
 from lmtune.errors import ConfigError, TrainingError
+from lmtune.rundir import RunDir
 from lmtune.schema import RunConfig
 from lmtune.train import checkpoints
 
@@ -246,6 +248,10 @@ def test_run_writes_weights_value_head_checkpoints_metrics_and_eval(lora_run) ->
     for key in ("reward", "kl", "policy_loss", "value_loss", "clipfrac", "loss", "grad_norm"):
         assert all(math.isfinite(r[key]) for r in train), key
     assert result.train_loss == train[-1]["loss"]
+    run = RunDir(root.parent)
+    run.write_config(cfg)  # (the pipeline's earlier stages write it; a lone `align` stage does not)
+    view, weights = final_view(run)  # what evaluate / export / serve load
+    assert weights == result.weights_path and view.method == cfg.align.method
     saved = json.loads((root / "eval.json").read_text())
     assert saved == {"steps": 4, **result.metrics}
     assert set(result.metrics) == {"eval_reward_before", "eval_kl_before", "eval_reward", "eval_kl"}
