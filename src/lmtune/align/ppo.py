@@ -137,6 +137,7 @@ def run(
     from lmtune.align.rollout import Sampling, Scorer
     from lmtune.align.session import AlignResult
     from lmtune.align.value_head import VALUE_HEAD_FILE, ValueHead, hidden_size, save_value_head
+    from lmtune.rundir import atomic_write_text
     from lmtune.train import sft
 
     started = time.perf_counter()
@@ -191,9 +192,6 @@ def run(
     after = evaluate(loop, evals)
     metrics = {**_prefixed(before, "eval_", "_before"), **_prefixed(after, "eval_")}
     s.aligned.append_metrics({"kind": "align_eval", "step": step, **_prefixed(after, "eval_")})
-    s.aligned.root.mkdir(parents=True, exist_ok=True)
-    from lmtune.rundir import atomic_write_text
-
     atomic_write_text(s.aligned.root / EVAL_FILE, json.dumps({"steps": step, **metrics}, indent=2))
     weights = sft.save_final(model, tok, s.view, s.aligned)
     save_value_head(head, s.aligned.root / VALUE_HEAD_FILE)

@@ -145,7 +145,7 @@ def sample(
         completion = torch.full((len(prompts), 1), stops[0], dtype=torch.long, device=device)
     mask = completion_mask(completion, stops)
     completion = completion.masked_fill(mask == 0, pad)
-    texts = tok.batch_decode(completion.masked_fill(mask == 0, pad), skip_special_tokens=True)
+    texts = tok.batch_decode(completion, skip_special_tokens=True)
     return Batch(
         input_ids=torch.cat([prompt_ids, completion], dim=1),
         attention_mask=torch.cat([prompt_mask, mask], dim=1),
