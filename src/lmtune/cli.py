@@ -99,6 +99,26 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    from lmtune.data.report import inspect, print_summary
+    from lmtune.rundir import RunDir
+
+    target = Path(args.target)
+    if target.is_dir():
+        rundir = RunDir(target)
+        cfg = _load_run_config(str(rundir.config), args.overrides) if rundir.config.is_file() else None
+        if cfg is None:
+            raise LmtuneError(f"{target}: not a run directory (no config.yaml)")
+    else:
+        cfg = _load_run_config(args.target, args.overrides)
+        rundir = RunDir.for_config(cfg)
+    rundir.write_config(cfg)
+    files = inspect(cfg, rundir)
+    print_summary(files.report)
+    print(f"report: {files.html_path} and {files.json_path}")
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lmtune.evaluate.run import run
     from lmtune.rundir import RunDir
@@ -283,6 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
         data,
     )
     config_args(p)
+    p = verb(
+        "inspect",
+        cmd_data_inspect,
+        "report on a run's data (prepared first if needed): data_report.html/.json and a summary table",
+        data,
+    )
+    p.add_argument("target", help="a run config YAML or a run directory")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.max_length=512")
 
     p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
     p.add_argument("run_dir")
