@@ -79,6 +79,7 @@ def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
             "trainer": objective.trainer,
         }
     )
+    rundir.write_config(cfg)  # so `lmtune evaluate/export <run>` work after a lone `lmtune align`
     aligned.write_config(cfg)
     lineage = training_lineage(start, resolve_model_path(start), cfg.seed)
     aligned.update_lineage(**lineage, objective=objective.type, start_model=start)

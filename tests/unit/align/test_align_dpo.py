@@ -69,6 +69,7 @@ def test_dpo_writes_weights_checkpoints_metrics_and_data_counts(dpo_run) -> None
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     assert all("rewards/accuracies" in r for r in steps)  # TRL's own numbers reach metrics.jsonl
     assert "eval_rewards/accuracies" in result.metrics
+    assert (root.parent / "config.yaml").is_file()  # the run dir is complete for evaluate / export
 
 
 def test_saved_adapter_holds_only_the_trained_adapter(dpo_run) -> None:  # type: ignore[no-untyped-def]
