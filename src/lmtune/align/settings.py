@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from lmtune.config.base import StrictModel
 from lmtune.config.data import SourceConfig
@@ -30,6 +30,14 @@ class AlignDataConfig(StrictModel):
     sampled completions are limited by the objective's `max_completion_length` instead."""
     eval_size: float = Field(default=0.1, ge=0)
     """Held-out part: a fraction of the records when below 1, else a count."""
+
+    @field_validator("sources")
+    @classmethod
+    def _no_weights(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        """A source `weight` mixes SFT data (`data.mixture`); alignment reads its sources as they are."""
+        if any(src.weight is not None for src in sources):
+            raise ValueError("`weight` applies to data.sources only; alignment sources are read as they are")
+        return sources
 
 
 def _align_trainer() -> TrainerConfig:

@@ -209,3 +209,9 @@ def test_undersample_drops_train_records_but_not_accepted_ones(tmp_path: Path, t
 def test_inconsistent_mixture_settings_are_config_errors(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         loader.build(RunConfig, {"data": data})
+
+
+def test_alignment_sources_refuse_a_weight() -> None:
+    align = {"type": "dpo", "data": {"sources": [{"path": "p.jsonl", "format": "preference", "weight": 2}]}}
+    with pytest.raises(ConfigError, match=r"`weight` applies to data\.sources only"):
+        loader.build(RunConfig, {"align": align})
