@@ -32,12 +32,13 @@ def encode_example(
         RecordRejected: `too_long` (policy drop), `no_trainable_tokens` (no label the shifted loss would
             use, e.g. truncation cut every assistant token), or `template_error`.
     """
-    chars = sum(len(turn["content"]) for turn in messages)
+    chars = sum(_visible_chars(turn["content"]) for turn in messages)
     if truncation == "drop" and chars > max_length * _longest_token(tokenizer):
         # no token covers more characters than its vocabulary entry has: surely too long, and
-        # tokenising a multi-megabyte record first would take minutes
-        detail = f"{chars} characters, more than data.max_length={max_length} tokens can hold (not tokenised)"
-        raise RecordRejected("too_long", detail)
+        # tokenising a multi-megabyte record first would take minutes. Whitespace is not counted
+        # (some tokenizers collapse runs of it).
+        detail = f"{chars} non-space characters, more than data.max_length={max_length} tokens can hold"
+        raise RecordRejected("too_long", detail + " (not tokenised)")
     enc = (
         encode_text(tokenizer, messages[-1]["content"])
         if is_text
@@ -53,6 +54,10 @@ def encode_example(
     if all(label == IGNORE for label in enc.labels[1:]):
         raise RecordRejected("no_trainable_tokens", "no token carries a label (nothing to learn from)")
     return enc
+
+
+def _visible_chars(text: str) -> int:
+    return len(text) - sum(text.count(space) for space in " \t\n\r")
 
 
 @lru_cache(maxsize=8)
