@@ -191,6 +191,7 @@ def load_or_prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokeniz
 def prepare_key(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> str:
     """A cheap key for "would prepare give the same result": settings, tokenizer and source file stats."""
     files = [_file_stamp(src.path) for src in cfg.data.sources]
+    files += [_file_stamp(es.path) for es in cfg.data.curation.decontamination.eval_sets]
     key = {
         "data": cfg.data.model_dump(mode="json"),
         "seed": cfg.seed,

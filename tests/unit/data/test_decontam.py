@@ -110,3 +110,17 @@ def test_gsm8k_as_eval_set_catches_a_copied_problem() -> None:
     hit = index.first_overlap(f"Here is a puzzle for you. {problem.prompt}")
     assert hit is not None and hit.eval_set == "gsm8k" and hit.eval_record.endswith("test.jsonl:6")
     assert index.first_overlap("Natalia has some clips and sells a few of them to her friends.") is None
+
+
+def test_prepared_data_is_redone_when_an_eval_set_changes(
+    tmp_path: Path, files: dict[str, Path], tiny_tokenizer: Any
+) -> None:
+    import os
+
+    from lmtune.data.prepare import prepare_key
+
+    cfg = _cfg(tmp_path, files)
+    before = prepare_key(cfg, tiny_tokenizer)
+    files["eval"].write_text(files["eval"].read_text() + json.dumps({"question": "q", "answer": "a"}) + "\n")
+    os.utime(files["eval"], ns=(1, 1))  # a different size and time, whatever the clock resolution
+    assert prepare_key(cfg, tiny_tokenizer) != before
