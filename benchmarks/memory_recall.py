@@ -68,14 +68,18 @@ def _rows(tokenizer: PreTrainedTokenizerBase, chats: list[list[dict[str, str]]])
     return rows
 
 
-def general_chats(n: int, seed: int) -> list[list[dict[str, str]]]:
-    """`n` real chatterbot exchanges (seeded sample), each a user turn and the assistant's reply."""
+def general_chats(n: int, seed: int) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
+    """Real chatterbot exchanges (a user turn and the assistant's reply): `n` for the general loss (a
+    seeded sample), and the replay pool: every other exchange whose text differs from all of those."""
     chats = [
         item.value["messages"][:2]
         for item in read_chatterbot()
         if isinstance(item, RawItem) and len(item.value["messages"]) >= 2
     ]
-    return random.Random(seed).sample(chats, n)
+    held = random.Random(seed).sample(chats, n)
+    held_text = {json.dumps(c, sort_keys=True) for c in held}
+    pool = [c for c in chats if json.dumps(c, sort_keys=True) not in held_text]
+    return held, pool
 
 
 def trainable_count(model: torch.nn.Module) -> int:
@@ -111,9 +115,10 @@ def train(model: torch.nn.Module, cfg: Any, batches: list[dict[str, torch.Tensor
 
 def recall(
     model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, asked: list[tuple[Fact, list[dict[str, str]]]]
-) -> tuple[float, list[dict[str, str]]]:
-    """Share of questions whose greedy answer contains the fact's attribute (case-insensitive), and the
-    misses."""
+) -> tuple[float, float, list[dict[str, str]]]:
+    """Share of questions whose greedy answer contains the fact's attribute (case-insensitive), share
+    whose answer contains the fact's answer sentence up to the attribute ("The capital of X is": the
+    right relation and entity, whatever the attribute), and the misses."""
     prompts = [render_prompt(tokenizer, chat[:-1]) for _, chat in asked]
     answers = greedy_generate(
         model, tokenizer, prompts, max_new_tokens=20, batch_size=100, stop_ids=stop_token_ids(tokenizer)
@@ -123,7 +128,11 @@ def recall(
         for (fact, chat), a in zip(asked, answers, strict=True)
         if fact.attribute.lower() not in a.text.lower()
     ]
-    return 1 - len(misses) / len(asked), misses
+    framed = sum(
+        fact.answer().split(fact.attribute)[0].strip().lower() in a.text.lower()
+        for (fact, _), a in zip(asked, answers, strict=True)
+    )
+    return 1 - len(misses) / len(asked), framed / len(asked), misses
 
 
 def main() -> None:
@@ -132,12 +141,20 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="each epoch asks every fact once")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--general", type=int, default=100, help="chatterbot exchanges for the general loss")
+    parser.add_argument(
+        "--replay",
+        type=float,
+        default=0.0,
+        help="per epoch, this x facts chatterbot exchanges mixed in (never the general-loss ones)",
+    )
     parser.add_argument("--memory-lr", type=float, default=1e-3, help="values train at this x value_lr_ratio")
     parser.add_argument("--lora-lr", type=float, default=3e-3)
     parser.add_argument("--layers", type=int, nargs="+", default=[-4], help="memory blocks")
     parser.add_argument("--num-keys", type=int, default=190)
     parser.add_argument("--topk", type=int, default=32)
     parser.add_argument("--value-dim", type=int, default=64)
+    parser.add_argument("--value-lr-ratio", type=float, default=300.0)
+    parser.add_argument("--gate", action="store_true", help="memory layers with a per-token gate")
     parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
@@ -149,10 +166,13 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     facts = make_facts(args.facts, seed=args.seed)
     rng = random.Random(args.seed)
+    general_eval, pool = general_chats(args.general, args.seed)
+    replay_per_epoch = round(args.replay * args.facts)
     order: list[list[dict[str, str]]] = []
     for epoch in training_epochs(facts, args.epochs):
-        rng.shuffle(epoch)
-        order += [chat for _, chat in epoch]
+        chats = [chat for _, chat in epoch] + rng.sample(pool, replay_per_epoch)
+        rng.shuffle(chats)
+        order += chats
     rows = _rows(tokenizer, order)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collate = PadCollator(pad_id=pad)
@@ -160,7 +180,7 @@ def main() -> None:
     asked = held_out(facts)
     # Recall in a phrasing that was trained (the last epoch's), on a sample: memorised vs generalised.
     seen = training_epochs(facts, args.epochs)[-1][:: max(1, args.facts // 50)]
-    general = _rows(tokenizer, general_chats(args.general, args.seed))
+    general = _rows(tokenizer, general_eval)
 
     def fresh() -> torch.nn.Module:
         return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
@@ -175,12 +195,17 @@ def main() -> None:
         if isinstance(m, torch.nn.Linear) and not n.endswith("lm_head")
     )
     base_general = eval_loss(base, general, batch_size=16, pad_id=pad).loss
-    base_recall, _ = recall(base, tokenizer, asked[:: max(1, args.facts // 50)])
+    base_recall, _, _ = recall(base, tokenizer, asked[:: max(1, args.facts // 50)])
     del base
     print(f"base: general loss {base_general:.4f}, held-out recall {base_recall:.1%} (sample)", flush=True)
 
     memory_cfg = MemoryExpertsConfig(
-        layers=args.layers, num_keys=args.num_keys, topk=args.topk, value_dim=args.value_dim
+        layers=args.layers,
+        num_keys=args.num_keys,
+        topk=args.topk,
+        value_dim=args.value_dim,
+        value_lr_ratio=args.value_lr_ratio,
+        gate=args.gate,
     )
     rank = max(1, round(parameter_count(memory_cfg, hidden) / per_rank))
     configs: dict[str, tuple[Any, float]] = {
@@ -197,8 +222,8 @@ def main() -> None:
         t0 = time.perf_counter()
         losses = train(model, cfg, batches, lr)
         train_s = time.perf_counter() - t0
-        held, misses = recall(model, tokenizer, asked)
-        trained, _ = recall(model, tokenizer, seen)
+        held, framed, misses = recall(model, tokenizer, asked)
+        trained, _, _ = recall(model, tokenizer, seen)
         general_after = eval_loss(model, general, batch_size=16, pad_id=pad).loss
         results[name] = {
             "config": cfg.model_dump(mode="json"),
@@ -207,6 +232,7 @@ def main() -> None:
             "train_seconds": round(train_s, 1),
             "final_train_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
             "recall_held_out": held,
+            "answer_frame_held_out": framed,
             "recall_trained_phrasing": trained,
             "general_loss_before": base_general,
             "general_loss_after": general_after,
@@ -214,8 +240,8 @@ def main() -> None:
             "misses_sample": misses[:10],
         }
         print(
-            f"{name}: recall held-out {held:.1%} (trained phrasing {trained:.1%}), general loss "
-            f"{base_general:.4f} -> {general_after:.4f}, {train_s:.0f} s",
+            f"{name}: recall held-out {held:.1%} (answer frame {framed:.1%}; trained phrasing "
+            f"{trained:.1%}), general loss {base_general:.4f} -> {general_after:.4f}, {train_s:.0f} s",
             flush=True,
         )
         del model
@@ -231,6 +257,8 @@ def main() -> None:
         "held_out_questions": len(asked),
         "trained_phrasing_questions": len(seen),
         "general_exchanges": args.general,
+        "replay_per_epoch": replay_per_epoch,
+        "replay_pool": len(pool),
         "base_general_loss": base_general,
         "base_recall_held_out_sample": base_recall,
         "budget_ratio": max(counts) / min(counts) if counts else math.nan,

@@ -62,6 +62,12 @@ class MemoryExpertsConfig(StrictModel):
     few large steps; the routing is shared by every token, and fast routing raised the loss on ordinary
     text (see docs/methods.md)."""
 
+    gate: bool = False
+    """Multiply each memory layer's output by a learned per-token gate, sigmoid(w . (h / r - c) + b) (one
+    weight per hidden unit and a bias, trained at the learning rate), so the memory can stay silent on
+    text it does not store. It learns to shut only where training shows it ordinary text: mix general
+    data into the training set (see docs/methods.md)."""
+
     @model_validator(mode="after")
     def _check(self) -> MemoryExpertsConfig:
         if self.topk > self.num_keys:
@@ -75,12 +81,14 @@ class MemoryExpertsConfig(StrictModel):
 
 def parameter_count(cfg: MemoryExpertsConfig, hidden_size: int) -> int:
     """Trainable parameters the method adds: per memory layer key_dim x hidden (query) + num_keys x
-    key_dim (two halves of sub-keys) + num_keys² x value_dim (values) + value_dim x hidden (W_o)."""
+    key_dim (two halves of sub-keys) + num_keys² x value_dim (values) + value_dim x hidden (W_o)
+    (+ hidden + 1 with the gate)."""
     per_layer = (
         cfg.key_dim * hidden_size
         + cfg.num_keys * cfg.key_dim
         + cfg.num_keys**2 * cfg.value_dim
         + cfg.value_dim * hidden_size
+        + (hidden_size + 1 if cfg.gate else 0)
     )
     return len(cfg.layers) * per_layer
 
@@ -158,7 +166,7 @@ def insert(model: PreTrainedModel, cfg: MemoryExpertsConfig) -> PreTrainedModel:
     hidden = model.config.get_text_config().hidden_size
     device = next(model.parameters()).device
     for i in resolve_layers(cfg.layers, len(blocks)):
-        layer = MemoryLayer(hidden, cfg.num_keys, cfg.topk, cfg.key_dim, cfg.value_dim).to(device)
+        layer = MemoryLayer(hidden, cfg.num_keys, cfg.topk, cfg.key_dim, cfg.value_dim, cfg.gate).to(device)
         blocks[i].add_module(ATTRIBUTE, layer)
         blocks[i].register_forward_hook(_add_memory)
     return model
@@ -311,10 +319,11 @@ dense weights, so the two are stored side by side:
   the memory**: `AutoModelForCausalLM.from_pretrained("{meta["base"]}")` does not recall what was trained.
 - `{WEIGHTS_FILE}`: for each block i in {meta["blocks"]}: `layers.<i>.query` (key_dim x hidden),
   `layers.<i>.keys_a`, `layers.<i>.keys_b` (num_keys x key_dim/2), `layers.<i>.values`
-  (num_keys² x value_dim), `layers.<i>.out` (hidden x value_dim), `layers.<i>.center` (hidden) and
-  `layers.<i>.seen` (how many training tokens `center` averages) — num_keys = {method["num_keys"]},
+  (num_keys² x value_dim), `layers.<i>.out` (hidden x value_dim), `layers.<i>.center` (hidden),
+  `layers.<i>.seen` (how many training tokens `center` averages) and, with the gate,
+  `layers.<i>.gate` (hidden + 1: w_g, then b_g) — num_keys = {method["num_keys"]},
   key_dim = {method["key_dim"]}, value_dim = {method["value_dim"]}, hidden = {meta["hidden_size"]},
-  topk = {method["topk"]}.
+  topk = {method["topk"]}, gate = {method["gate"]}.
 - `{CONFIG_FILE}`: the layout above ({meta["trainable_parameters"]:,} trained memory parameters).
 
 ## Load with lmtune
@@ -333,5 +342,6 @@ Load `{meta["base"]}/` with transformers and register a forward hook on each lis
     q        = query @ (h / r - center)                   split in halves q = [q_a ; q_b]
     s(i, j)  = q_a . keys_a[i] + q_b . keys_b[j]          expert e = i * num_keys + j
     E        = the topk experts with the highest s
-    m(h)     = r * out @ (sum over e in E of softmax(s(E))_e * values[e])
+    g        = sigmoid(gate[:-1] . (h / r - center) + gate[-1])     (g = 1 without a gate)
+    m(h)     = g * r * out @ (sum over e in E of softmax(s(E))_e * values[e])
 """

@@ -7,7 +7,8 @@ For a hidden state h (one token), with n sub-keys per half (a bank of N = n² ex
     s(i, j)    = <q_a, K_a[i]> + <q_b, K_b[j]>        score of expert e = i n + j (product keys)
     E          = top-k over e of s                    found exactly from the top-k of each half
     w          = softmax(s(e) for e in E)
-    m(h)       = r W_o sum_{e in E} w_e V[e]          V[e] in R^value_dim: one small value vector per expert
+    m(h)       = g r W_o sum_{e in E} w_e V[e]        V[e] in R^value_dim: one small value vector per expert
+    g          = sigmoid(w_g . (h / r - c) + b_g)     optional per-token gate (g = 1 without it)
 
 and the block's output becomes h + m(h). c is the mean of h / r over every token seen in training
 (a running average, frozen at evaluation): a trained model's hidden states share a large common
@@ -73,7 +74,9 @@ class MemoryLayer(nn.Module):
     seen: torch.Tensor
     """How many hidden states `center` averages (float64 scalar buffer)."""
 
-    def __init__(self, hidden_size: int, num_keys: int, topk: int, key_dim: int, value_dim: int) -> None:
+    def __init__(
+        self, hidden_size: int, num_keys: int, topk: int, key_dim: int, value_dim: int, gate: bool = False
+    ) -> None:
         """Build the bank.
 
         Args:
@@ -82,6 +85,7 @@ class MemoryLayer(nn.Module):
             topk: experts read per token.
             key_dim: query width (each half of the product key has key_dim / 2).
             value_dim: width of each expert's value vector (mapped to hidden_size by the shared W_o).
+            gate: multiply m(h) by a per-token gate (see `gate_weight`), so the memory can stay silent.
         """
         super().__init__()
         if key_dim % 2:
@@ -97,6 +101,8 @@ class MemoryLayer(nn.Module):
         self.keys_b = nn.Parameter(torch.randn(num_keys, half) / math.sqrt(half))
         self.values = nn.Parameter(torch.zeros(num_keys * num_keys, value_dim))
         self.out = nn.Parameter(torch.randn(hidden_size, value_dim) / math.sqrt(value_dim))
+        # Gate logit starts at 0 for every token (g = 1/2); m(h) is zero at init either way (V = 0).
+        self.gate = nn.Parameter(torch.zeros(hidden_size + 1)) if gate else None
         self.register_buffer("center", torch.zeros(hidden_size))
         self.register_buffer("seen", torch.zeros((), dtype=torch.float64))
         self.enabled = True
@@ -132,8 +138,17 @@ class MemoryLayer(nn.Module):
         self.center.mul_((self.seen / total).to(self.center.dtype)).add_(rows.sum(0) / total.to(rows.dtype))
         self.seen.copy_(total)
 
+    def gate_weight(self, h: torch.Tensor) -> torch.Tensor:
+        """g(h) = sigmoid(w_g . (h / r - c) + b_g), (..., 1): how much of m(h) a token lets through
+        (1 without a gate). Trained on facts and ordinary text alike, it learns to open on the contexts
+        the memory stores and to stay shut on the rest."""
+        if self.gate is None:
+            return torch.ones_like(h[..., :1], dtype=self.values.dtype)
+        x = h.to(self.gate.dtype)
+        return torch.sigmoid(F.linear(x / rms(x) - self.center, self.gate[:-1].unsqueeze(0)) + self.gate[-1])
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """m(h) = rms(h) W_o (sum over the selected experts of softmax weight x value), shaped as h."""
+        """m(h) = g(h) rms(h) W_o (sum over the selected experts of softmax weight x value), shaped as h."""
         weights, indices = self.route(h)
         mixed = F.embedding_bag(
             indices.reshape(-1, self.topk),
@@ -142,4 +157,4 @@ class MemoryLayer(nn.Module):
             mode="sum",
         )
         out = F.linear(mixed, self.out).reshape(h.shape)
-        return (rms(h.to(self.values.dtype)) * out).to(h.dtype)
+        return (self.gate_weight(h) * rms(h.to(self.values.dtype)) * out).to(h.dtype)

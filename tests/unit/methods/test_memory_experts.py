@@ -148,6 +148,51 @@ def test_forward_is_the_weighted_sum_of_the_selected_values() -> None:
     torch.testing.assert_close(layer(h), expected)
 
 
+def test_gate_scales_the_output_by_the_closed_form_sigmoid() -> None:
+    torch.manual_seed(0)
+    gated = MemoryLayer(hidden_size=64, num_keys=8, topk=4, key_dim=16, value_dim=8, gate=True).eval()
+    plain = MemoryLayer(hidden_size=64, num_keys=8, topk=4, key_dim=16, value_dim=8).eval()
+    assert gated.gate is not None and plain.gate is None
+    with torch.no_grad():
+        gated.values.normal_()
+        gated.gate.normal_()
+        gated.center.normal_()
+        plain.load_state_dict({k: v for k, v in gated.state_dict().items() if k != "gate"})
+    h = torch.randn(3, 5, 64) * 5
+    g = torch.sigmoid((h / rms(h) - gated.center) @ gated.gate[:-1] + gated.gate[-1]).unsqueeze(-1)
+    assert g.min() < 0.2 and g.max() > 0.8, "a spread of gate values, so the check can fail"
+    torch.testing.assert_close(gated(h), g * plain(h))
+    torch.testing.assert_close(plain.gate_weight(h), torch.ones(3, 5, 1))
+    with torch.no_grad():
+        gated.gate[-1] = -1e4
+    assert gated(h).abs().max().item() == 0.0, "a shut gate lets nothing through"
+
+
+def test_gated_memory_starts_at_the_base_and_trains_its_gate(
+    model_dir: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    cfg = CFG.model_copy(update={"gate": True})
+    model = _prepared(model_dir, cfg)
+    assert (_logits(model, batch) - _logits(_base(model_dir), batch)).abs().max().item() <= 1e-6
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    assert sum(p.numel() for p in trainable.values()) == parameter_count(cfg, 64)
+    assert parameter_count(cfg, 64) - parameter_count(CFG, 64) == 2 * 65, "w_g and b_g per layer"
+    losses = _train(model, batch, steps=60)
+    assert losses[-1] < losses[0] / 4, f"loss {losses[0]:.3f} -> {losses[-1]:.4f}"
+    assert all(m.gate is not None and m.gate.abs().max() > 0 for m in memory_layers(model).values())
+
+
+def test_gated_memory_saves_and_loads_identical_logits(
+    model_dir: Path, batch: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    cfg = CFG.model_copy(update={"gate": True})
+    model = _prepared(model_dir, cfg)
+    _train(model, batch, steps=10)
+    methods.save_weights(model.eval(), cfg, tmp_path / "weights")
+    loaded = methods.load_for_inference(model_dir, tmp_path / "weights", cfg)
+    assert (_logits(loaded, batch) - _logits(model, batch)).abs().max().item() <= 1e-6
+
+
 def test_routing_centre_is_the_running_mean_of_training_tokens_only() -> None:
     torch.manual_seed(0)
     layer = MemoryLayer(hidden_size=64, num_keys=8, topk=4, key_dim=16, value_dim=8)
