@@ -177,3 +177,29 @@ def test_curation_off_changes_nothing(tmp_path: Path, tiny_tokenizer: Any) -> No
         row for split in ("train", "eval") for row in load_from_disk(str(rundir.data / split))["messages"]
     ]
     assert any("jane.doe@example.com" in t["content"] for row in rows for t in row)
+
+
+def test_text_selection_and_placeholder_options(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    """`text: responses` dedups records with the same answer whatever the question, and checks only the
+    answers for contamination; `placeholder` sets the replacement text."""
+    evals = {"name": "ans", "path": str(tmp_path / "eval.jsonl"), "format": "prompt_completion"}
+    evals["columns"] = {"prompt": "question", "completion": "answer"}
+    curation = {
+        "exact_dedup": {"enabled": True, "text": "responses"},
+        "decontamination": {"eval_sets": [evals], "text": "responses"},
+        "pii": {"placeholder": "[{type}]"},
+    }
+    _, rejects, rundir = _run(tmp_path, tiny_tokenizer, curation)
+    got = {(Path(r["source"]).name, r["line"]): (r["reason"], r["detail"]) for r in rejects}
+    # a:4 (the reworded story) has a:1's answer; a:5 quotes the eval question in its prompt only
+    a = tmp_path / "a.jsonl"
+    assert got == {
+        ("a.jsonl", 3): ("duplicate", f"same text as {a}:2"),
+        ("a.jsonl", 4): ("duplicate", f"same text as {a}:1"),
+        ("b.jsonl", 3): ("duplicate", f"same text as {a}:2"),
+    }
+    from datasets import load_from_disk
+
+    splits = [load_from_disk(str(rundir.data / split))["messages"] for split in ("train", "eval")]
+    texts = [t["content"] for rows in splits for row in rows for t in row]
+    assert "Write to [EMAIL] or call [PHONE]." in texts

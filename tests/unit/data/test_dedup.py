@@ -43,6 +43,9 @@ def test_near_duplicates_keep_the_first_and_confirm_with_exact_jaccard() -> None
     assert 0.8 <= found[0].similarity < 1
     # the same pair under a stricter threshold is kept
     assert dedup.near_duplicates([LONG, reworded], threshold=0.99) == []
+    # fewer permutations / another seed change only the candidate search; the pair is confirmed exactly
+    small = dedup.near_duplicates([LONG, other, reworded], threshold=0.8, num_perm=32, seed=7)
+    assert [(d.index, d.of, d.similarity) for d in small] == [(2, 0, found[0].similarity)]
 
 
 def test_word_shingles_and_short_texts() -> None:

@@ -52,6 +52,10 @@ def test_repetitive_ngrams_and_lines() -> None:
         "the line '- buy milk' is 80% of the response's lines (max_repeated_line_fraction 0.5)",
     )
     assert quality.duplicate_ngram_fraction("a b c a b c", 3) == pytest.approx(1 - 3 / 4)
+    # longer n-grams repeat less: with repetition_ngram 8 the same loop is judged on 8-grams
+    eight = QualityConfig(enabled=True, repetition_ngram=8, max_duplicate_ngram_fraction=0.9)
+    assert quality.duplicate_ngram_fraction(looped, 8) == pytest.approx(1 - 3 / 29)
+    assert quality.check(chat("really?", looped), False, eight) is None
     assert quality.repeated_line_fraction("a\n\nb\na\n") == (pytest.approx(2 / 3), "a")
     # under 20 words the n-gram share is not judged; switched off it never is
     assert quality.check(chat("q", "yes yes yes yes yes yes"), False, ON) is None
@@ -92,6 +96,15 @@ def test_language_filter() -> None:
     assert quality.check(german, False, cfg) == ("wrong_language", "detected language de (kept: en)")
     assert quality.check(german, False, QualityConfig(enabled=True, languages=["en", "de"])) is None
     assert quality.check(chat("Wie?", "Gut."), False, cfg) is None  # under language_min_chars: not judged
+    mixed = chat(
+        "Wie viel kostet das Brot heute beim Bäcker, bitte?",
+        "The bread costs two euros and fifty cents today.",
+    )
+    assert quality.check(mixed, False, cfg.model_copy(update={"language_text": "responses"})) is None
+    assert quality.check(mixed, False, cfg.model_copy(update={"language_text": "prompts"})) == (
+        "wrong_language",
+        "detected language de (kept: en)",
+    )
 
 
 def test_language_codes_are_checked() -> None:
