@@ -16,6 +16,7 @@ RejectReason = Literal[
     "invalid_utf8",
     "malformed_json",
     "malformed_csv",
+    "malformed_parquet",
     "not_an_object",
     "missing_field",
     "wrong_type",

@@ -271,7 +271,19 @@ def _read_parquet(path: Path) -> Iterator[RawItem | Reject]:
         parquet = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"{path}: cannot read Parquet file ({exc})") from None
-    yield from _rows(str(path), (row for batch in parquet.iter_batches() for row in batch.to_pylist()))
+    start = 0
+    for group in range(parquet.num_row_groups):
+        size, done = parquet.metadata.row_group(group).num_rows, 0
+        try:
+            for batch in parquet.iter_batches(row_groups=[group]):
+                for row in batch.to_pylist():
+                    yield _object_or_reject(Location(str(path), start + done, "index"), row, row)
+                    done += 1
+        except (OSError, pa.ArrowException) as exc:  # a corrupt page: the rows it holds are unreadable
+            detail = f"row group {group} cannot be decoded from row {start + done} on ({exc})"
+            for k in range(done, size):
+                yield Reject(Location(str(path), start + k, "index"), "malformed_parquet", detail, None)
+        start += size
 
 
 def _read_saved(path: Path, split: str | None) -> Iterator[RawItem | Reject]:

@@ -185,6 +185,18 @@ def test_prepare_runs_on_every_file(name: str, tmp_path: Path, tiny_tokenizer: A
     assert len(_rejects(rundir.rejects)) == stats["rejected"]
 
 
+def test_a_corrupt_parquet_row_group_rejects_its_rows_only(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    path = tmp_path / "corrupt.parquet"
+    make_corpus.write_corrupt_parquet(path)
+    report = validate_file(str(path), "messages", rejects_path=str(tmp_path / "r.jsonl"))
+    assert (report.read, report.accepted, dict(report.by_reason)) == (200, 150, {"malformed_parquet": 50})
+    rejects = _rejects(tmp_path / "r.jsonl")
+    assert [r["index"] for r in rejects] == list(range(50, 100))
+    assert rejects[0]["detail"].startswith("row group 1 cannot be decoded from row 50 on (")
+    stats, _ = _prepare(path, "messages", tmp_path / "runs", tiny_tokenizer)
+    assert stats is not None and (stats["read"], stats["accepted"]) == (200, 150)
+
+
 def test_a_50mb_single_line_is_rejected_without_tokenising(tmp_path: Path, tiny_tokenizer: Any) -> None:
     big = tmp_path / "big.jsonl"
     answer = "the cat sat on the mat. " * (50 * 2**20 // 24)
