@@ -222,10 +222,12 @@ def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
     bad: list[Reject] = []
     lines = _decoded_lines(path, bad)
     consumed: list[int] = []  # line numbers the csv reader pulled for the current record
+    texts: list[str] = []  # and their text: a rejected record's raw, as written
 
     def tracked() -> Iterator[str]:
         for number, text in lines:
             consumed.append(number)
+            texts.append(text)
             yield text
 
     reader = csv.reader(tracked())
@@ -234,13 +236,14 @@ def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
         header[0] = header[0].removeprefix("\ufeff")  # a UTF-8 byte-order mark written by spreadsheets
     while header is not None:
         consumed.clear()
+        texts.clear()
         try:
             row = next(reader, None)
         except csv.Error as exc:
             yield from bad
             bad.clear()
             where = Location(str(path), consumed[0] if consumed else 0, "line")
-            yield Reject(where, "malformed_csv", str(exc), "")
+            yield Reject(where, "malformed_csv", str(exc), "".join(texts).rstrip("\r\n"))
             continue
         yield from bad
         bad.clear()
@@ -256,7 +259,7 @@ def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
                     f"; a quoted field runs from line {consumed[0]} to line {consumed[-1]}"
                     " (is a closing quote missing?)"
                 )
-            yield Reject(where, "malformed_csv", detail, ",".join(row))
+            yield Reject(where, "malformed_csv", detail, "".join(texts).rstrip("\r\n"))
             continue
         record = dict(zip(header, row, strict=True))
         yield RawItem(where, record, record)

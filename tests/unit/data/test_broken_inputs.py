@@ -185,6 +185,19 @@ def test_prepare_runs_on_every_file(name: str, tmp_path: Path, tiny_tokenizer: A
     assert len(_rejects(rundir.rejects)) == stats["rejected"]
 
 
+def test_csv_rejects_keep_the_lines_as_written(tmp_path: Path) -> None:
+    src = SourceConfig(path=str(CORPUS / "csv_quotes.csv"), format="alpaca")
+    raws = {r.where.position: r.raw for r in read_records(src) if not hasattr(r, "messages")}  # type: ignore[union-attr]
+    assert raws == {6: "too,many,fields,here", 7: '"unclosed quote,,x\nnext row,,y'}
+    big = tmp_path / "big_field.csv"
+    field = "x" * 200_000  # over the csv module's field limit (131,072)
+    big.write_text(f"instruction,input,output\n{field},,y\nadd one and one,,two\n")
+    report = validate_file(str(big), "alpaca", rejects_path=str(tmp_path / "r.jsonl"))
+    assert (report.read, report.accepted, dict(report.by_reason)) == (2, 1, {"malformed_csv": 1})
+    (reject,) = _rejects(tmp_path / "r.jsonl")
+    assert reject["detail"] == "field larger than field limit (131072)" and reject["raw"] == f"{field},,y"
+
+
 def test_a_corrupt_parquet_row_group_rejects_its_rows_only(tmp_path: Path, tiny_tokenizer: Any) -> None:
     path = tmp_path / "corrupt.parquet"
     make_corpus.write_corrupt_parquet(path)
