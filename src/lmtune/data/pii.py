@@ -8,8 +8,10 @@ Pattern matches are confirmed by the checks that make each kind what it is, so l
   digit. A Luhn-invalid 16-digit number is not a card.
 - IBAN: a country code, the length that country's IBANs have, and the ISO 13616 mod-97 checksum == 1.
 - IPv4: four dotted octets 0-255 not part of a longer dotted number. A dotted quad written as a version
-  (after `v`, `version`, `release`, `build`, `firmware`) is not an address; any other valid dotted quad
-  is (so `1.2.3.4` alone is scrubbed: wrongly removing a number costs less than leaking an address).
+  (after `v`, `version`, `release`, `build`, `firmware`) is not an address, nor is a network range in
+  CIDR notation whose host bits are zero (`10.0.0.0/8`; `192.168.1.23/24` is a host and is scrubbed);
+  any other valid dotted quad is (so `1.2.3.4` alone is scrubbed: wrongly removing a number costs less
+  than leaking an address).
 - IPv6: accepted by `ipaddress.IPv6Address` (full, compressed `::`, IPv4-mapped); times and MAC
   addresses are not valid IPv6 addresses, and `::N` (one group, N != 1) is taken for code (`a[::2]`).
 - SSN: `AAA-GG-SSSS` (dashes or spaces) with area not 000, 666 or 9xx, group not 00, serial not 0000.
@@ -92,7 +94,7 @@ def _secrets(text: str) -> Iterator[tuple[int, int]]:
 
 # --- e-mail ------------------------------------------------------------------------------------------
 _EMAIL = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
+    r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+'-]{0,62}[A-Za-z0-9_%+-])?"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}(?![\w-])"
 )
 
@@ -211,13 +213,18 @@ def _ssns(text: str) -> Iterator[tuple[int, int]]:
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
 _VERSION_BEFORE = re.compile(r"(?:\bv|\bversion\s*|\brelease\s*|\bbuild\s*|\bfirmware\s*)$", re.IGNORECASE)
+_CIDR_AFTER = re.compile(r"/\d{1,2}(?!\d)")
 _IPV6_CANDIDATE = re.compile(r"(?<![\w:.])[0-9A-Fa-f:]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*(?![\w:])")
 
 
 def _ips(text: str) -> Iterator[tuple[int, int]]:
     for m in _IPV4.finditer(text):
-        if not _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
-            yield m.start(), m.end()
+        if _VERSION_BEFORE.search(text[max(0, m.start() - 12) : m.start()]):
+            continue
+        cidr = _CIDR_AFTER.match(text, m.end())
+        if cidr is not None and _is_network(m.group(0) + cidr.group(0)):
+            continue  # a network range (10.0.0.0/8), not a host's address
+        yield m.start(), m.end()
     if text.count(":") < 2:
         return
     for m in _IPV6_CANDIDATE.finditer(text):
@@ -234,6 +241,15 @@ def _ips(text: str) -> Iterator[tuple[int, int]]:
         yield m.start(), m.start() + len(candidate)
 
 
+def _is_network(cidr: str) -> bool:
+    """True for a CIDR whose address is the network itself (host bits zero), e.g. 10.0.0.0/8."""
+    try:
+        ipaddress.ip_network(cidr, strict=True)
+    except ValueError:
+        return False
+    return not cidr.endswith(("/32", "/31"))
+
+
 # --- phone numbers -----------------------------------------------------------------------------------
 _PHONE = re.compile(
     r"(?<![\w+.,/-])(?<!\d[ .-])(?:"
@@ -242,7 +258,7 @@ _PHONE = re.compile(
     # North American: optional 1, area code (parenthesised or not), exchange, line
     r"|(?:1[ .-])?(?:\(\d{3}\)[ ]?|\d{3}[ .-])\d{3}[ .-]\d{4}"
     # trunk-prefix national (UK 0xx/0xxxx, DE 0xx/0xxxx, FR 0x xx xx xx xx): 0 + area, then groups
-    r"|\(?0[1-9]\d{0,3}\)?(?:[ .\-/]\d{2,8}){1,4}"
+    r"|\(?0[1-9]\d{0,3}\)?(?:(?:[ .\-/]| [-/] )\d{2,8}){1,4}"
     r")(?![\w]|[.,/-]\d)"
 )
 

@@ -46,6 +46,16 @@ def test_recall_and_false_positive_rate_on_the_labelled_fixture() -> None:
     assert all(r >= 0.95 for r in scores["recall_by_type"].values()), scores["recall_by_type"]
 
 
+def test_hand_written_second_set() -> None:
+    """tests/fixtures/pii_heldout.jsonl: 86 cases written by hand after the patterns (other formats and
+    look-alikes). Its first run found 45 of 46 values and flagged 1 of 40 negatives (see
+    docs/data-curation.md); the three patterns fixed since are held to it here."""
+    lines = (FIXTURES / "pii_heldout.jsonl").read_text(encoding="utf-8").splitlines()
+    scores = pii_scores(json.loads(line) for line in lines)
+    assert (scores["labelled_values"], scores["negative_cases"]) == (46, 40)
+    assert scores["recall"] >= 0.99 and scores["false_positive_rate"] <= 0.01, scores
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -56,6 +66,7 @@ def test_recall_and_false_positive_rate_on_the_labelled_fixture() -> None:
         ("IBAN DE88 3704 0044 0532 0130 00.", "IBAN DE88 3704 0044 0532 0130 00."),  # bad checksum
         ("GB82WEST12345698765432 and GB82WEST1234569876543", "<IBAN> and GB82WEST1234569876543"),  # length
         ("host 1.2.3.4 up", "host <IP> up"),  # a bare dotted quad is an address
+        ("net 10.0.0.0/8, host 10.1.2.3/8", "net 10.0.0.0/8, host <IP>/8"),  # a range is not a host
         ("version 1.2.3.4 and v1.2.3.4", "version 1.2.3.4 and v1.2.3.4"),  # written as a version
         ("256.1.1.1 / 1.2.3.4.5 / 10.0.19041.1", "256.1.1.1 / 1.2.3.4.5 / 10.0.19041.1"),
         ("[2001:db8::1]:443 and ::1", "[<IP>]:443 and <IP>"),
