@@ -8,7 +8,8 @@ seeded by the run's seed (the same data, config and seed always give the same tr
    when sources carry weights, `n_i^(1/T) / sum_j n_j^(1/T)` with `mixture.temperature` T, else
    `n_i / sum(n)`. The target size N is `mixture.size` (a count), the train size (`total`), or
    `n_L / p_L` for the largest source L (`largest`: L is used exactly once). Source i then contributes
-   c_i = N * p_i records (largest-remainder rounding, so the c_i add up to N).
+   c_i = N * p_i records (largest-remainder rounding, so the c_i add up to N; with `largest`, c_L = n_L
+   exactly and c_i = round(n_L * p_i / p_L)).
 2. **Labels.** With `label_field`, records are grouped by that field's value. `oversample` raises every
    label to at least ceil(r * max count), `undersample` lowers every label to at most floor(min count / r),
    r = `label_ratio`. Records without the field are kept as they are.
@@ -86,6 +87,17 @@ def target_size(counts: Sequence[int], shares: Sequence[float], size: int | str)
     return round(counts[largest] / shares[largest]) if shares[largest] > 0 else sum(counts)
 
 
+def source_targets(counts: Sequence[int], shares: Sequence[float], size: int | str) -> list[int]:
+    """Records each source contributes: `target_size` split by share (largest remainder); with
+    `largest`, the largest source L keeps exactly n_L and source i gets round(n_L * p_i / p_L)."""
+    if size == "largest" and counts:
+        largest = max(range(len(counts)), key=lambda i: counts[i])
+        if shares[largest] > 0:
+            scale = counts[largest] / shares[largest]
+            return [counts[i] if i == largest else round(scale * s) for i, s in enumerate(shares)]
+    return apportion(target_size(counts, shares, size), shares)
+
+
 def apportion(total: int, shares: Sequence[float]) -> list[int]:
     """Split `total` into integer parts proportional to `shares` (largest remainder; they sum to total)."""
     exact = [total * s for s in shares]
@@ -152,7 +164,7 @@ def resample(
     before = [len(pool) for pool in by_source]
     shares = source_shares(before, [w or 0.0 for w in weights] if use_weights else None, mix.temperature)
     if mixing:
-        targets = apportion(target_size(before, shares, mix.size), shares)
+        targets = source_targets(before, shares, mix.size)
         mixed = sorted(i for pool, c in zip(by_source, targets, strict=True) for i in sample_to(pool, c, rng))
     else:
         mixed = list(train)

@@ -24,6 +24,7 @@ from lmtune.data.mixture import (
     resample,
     sample_to,
     source_shares,
+    source_targets,
     target_size,
 )
 from lmtune.data.prepare import prepare
@@ -46,6 +47,17 @@ def test_target_size_and_apportion() -> None:
     assert target_size([900, 100], [0.5, 0.5], 250) == 250
     parts = apportion(10, [1 / 3, 1 / 3, 1 / 3])
     assert sum(parts) == 10 and sorted(parts) == [3, 3, 4]
+
+
+def test_largest_keeps_the_largest_source_whole() -> None:
+    rng = random.Random(0)
+    for _ in range(300):
+        counts = [rng.randrange(1, 5000) for _ in range(rng.randrange(2, 6))]
+        shares = source_shares(counts, None, rng.choice([1.5, 2.0, 5.0]))
+        targets = source_targets(counts, shares, "largest")
+        assert max(targets) == max(counts) == targets[counts.index(max(counts))]
+    assert source_targets([900, 100], [0.5, 0.5], "largest") == [900, 900]
+    assert source_targets([900, 100], [0.75, 0.25], 40) == [30, 10]
 
 
 def test_sample_to_spreads_copies_evenly_and_is_seeded() -> None:
