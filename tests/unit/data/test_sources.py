@@ -98,7 +98,8 @@ def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(DataError) as err:
         read_source(SourceConfig(path=str(missing)))
-    assert str(err.value) == f"{missing}: no such file (and not a data alias: gsm8k, chatterbot, gsm8k_pairs, gsm8k_answer_pairs)"
+    aliases = "gsm8k, chatterbot, gsm8k_pairs, gsm8k_answer_pairs"
+    assert str(err.value) == f"{missing}: no such file (and not a data alias: {aliases})"
 
 
 def test_unsupported_type_and_unreadable_json(tmp_path: Path) -> None:
