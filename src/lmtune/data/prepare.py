@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,14 +25,21 @@ from typing import TYPE_CHECKING, Any
 from lmtune.config.data import DataConfig
 from lmtune.data import assets
 from lmtune.data.curate import curate
-from lmtune.data.examples import encode_example
 from lmtune.data.fingerprint import fingerprint, tokenizer_identity
 from lmtune.data.formats import check_format
-from lmtune.data.mixture import resample
+from lmtune.data.mixture import record_label, resample
 from lmtune.data.packing import pack
 from lmtune.data.preference import is_align_format
-from lmtune.data.records import Conversation, Location, RecordRejected, Reject, RejectLog, open_rejects
+from lmtune.data.records import Conversation, Location, Reject, RejectLog, open_rejects
 from lmtune.data.split import split_indices
+from lmtune.data.stream import (
+    CHUNK_SIZE,
+    ChunkEncoder,
+    EncodedChunk,
+    add_curation_stats,
+    chunked,
+    encode_chunks,
+)
 from lmtune.data.template import IGNORE
 from lmtune.data.validate import read_records
 from lmtune.errors import DataError
@@ -85,6 +94,22 @@ class _Pending:
     is_text: bool
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """What the split and the mixture need of an accepted record (its tokens are in the Arrow file)."""
+
+    source: int
+    raw: Any
+    """`{label_field: label}` when `data.mixture.label_field` is set and the record has it, else None."""
+
+
+@dataclass
+class _Curation:
+    """The curation stats block, filled in as the curated chunks are consumed."""
+
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
 def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
     """Read every source, validate, template + mask, split, and write the prepared data to `rundir.data`.
 
@@ -100,39 +125,45 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
     sink = open_rejects(rundir.rejects)
     rejects = RejectLog(sink)
     per_source = [_SourceCounts(s.path, s.format) for s in data.sources]
+    identity = tokenizer_identity(tokenizer)
+    settings = {"tokenizer": identity, "max_length": data.max_length, "truncation": data.truncation}
+    encoded_path = rundir.data / ".encoded.arrow"
+    kept: list[_Kept] = []
     try:
-        pending = _read_all(data, rejects, per_source)
-        pending, curation = curate(pending, data.curation, rejects, per_source)
-        encoded = _encode(pending, data, tokenizer)
-        examples = []
-        for item, (ids, labels, reason, detail) in zip(pending, encoded, strict=True):
-            if reason:
-                rejects.add(Reject(item.where, reason, detail, item.raw))  # type: ignore[arg-type]
-                per_source[item.source].by_reason[reason] += 1
-            else:
-                examples.append((item, ids, labels))
+        chunks, curation = _curated_chunks(data, rejects, per_source)
+        encoder = ChunkEncoder(
+            tokenizer, data.max_length, data.truncation, _features(packed=False).arrow_schema
+        )
+        with _arrow_stream(encoded_path, encoder.schema) as writer:
+            # records stream through: read -> curate -> encode (workers) -> Arrow; the fingerprint is
+            # taken over the accepted records as they pass
+            accepted = _encoded(
+                encode_chunks(chunks, encoder, data.num_proc), writer, rejects, per_source, data, kept
+            )
+            digest = fingerprint(accepted, settings)
     finally:
         if sink is not None:
             sink.close()
 
     read = sum(s.read for s in per_source)
-    if not examples:
+    if not kept:
+        encoded_path.unlink(missing_ok=True)
         raise DataError(f"no record accepted ({read} read, {rejects.count} rejected; see {rundir.rejects})")
 
-    train_idx, eval_idx = split_indices(len(examples), data.eval_size, cfg.seed)
+    encoded = _memory_mapped(encoded_path)
+    train_idx, eval_idx = split_indices(len(kept), data.eval_size, cfg.seed)
     # after the split, so over-sampled copies of a record never reach eval
-    train_idx, mixture = resample(train_idx, [e[0] for e in examples], data, cfg.seed)
-    train = _dataset([examples[i] for i in train_idx], data.max_length if data.packing else None)
-    evals = _dataset([examples[i] for i in eval_idx], None)
-    _save(train, rundir.data / "train")
-    _save(evals, rundir.data / "eval")
+    train_idx, mixture = resample(train_idx, kept, data, cfg.seed)
+    train_rows = _packed(encoded, train_idx, data.max_length) if data.packing else encoded.select(train_idx)
+    _save(train_rows, rundir.data / "train")
+    _save(encoded.select(eval_idx), rundir.data / "eval")
+    del encoded, train_rows
+    encoded_path.unlink()
+    train, evals = _load_split(rundir.data / "train"), _load_split(rundir.data / "eval")
 
-    identity = tokenizer_identity(tokenizer)
-    settings = {"tokenizer": identity, "max_length": data.max_length, "truncation": data.truncation}
-    digest = fingerprint(({"messages": e[0].messages, "text": e[0].is_text} for e in examples), settings)
     stats = {
         "read": read,
-        "accepted": len(examples),
+        "accepted": len(kept),
         "rejected": rejects.count,
         "rejected_by_reason": dict(sorted(rejects.by_reason.items())),
         "sources": [s.as_dict() for s in per_source],
@@ -144,7 +175,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         },
         "tokens": {"train": _token_counts(train), "eval": _token_counts(evals)},
         "packing": {"enabled": data.packing, "train_rows": len(train)},
-        "curation": curation,
+        "curation": curation.stats,
         "mixture": mixture,
         "fingerprint": digest,
         "prepare_key": prepare_key(cfg, tokenizer),
@@ -155,7 +186,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         "eval": len(eval_idx),
     }
     rundir.update_lineage(data_fingerprint=digest, data_counts=counts)
-    log.info("data: %d read, %d accepted, %d rejected", read, len(examples), rejects.count)
+    log.info("data: %d read, %d accepted, %d rejected", read, len(kept), rejects.count)
     return PreparedData(train=train, eval=evals, stats=stats)
 
 
@@ -229,8 +260,8 @@ def _check_inputs(data: DataConfig, tokenizer: PreTrainedTokenizerBase) -> None:
         )
 
 
-def _read_all(data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts]) -> list[_Pending]:
-    pending = []
+def _read(data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts]) -> Iterator[_Pending]:
+    """Every accepted record of every source, in order, read lazily; read rejects go to the log."""
     for k, src in enumerate(data.sources):
         for result in read_records(src):
             per_source[k].read += 1
@@ -242,51 +273,82 @@ def _read_all(data: DataConfig, rejects: RejectLog, per_source: list[_SourceCoun
             is_text = src.format == "text"
             if data.system_prompt and not is_text and messages[0]["role"] != "system":
                 messages = [{"role": "system", "content": data.system_prompt}, *messages]
-            pending.append(_Pending(k, result.item.where, result.item.raw, messages, is_text))
-    return pending
+            yield _Pending(k, result.item.where, result.item.raw, messages, is_text)
 
 
-def _encode(
-    pending: list[_Pending], data: DataConfig, tokenizer: PreTrainedTokenizerBase
-) -> list[tuple[list[int], list[int], str, str]]:
-    """Tokenise all records through `datasets.map` (batched, progress bar, optional worker processes)."""
-    from datasets import Dataset, Features, Value
+def _curated_chunks(
+    data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts]
+) -> tuple[Iterator[list[_Pending]], _Curation]:
+    """Chunks of curated records, and the curation stats (complete once the chunks are consumed).
 
-    if not pending:
-        return []
-    table = Dataset.from_dict(
-        {"messages": [p.messages for p in pending], "is_text": [p.is_text for p in pending]},
-        features=Features({"messages": _messages_feature(), "is_text": Value("bool")}),
-    )
-    key = hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
-    mapped = table.map(
-        _encode_batch,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": data.max_length, "truncation": data.truncation},
-        remove_columns=["messages", "is_text"],
-        num_proc=data.num_proc if len(pending) > 1 else None,
-        desc="Tokenising",
-        new_fingerprint=key[:16],
-    )
-    cols = mapped.to_dict()
-    return list(zip(cols["input_ids"], cols["labels"], cols["reason"], cols["detail"], strict=True))
+    Quality filters and PII scrubbing judge each record alone: they run chunk by chunk, so records
+    stream. Exact/near dedup and decontamination compare records with each other (and build an index
+    once): with any of them on, every record is read into memory first and curated as a whole.
+    """
+    cfg = data.curation
+    tally = _Curation()
+    records = _read(data, rejects, per_source)
+
+    def whole() -> Iterator[list[_Pending]]:
+        kept, tally.stats = curate(list(records), cfg, rejects, per_source)
+        yield from chunked(kept, CHUNK_SIZE)
+
+    def each() -> Iterator[list[_Pending]]:
+        total: dict[str, Any] | None = None
+        for chunk in chunked(records, CHUNK_SIZE):
+            kept, stats = curate(chunk, cfg, rejects, per_source)
+            total = tally.stats = add_curation_stats(total, stats)
+            if kept:
+                yield kept
+        if total is None:
+            _, tally.stats = curate([], cfg, rejects, per_source)
+
+    pairwise = cfg.exact_dedup.enabled or cfg.near_dedup.enabled or bool(cfg.decontamination.eval_sets)
+    return (whole() if pairwise else each()), tally
 
 
-def _encode_batch(
-    batch: dict[str, list[Any]], tokenizer: PreTrainedTokenizerBase, max_length: int, truncation: Any
-) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "reason": [], "detail": []}
-    for messages, is_text in zip(batch["messages"], batch["is_text"], strict=True):
-        try:
-            enc = encode_example(tokenizer, messages, is_text, max_length, truncation)
-            ids, labels, reason, detail = enc.input_ids, enc.labels, "", ""
-        except RecordRejected as exc:
-            ids, labels, reason, detail = [], [], exc.reason, exc.detail
-        out["input_ids"].append(ids)
-        out["labels"].append(labels)
-        out["reason"].append(reason)
-        out["detail"].append(detail)
-    return out
+def _encoded(
+    results: Iterator[tuple[list[_Pending], EncodedChunk]],
+    writer: Any,
+    rejects: RejectLog,
+    per_source: list[_SourceCounts],
+    data: DataConfig,
+    kept: list[_Kept],
+) -> Iterator[dict[str, Any]]:
+    """Write each encoded chunk's rows to the Arrow stream and its rejects to the log; note each accepted
+    record in `kept` and yield its fingerprint entry."""
+    field = data.mixture.label_field if data.mixture is not None else None
+    for chunk, result in results:
+        for pos, reason, detail in result.rejected:
+            item = chunk[pos]
+            rejects.add(Reject(item.where, reason, detail, item.raw))
+            per_source[item.source].by_reason[reason] += 1
+        writer.write_batch(result.batch)
+        for pos in result.accepted:
+            item = chunk[pos]
+            label = record_label(item.raw, field) if field is not None else None
+            kept.append(_Kept(item.source, None if label is None else {field: label}))
+            yield {"messages": item.messages, "text": item.is_text}
+
+
+@contextmanager
+def _arrow_stream(path: Path, schema: Any) -> Iterator[Any]:
+    """An Arrow IPC stream writer on `path` (the format `Dataset.from_file` memory-maps); the file is
+    removed if writing fails."""
+    import pyarrow as pa
+
+    try:
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            yield writer
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _memory_mapped(path: Path) -> Dataset:
+    from datasets import Dataset
+
+    return Dataset.from_file(str(path))
 
 
 def _messages_feature() -> Any:
@@ -305,25 +367,19 @@ def _features(packed: bool) -> Features:
     return Features({**cols, "messages": _messages_feature()})
 
 
-def _dataset(examples: list[tuple[_Pending, list[int], list[int]]], pack_to: int | None) -> Dataset:
-    """Build a split; with `pack_to`, examples are packed into rows of at most that many tokens."""
+def _packed(encoded: Dataset, train_idx: list[int], max_length: int) -> Dataset:
+    """The train split packed into rows of at most `max_length` tokens (packing is one ordered pass over
+    the train rows; their token columns are read into memory for it)."""
     from datasets import Dataset
 
-    if pack_to is None:
-        columns: dict[str, list[Any]] = {
-            "input_ids": [ids for _, ids, _ in examples],
-            "labels": [labels for _, _, labels in examples],
-            "attention_mask": [[1] * len(ids) for _, ids, _ in examples],
-            "messages": [item.messages for item, _, _ in examples],
-        }
-        return Dataset.from_dict(columns, features=_features(packed=False))
-    rows = pack([ids for _, ids, _ in examples], [labels for _, _, labels in examples], pack_to)
+    rows = encoded.select(train_idx).to_dict()
+    packed = pack(rows["input_ids"], rows["labels"], max_length)
     columns = {
-        "input_ids": [r.input_ids for r in rows],
-        "labels": [r.labels for r in rows],
-        "attention_mask": [[1] * len(r.input_ids) for r in rows],
-        "position_ids": [r.position_ids for r in rows],
-        "messages": [[turn for i in r.members for turn in examples[i][0].messages] for r in rows],
+        "input_ids": [r.input_ids for r in packed],
+        "labels": [r.labels for r in packed],
+        "attention_mask": [[1] * len(r.input_ids) for r in packed],
+        "position_ids": [r.position_ids for r in packed],
+        "messages": [[turn for i in r.members for turn in rows["messages"][i]] for r in packed],
     }
     return Dataset.from_dict(columns, features=_features(packed=True))
 
@@ -350,8 +406,12 @@ def _load_split(path: Path) -> Dataset:
 
 
 def _token_counts(dataset: Dataset) -> dict[str, int]:
-    labels = dataset["labels"]
+    """Tokens and labelled tokens of a split, counted over its Arrow columns."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    table = dataset.with_format("arrow")[:]
     return {
-        "total": sum(len(row) for row in dataset["input_ids"]),
-        "labelled": sum(sum(1 for label in row if label != IGNORE) for row in labels),
+        "total": int(pc.sum(pc.list_value_length(table["input_ids"])).as_py() or 0),
+        "labelled": int(np.count_nonzero(pc.list_flatten(table["labels"]).to_numpy() != IGNORE)),
     }
