@@ -119,6 +119,37 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_synthesize(args: argparse.Namespace) -> int:
+    from lmtune.config import loader
+    from lmtune.config.synthesis import SynthesisConfig
+    from lmtune.data.synthesize import format_report, synthesize
+
+    fields = {
+        "seeds": args.seeds,
+        "format": args.format,
+        "columns": dict(_split_pair(c, "--column") for c in args.column),
+        "endpoint": args.endpoint,
+        "model": args.model,
+        "api_key_env": args.api_key_env,
+        "n": args.n,
+        "out": args.out,
+        "out_format": args.out_format,
+        "shots": args.shots,
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "rps": args.rps,
+        "concurrency": args.concurrency,
+        "max_retries": args.max_retries,
+        "timeout_s": args.timeout,
+    }
+    if args.config:  # the same curation as the run's data stage
+        fields["curation"] = _load_run_config(args.config, []).data.curation
+    report = synthesize(loader.build(SynthesisConfig, {k: v for k, v in fields.items() if v is not None}))
+    print(format_report(report))
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lmtune.evaluate.run import run
     from lmtune.rundir import RunDir
@@ -311,6 +342,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", help="a run config YAML or a run directory")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.max_length=512")
+
+    p = verb(
+        "synthesize",
+        cmd_data_synthesize,
+        "generate new records from seed examples through an OpenAI-compatible endpoint (resumable)",
+        data,
+    )
+    p.add_argument("--seeds", required=True, help="seed examples: a file, saved folder or data alias")
+    p.add_argument("--format", help="the seeds' format: alpaca | messages (default) | prompt_completion")
+    p.add_argument(
+        "--column",
+        action="append",
+        default=[],
+        metavar="FIELD=NAME",
+        help="map a format field to the seeds' column name (repeatable)",
+    )
+    p.add_argument("--endpoint", required=True, help="API base URL, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", required=True, help="model name sent with each request")
+    p.add_argument("--api-key-env", help="environment variable holding the API key")
+    p.add_argument("--n", type=int, required=True, help="requests to make (one new record each)")
+    p.add_argument(
+        "--out", required=True, help="output JSONL; re-running with the same --out resumes the run"
+    )
+    p.add_argument("--out-format", choices=("messages", "prompt_completion"), help="default: messages")
+    p.add_argument("--shots", type=int, help="seed examples shown per request (default 3)")
+    p.add_argument("--seed", type=int, help="seeds the examples chosen per request (default 0)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0)")
+    p.add_argument("--max-tokens", type=int, help="max_tokens per request (default 512)")
+    p.add_argument("--rps", type=float, help="requests started per second at most (default: no limit)")
+    p.add_argument("--concurrency", type=int, help="requests in flight at once (default 1)")
+    p.add_argument("--max-retries", type=int, help="retries after 429/5xx/lost connection (default 5)")
+    p.add_argument("--timeout", type=float, help="seconds to wait for one response (default 300)")
+    p.add_argument(
+        "--config",
+        help="take the curation (dedup, quality, decontamination, PII) from this run config's data.curation",
+    )
 
     p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
     p.add_argument("run_dir")

@@ -42,6 +42,8 @@ RejectReason = Literal[
     "repetitive",
     "boilerplate",
     "wrong_language",
+    "unparseable",
+    "truncated",
 ]
 """Machine-readable reasons a record is rejected; the `detail` says the specifics for a human."""
 
