@@ -19,7 +19,7 @@ import multiprocessing
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import islice, pairwise
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from lmtune.data.examples import _longest_token, _visible_chars, encode_example
@@ -74,22 +74,38 @@ class ChunkEncoder:
 
     def encode(self, records: Sequence[tuple[Conversation, bool]]) -> EncodedChunk:
         """Encode one chunk (each record: its normalised messages and whether it is plain text)."""
-        import pyarrow as pa
 
         results = encode_batch(self.tokenizer, records, self.max_length, self.truncation, self.stops)
-        accepted, rejected = [], []
-        ids, labels, masks, messages = [], [], [], []
+        accepted: list[int] = []
+        rejected: list[tuple[int, RejectReason, str]] = []
         for k, result in enumerate(results):
             if isinstance(result, RecordRejected):
                 rejected.append((k, result.reason, result.detail))
-                continue
-            accepted.append(k)
-            ids.append(result.input_ids)
-            labels.append(result.labels)
-            masks.append([1] * len(result.input_ids))
-            messages.append(records[k][0])
-        columns = {"input_ids": ids, "labels": labels, "attention_mask": masks, "messages": messages}
-        return EncodedChunk(pa.RecordBatch.from_pydict(columns, schema=self.schema), accepted, rejected)
+            else:
+                accepted.append(k)
+        rows = [results[k] for k in accepted]
+        return EncodedChunk(self._batch(rows, [records[k][0] for k in accepted]), accepted, rejected)  # type: ignore[arg-type]
+
+    def _batch(self, rows: list[Encoded], messages: list[Conversation]) -> pa.RecordBatch:
+        """The Arrow batch of encoded rows, its list columns built from flat arrays (no per-token lists)."""
+        import numpy as np
+        import pyarrow as pa
+
+        lengths = np.fromiter((len(r.input_ids) for r in rows), dtype=np.int32, count=len(rows))
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+        types = {name: self.schema.field(name).type for name in self.schema.names}
+
+        def lists(name: str, values: Any) -> pa.Array:
+            return pa.ListArray.from_arrays(offsets, pa.array(values, pa.int64())).cast(types[name])
+
+        total = int(lengths.sum())
+        columns = [
+            lists("input_ids", list(chain.from_iterable(r.input_ids for r in rows))),
+            lists("labels", list(chain.from_iterable(r.labels for r in rows))),
+            lists("attention_mask", np.ones(total, dtype=np.int64)),
+            pa.array(messages, types["messages"]),
+        ]
+        return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
 
 def encode_batch(
@@ -114,7 +130,7 @@ def encode_batch(
     """
     stops = stop_token_ids(tokenizer) if stops is None else stops
     results: list[Encoded | RecordRejected | None] = [None] * len(records)
-    chats: list[tuple[int, str, list[tuple[int, int]]]] = []
+    convs: list[tuple[int, Conversation]] = []
     texts: list[tuple[int, str]] = []
     limit = max_length * _longest_token(tokenizer)
     for k, (messages, is_text) in enumerate(records):
@@ -123,11 +139,13 @@ def encode_batch(
         elif is_text:
             texts.append((k, messages[-1]["content"]))
         else:
-            try:
-                full = render(tokenizer, messages)
-                chats.append((k, full, _spans(tokenizer, messages, full)))
-            except RecordRejected as exc:
-                results[k] = exc
+            convs.append((k, messages))
+    chats: list[tuple[int, str, list[tuple[int, int]]]] = []
+    for k, found in zip((k for k, _ in convs), _located(tokenizer, [m for _, m in convs]), strict=True):
+        if isinstance(found, RecordRejected):
+            results[k] = found
+        else:
+            chats.append((k, *found))
     backend = tokenizer.backend_tokenizer
     eos = tokenizer.eos_token_id
     if chats:
@@ -158,14 +176,78 @@ def _reference(
         return exc
 
 
-def _spans(tokenizer: PreTrainedTokenizerBase, messages: Conversation, full: str) -> list[tuple[int, int]]:
-    """Character span of each assistant turn's content in `full`, found as `encode_conversation` does."""
-    spans, cursor = [], 0
-    for i, turn in enumerate(messages):
-        if turn["role"] == "assistant":
-            start, cursor = _content_span(tokenizer, messages, i, full, cursor)
-            spans.append((start, cursor))
-    return spans
+def _located(
+    tokenizer: PreTrainedTokenizerBase, convs: list[Conversation]
+) -> list[tuple[str, list[tuple[int, int]]] | RecordRejected]:
+    """Per conversation: its rendered text and the character span of each assistant turn's content, as
+    `encode_conversation` finds them, or the `template_error` it raises.
+
+    The texts and the prefixes (the turns before each assistant turn, with the generation prompt) are
+    rendered in two batched `apply_chat_template` calls; if the template fails on any conversation of
+    the batch, each is rendered on its own, so the failure is that record's reject.
+    """
+    if not convs:
+        return []
+    heads = [
+        (c, i)
+        for c, messages in enumerate(convs)
+        for i, turn in enumerate(messages)
+        if i > 0 and turn["role"] == "assistant"
+    ]
+    try:
+        fulls = tokenizer.apply_chat_template(convs, tokenize=False)
+        before = [convs[c][:i] for c, i in heads]
+        prefixes = (
+            tokenizer.apply_chat_template(before, tokenize=False, add_generation_prompt=True)
+            if before
+            else []
+        )
+    except Exception:  # a chat template is arbitrary Jinja: find the record it fails on
+        return [_located_one(tokenizer, messages) for messages in convs]
+    prefix_of = dict(zip(heads, prefixes, strict=True))
+    out: list[tuple[str, list[tuple[int, int]]] | RecordRejected] = []
+    for c, (messages, full) in enumerate(zip(convs, fulls, strict=True)):
+        spans, cursor = [], 0
+        try:
+            for i, turn in enumerate(messages):
+                if turn["role"] == "assistant":
+                    start, cursor = _span(turn["content"], i, prefix_of.get((c, i)), str(full), cursor)
+                    spans.append((start, cursor))
+        except RecordRejected as exc:
+            out.append(exc)
+            continue
+        out.append((str(full), spans))
+    return out
+
+
+def _located_one(
+    tokenizer: PreTrainedTokenizerBase, messages: Conversation
+) -> tuple[str, list[tuple[int, int]]] | RecordRejected:
+    try:
+        full = render(tokenizer, messages)
+        spans, cursor = [], 0
+        for i, turn in enumerate(messages):
+            if turn["role"] == "assistant":
+                start, cursor = _content_span(tokenizer, messages, i, full, cursor)
+                spans.append((start, cursor))
+    except RecordRejected as exc:
+        return exc
+    return full, spans
+
+
+def _span(content: str, i: int, prefix: str | None, full: str, cursor: int) -> tuple[int, int]:
+    """`template._content_span` with the prefix already rendered (None for the first turn)."""
+    if prefix is not None and len(prefix) >= cursor and full.startswith(prefix):
+        for candidate in (content, content.strip()):
+            if full.startswith(candidate, len(prefix)):
+                return len(prefix), len(prefix) + len(candidate)
+    for candidate in (content, content.strip()):
+        start = full.find(candidate, cursor)
+        if start >= 0:
+            return start, start + len(candidate)
+    raise RecordRejected(
+        "template_error", f"turn {i + 1}: assistant content not found in the rendered template"
+    )
 
 
 def _conversation(
@@ -184,9 +266,8 @@ def _conversation(
     offsets: list[tuple[int, int]] = enc.offsets
     n = len(ids)
     labels = [IGNORE] * n
-    starts = [s for s, _ in offsets]
-    ends = [e for _, e in offsets]
-    monotonic = all(a <= b for a, b in pairwise(starts)) and all(a <= b for a, b in pairwise(ends))
+    starts, ends = zip(*offsets, strict=True) if offsets else ((), ())
+    monotonic = list(starts) == sorted(starts) and list(ends) == sorted(ends)
     closed = True
     for start, end in spans:
         if monotonic:
@@ -222,7 +303,7 @@ def _policy(enc: Encoded, max_length: int, truncation: Truncation) -> Encoded | 
             detail = f"{len(enc.input_ids)} tokens, more than data.max_length={max_length}"
             return RecordRejected("too_long", detail)
         enc = Encoded(enc.input_ids[:max_length], enc.labels[:max_length])
-    if all(label == IGNORE for label in enc.labels[1:]):
+    if enc.labels[1:].count(IGNORE) == max(len(enc.labels) - 1, 0):
         return RecordRejected("no_trainable_tokens", "no token carries a label (nothing to learn from)")
     return enc
 
