@@ -1,8 +1,8 @@
 """The request prompt of `lmtune data synthesize` and the parser of its answers.
 
-Each request shows `shots` seed examples as `Instruction: ...` / `Answer: ...` blocks and asks for one new
-block in the same format; `parse_completion` takes the first such block of a completion (the labels may
-carry markdown such as `**Instruction:**` or `### Answer:`).
+Each request shows `shots` seed examples as earlier turns of the chat (the ask, then the example as an
+`Instruction: ...` / `Answer: ...` block from the assistant) and asks once more; `parse_completion` takes
+the first such block of a completion (the labels may carry markdown: `**Instruction:**`, `### Answer:`).
 """
 
 from __future__ import annotations
@@ -14,21 +14,21 @@ from dataclasses import dataclass
 
 from lmtune.data.records import Location
 
-PROMPT_VERSION = 1
+PROMPT_VERSION = 2
 """Bumped when the request prompt changes (it is part of the settings a resume must match)."""
 SYSTEM_PROMPT = (
-    "You write new training examples for an AI assistant. Each example is an instruction and its answer."
+    "You write training examples for an AI assistant. Each example is an instruction and its correct "
+    "answer, written as a line starting with 'Instruction:' and then a line starting with 'Answer:'."
 )
-_ASK = (
-    "Write one new example of the same kind: a different instruction on a similar topic and of similar "
-    "difficulty, and its correct answer. Reply in exactly this format and nothing else:\n"
-    "Instruction: <the new instruction>\nAnswer: <its answer>"
+ASK = (
+    "Write one new example, different from the earlier ones, on a similar topic and of similar "
+    "difficulty. Reply in exactly this format and nothing else:\nInstruction: <the instruction>\n"
+    "Answer: <its answer>"
 )
-# A label at the start of a line, also as markdown ("**Instruction:**", "### Answer:").
-_INSTRUCTION = re.compile(
-    r"^[ \t>#*_]*instruction[ \t]*[*_]*[ \t]*:[*_]*[ \t]*", re.IGNORECASE | re.MULTILINE
-)
-_ANSWER = re.compile(r"^[ \t>#*_]*answer[ \t]*[*_]*[ \t]*:[*_]*[ \t]*", re.IGNORECASE | re.MULTILINE)
+# A label at the start of a line, also plural or markdown ("Instructions:", "**Instruction:**", "### Answer:")
+_LABEL = r"^[ \t>#*_]*{}s?[ \t]*[*_]*[ \t]*:[*_]*[ \t]*"
+_INSTRUCTION = re.compile(_LABEL.format("instruction"), re.IGNORECASE | re.MULTILINE)
+_ANSWER = re.compile(_LABEL.format("answer"), re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,15 @@ class Seed:
 
 
 def build_messages(shots: Sequence[Seed]) -> list[dict[str, str]]:
-    """The chat request for one new example: the shots as `Instruction:/Answer:` blocks, then the ask."""
-    blocks = "\n\n".join(f"Instruction: {s.instruction}\nAnswer: {s.answer}" for s in shots)
-    user = f"Here are {len(shots)} examples:\n\n{blocks}\n\n{_ASK}"
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    """The chat request for one new example: each shot is an earlier exchange (the ask, then the shot as
+    an `Instruction:/Answer:` block from the assistant), so even a small model sees the reply's format
+    several times before it is asked once more."""
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for s in shots:
+        messages.append({"role": "user", "content": ASK})
+        messages.append({"role": "assistant", "content": f"Instruction: {s.instruction}\nAnswer: {s.answer}"})
+    messages.append({"role": "user", "content": ASK})
+    return messages
 
 
 def parse_completion(text: str) -> tuple[str, str]:

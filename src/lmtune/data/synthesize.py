@@ -17,6 +17,7 @@ Flow (`synthesize`, top to bottom):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -27,11 +28,13 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune import __version__
 from lmtune.config.data import SourceConfig
 from lmtune.config.synthesis import SynthesisConfig
+from lmtune.data.assets import ALIASES
 from lmtune.data.curate import curate
 from lmtune.data.records import Conversation, Location, Reject, RejectLog, RejectReason, open_rejects
 from lmtune.data.synth_client import (
@@ -141,7 +144,7 @@ def read_seeds(cfg: SynthesisConfig) -> tuple[list[Seed], int]:
     for result in read_records(src):
         read += 1
         if isinstance(result, Accepted):
-            seed = _as_seed(result)
+            seed = _as_seed(result, cfg.seeds)
             if seed is not None:
                 seeds.append(seed)
     if not seeds:
@@ -152,12 +155,14 @@ def read_seeds(cfg: SynthesisConfig) -> tuple[list[Seed], int]:
     return seeds, read
 
 
-def _as_seed(accepted: Accepted) -> Seed | None:
+def _as_seed(accepted: Accepted, seeds_path: str) -> Seed | None:
     turns = accepted.messages
     users = [t["content"] for t in turns[:-1] if t["role"] == "user"]
     if not users:
         return None
     where = accepted.item.where
+    if seeds_path in ALIASES:  # `gsm8k:test.jsonl:12`, not the package's long, machine-specific path
+        where = Location(f"{seeds_path}:{Path(where.source).name}", where.position, where.kind)
     return Seed(str(where), where, users[-1].strip(), turns[-1]["content"].strip())
 
 
@@ -222,13 +227,18 @@ def _generate(
         }
 
     journal = RequestLog(paths.requests)
-    bar = tqdm(total=cfg.n, initial=cfg.n - len(todo), unit="req", desc="synthesize", disable=not progress)
+    bar = tqdm(
+        total=cfg.n,
+        initial=cfg.n - len(todo),
+        unit="req",
+        desc="synthesize",
+        disable=None if progress else True,
+    )
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="lmtune-synth")
-    queue = iter(todo)
     running: set[Future[dict[str, Any]]] = set()
     try:
         # at most `concurrency` submitted at a time, so a stop leaves no queue of unsent requests behind
-        for index in queue:
+        for index in todo:
             running.add(pool.submit(ask, index))
             if len(running) < cfg.concurrency:
                 continue
@@ -238,8 +248,11 @@ def _generate(
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             _record(finished, journal, done, bar)
     except EndpointError as exc:
+        finished, _ = wait(running)  # requests already in flight are kept when they succeed
+        with contextlib.suppress(EndpointError):
+            _record(finished, journal, done, bar)
         raise EndpointError(
-            f"{exc} ({len([i for i in range(cfg.n) if i in done])} of {cfg.n} requests done and kept in "
+            f"{exc} ({sum(1 for i in range(cfg.n) if i in done)} of {cfg.n} requests done and kept in "
             f"{paths.requests}; run the same command again to resume)"
         ) from None
     finally:
@@ -251,11 +264,19 @@ def _generate(
 def _record(
     finished: set[Future[dict[str, Any]]], journal: RequestLog, done: dict[int, dict[str, Any]], bar: Any
 ) -> None:
+    """Log every request of `finished` that succeeded, then raise the first error among them."""
+    error: BaseException | None = None
     for future in finished:
-        entry = future.result()  # a request's error stops the run here
+        failure = future.exception()
+        if failure is not None:
+            error = error or failure
+            continue
+        entry = future.result()
         journal.append(entry)
         done[entry["index"]] = entry
         bar.update(1)
+    if error is not None:
+        raise error  # a request's error stops the run
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,10 @@ import pytest
 from lmtune.cli import main
 from lmtune.config import loader
 from lmtune.config.synthesis import SYNTHESIS_CURATION, SynthesisConfig
+from lmtune.data.assets import gsm8k_path
 from lmtune.data.synth_client import EndpointError, RateLimiter, retry_after_seconds
 from lmtune.data.synth_journal import SynthPaths
-from lmtune.data.synth_prompt import Seed, build_messages, choose_shots, parse_completion
+from lmtune.data.synth_prompt import ASK, Seed, build_messages, choose_shots, parse_completion
 from lmtune.data.synthesize import read_seeds, synthesize
 from lmtune.data.validate import validate_file
 from lmtune.errors import ConfigError, DataError
@@ -191,6 +192,7 @@ def test_parse_completion_formats_and_errors() -> None:
         "Name a fruit.",
         "A pear.",
     )
+    assert parse_completion("Instructions: Sort 3, 1, 2.\nAnswers: 1, 2, 3") == ("Sort 3, 1, 2.", "1, 2, 3")
     multi = "### Instruction:\nTwo lines\nof task\n### Answer:\nline one\nline two\nInstruction: b\nAnswer: x"
     assert parse_completion(multi) == ("Two lines\nof task", "line one\nline two")
     for text, message in [
@@ -199,6 +201,7 @@ def test_parse_completion_formats_and_errors() -> None:
         ("Instruction:\nAnswer: 4", "the instruction is empty"),
         ("Instruction: hi\nAnswer:   \n", "the answer is empty"),
         ("My instruction: x\nAnswer: y", "no line starting with 'Instruction:'"),
+        ("The new instruction: x\nThe answer: y", "no line starting with 'Instruction:'"),
     ]:
         with pytest.raises(ValueError) as err:
             parse_completion(text)
@@ -213,10 +216,13 @@ def test_shots_are_seeded_per_index_and_shown_as_blocks() -> None:
     assert len({s.id for s in first}) == 3  # without replacement
     assert [s.id for s in choose_shots(seeds, 3, seed=7, index=5)[0]] != [s.id for s in first]
     assert len(choose_shots(seeds[:2], 3, seed=0, index=0)[0]) == 2  # fewer seeds than shots: all of them
-    user = build_messages(first)[1]["content"]
-    for s in first:
-        assert f"Instruction: {s.instruction}\nAnswer: {s.answer}" in user
-    assert user.endswith("Instruction: <the new instruction>\nAnswer: <its answer>")
+    messages = build_messages(first)  # system, then (ask, shot) per shot, then the ask again
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert [m["content"] for m in messages[2:-1:2]] == [
+        f"Instruction: {s.instruction}\nAnswer: {s.answer}" for s in first
+    ]
+    assert all(m["content"] == ASK for m in messages[1::2])
+    assert ASK.endswith("Instruction: <the instruction>\nAnswer: <its answer>")
 
 
 def test_seed_errors(tmp_path: Path) -> None:
@@ -230,6 +236,19 @@ def test_seed_errors(tmp_path: Path) -> None:
     seeds, read = read_seeds(config(tmp_path))
     assert read == 5 and [s.instruction for s in seeds] == [q for q, _ in SEEDS]
     assert seeds[0].id == f"{tmp_path / 'seeds.jsonl'}:1"
+
+
+def test_seed_ids_of_a_data_alias_name_the_alias(tmp_path: Path) -> None:
+    try:
+        gsm8k_path()
+    except DataError as exc:
+        pytest.skip(f"real asset missing: {exc}")
+    cfg = config(tmp_path, seeds="gsm8k", format="prompt_completion")
+    cfg = cfg.model_copy(update={"columns": {"prompt": "question", "completion": "answer"}})
+    seeds, read = read_seeds(cfg)
+    assert read == len(seeds) == 1319
+    assert seeds[11].id == "gsm8k:test.jsonl:12"  # not the package's machine-specific path
+    assert seeds[11].instruction == json.loads(gsm8k_path().read_text().splitlines()[11])["question"].strip()
 
 
 # --- a scripted endpoint ------------------------------------------------------------------------------
@@ -574,6 +593,30 @@ def test_concurrent_requests_are_bounded_and_written_in_index_order(tmp_path: Pa
     report = synthesize(cfg, transport=FakeEndpoint(reply).transport, progress=False)
     assert peak == 3 and report.accepted == 9
     assert [r["provenance"]["request_index"] for r in lines(Path(cfg.out))] == list(range(9))
+
+
+def test_a_failed_request_keeps_the_ones_in_flight(tmp_path: Path) -> None:
+    cfg = config(tmp_path, n=4, concurrency=2)
+    failing_seed = choose_shots(read_seeds(cfg)[0], 2, 0, 1)[1]
+
+    def reply(k: int, body: dict[str, Any]) -> Any:
+        if body["seed"] == failing_seed:
+            return httpx.Response(422, json={"error": {"message": "bad"}})
+        time.sleep(0.05)  # still running when request 1 fails
+        return good(body["seed"])
+
+    with pytest.raises(EndpointError, match=r"answered 422: bad \(1 of 4 requests done"):
+        synthesize(cfg, transport=FakeEndpoint(reply).transport, progress=False)
+    assert [e["index"] for e in lines(SynthPaths.for_out(cfg.out).requests)] == [0]
+
+
+def test_a_200_that_is_not_a_chat_completion_is_unparseable(tmp_path: Path) -> None:
+    fake = FakeEndpoint(lambda k, body: httpx.Response(200, json={"object": "error"}))
+    cfg = config(tmp_path, n=2)
+    report = synthesize(cfg, transport=fake.transport, progress=False)
+    assert report.accepted == 0 and report.rejected_by_reason == {"unparseable": 2}
+    detail = lines(SynthPaths.for_out(cfg.out).rejects)[0]["detail"]
+    assert detail == 'the 200 response is not a chat completion (KeyError: \'choices\'): {"object":"error"}'
 
 
 def test_cli_takes_curation_from_a_run_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
