@@ -19,14 +19,19 @@ Both sides start from a JSONL file of the same conversations (lmtune: `{"message
   constructor runs on its datasets), on a trainer built once beforehand (untimed) with a 2-row dataset;
   a fresh datasets cache folder, so nothing is reused.
 
+Both sides first run once, untimed, on the first 1,000 conversations (first-use costs such as imports
+and template compilation would otherwise fall on whichever side runs first).
+
 Checks: for every row, the input ids are identical and so are the labels, except for one principled
 difference: TRL's completion is everything after the prompt, so it also labels the "\\n" the ChatML
 template writes after the final `<|im_end|>`; lmtune labels the content and `<|im_end|>` (the token the
 model must stop on) and not the newline after it. The check asserts that the last token of every row
 is that newline, masks it in TRL's labels, then requires equality. Prints examples/s for both and the
-ratio, and writes benchmarks/results/data_throughput.json.
+ratio, and writes benchmarks/results/data_throughput.json. With `--twice` each side runs twice in the
+order TRL, lmtune, lmtune, TRL (on a machine shared with other work the load drifts; this order gives
+both sides the same drift) and the rates are taken from the mean times.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py --n 100000 --num-proc 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py --n 100000 --num-proc 2 --twice
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -200,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-proc", type=int, default=2, help="worker processes, both sides")
     parser.add_argument("--max-length", type=int, default=2048)
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument(
+        "--twice",
+        action="store_true",
+        help="run each side twice (TRL, lmtune, lmtune, TRL); rates from the means",
+    )
     args = parser.parse_args(argv)
 
     from transformers import AutoTokenizer
@@ -213,16 +224,37 @@ def main(argv: list[str] | None = None) -> int:
         convs = conversations(args.n)
         ours_file, trl_file = write_files(convs, folder)
         print(f"{args.n} conversations written to {folder}", flush=True)
-        trl = run_trl(trl_file, folder, tokenizer, model_dir, args.num_proc, args.max_length)
-        print(f"TRL:    {trl['seconds']:.1f} s", flush=True)
-        ours = run_lmtune(ours_file, folder, tokenizer, args.num_proc, args.max_length)
-        print(f"lmtune: {ours['seconds']:.1f} s", flush=True)
+        # untimed warm-up of both sides on 1,000 rows (first-use costs: imports, template compilation)
+        warm = folder / "warm"
+        warm.mkdir()
+        warm_ours, warm_trl = write_files(convs[:1000], warm)
+        run_trl(warm_trl, warm / "trl", tokenizer, model_dir, args.num_proc, args.max_length)
+        run_lmtune(warm_ours, warm / "lmtune", tokenizer, args.num_proc, args.max_length)
+        # A B B A: on a shared machine the load drifts; this order gives both sides the same drift
+        trl_s, ours_s = [], []
+        for side in ("trl", "lmtune", "lmtune", "trl")[: 4 if args.twice else 2]:
+            if side == "trl":
+                trl = run_trl(
+                    trl_file,
+                    folder / f"trl{len(trl_s)}",
+                    tokenizer,
+                    model_dir,
+                    args.num_proc,
+                    args.max_length,
+                )
+                trl_s.append(trl["seconds"])
+            else:
+                ours = run_lmtune(
+                    ours_file, folder / f"lmtune{len(ours_s)}", tokenizer, args.num_proc, args.max_length
+                )
+                ours_s.append(ours["seconds"])
+            print(f"{side}: {(trl_s if side == 'trl' else ours_s)[-1]:.1f} s", flush=True)
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
         check = compare(ours["prepared"], trl["prepared"], ours["seed"], ours["eval_size"], newline[0])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
-    ours_rate, trl_rate = args.n / ours["seconds"], args.n / trl["seconds"]
+    ours_rate, trl_rate = args.n / statistics.mean(ours_s), args.n / statistics.mean(trl_s)
     result = {
         "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -230,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         "num_proc": args.num_proc,
         "max_length": args.max_length,
         "tokenizer": "SmolLM2-135M-Instruct",
-        "lmtune": {"seconds": round(ours["seconds"], 2), "examples_per_s": round(ours_rate, 1)},
-        "trl": {"seconds": round(trl["seconds"], 2), "examples_per_s": round(trl_rate, 1)},
+        "lmtune": {"seconds": [round(x, 2) for x in ours_s], "examples_per_s": round(ours_rate, 1)},
+        "trl": {"seconds": [round(x, 2) for x in trl_s], "examples_per_s": round(trl_rate, 1)},
         "ratio": round(ours_rate / trl_rate, 3),
         "check": check,
         "machine": {

@@ -6,6 +6,13 @@ reason and source, token counts, split sizes, fingerprint), written last: a run 
 prepared data once `stats.json` exists. Columns of both splits: `input_ids`, `labels`,
 `attention_mask`, `messages` (the normalised conversation; for a packed train row, the turns of its
 examples in order), and `position_ids` in the train split when `data.packing` is on (eval is never packed).
+
+Records stream: sources are read lazily, in chunks of `stream.CHUNK_SIZE` records, curated (per record
+steps chunk by chunk; dedup and decontamination need every record first), tokenised in `data.num_proc`
+worker processes and appended to an Arrow file that is memory-mapped for the split; the saved splits
+load back memory-mapped. What stays in memory for the whole run is one small entry per accepted record
+(its source index, and its label when `data.mixture.label_field` is set). See docs/data-curation.md
+("Scale and speed").
 """
 
 from __future__ import annotations
