@@ -651,6 +651,15 @@ def test_cli_takes_curation_from_a_run_config(tmp_path: Path, monkeypatch: pytes
     assert main([*argv, "--n", "0"]) == 2  # validated by the config model
 
 
+def test_shipped_config_curates_as_synthesis_does_by_default() -> None:
+    from lmtune.schema import RunConfig
+
+    path = Path(__file__).resolve().parents[3] / "configs" / "synthesize_gsm8k.yaml"
+    cfg = loader.load(RunConfig, path)
+    assert cfg.data.curation == SYNTHESIS_CURATION  # `--config` with it changes nothing but is explicit
+    assert [s.path for s in cfg.data.sources] == ["gsm8k", "data/gsm8k_synth.jsonl"]
+
+
 # --- a real `lmtune serve` ----------------------------------------------------------------------------
 
 
