@@ -199,8 +199,13 @@ class ChatClient:
                 if response.status_code != _RETRIED_STATUS and response.status_code < 500:
                     if response.status_code in (401, 403):
                         raise EndpointError(_refused(url, response))
+                    hint = (
+                        " (is --endpoint the API base, usually ending in /v1?)"
+                        if response.status_code == 404
+                        else ""
+                    )
                     raise EndpointError(
-                        f"{public_url(url)} answered {response.status_code}: {_error_message(response)}"
+                        f"{public_url(url)} answered {response.status_code}: {_error_message(response)}{hint}"
                     )
                 failure = f"{response.status_code} ({_error_message(response)})"
                 after = retry_after_seconds(response.headers.get("retry-after"))

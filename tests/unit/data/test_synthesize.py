@@ -132,7 +132,8 @@ class FakeEndpoint:
     def handle(self, request: httpx.Request) -> httpx.Response:
         if request.method == "GET" and request.url.path == "/v1/models":
             return httpx.Response(200, json={"object": "list", "data": [{"id": MODEL, "object": "model"}]})
-        assert request.method == "POST" and request.url.path == "/v1/chat/completions"
+        if request.method != "POST" or request.url.path != "/v1/chat/completions":
+            return httpx.Response(404, json={"error": {"message": "not found"}})
         body = json.loads(request.content)
         with self.lock:
             self.bodies.append(body)
@@ -557,6 +558,14 @@ def test_client_errors_stop_at_once(tmp_path: Path) -> None:
         synthesize(
             config(tmp_path, model="other", out=str(tmp_path / "c.jsonl")), transport=FakeEndpoint().transport
         )
+
+    wrong_base = config(tmp_path, endpoint="http://fake.test", out=str(tmp_path / "d.jsonl"))
+    with pytest.raises(EndpointError) as err:
+        synthesize(wrong_base, transport=FakeEndpoint().transport)  # the fake answers only under /v1
+    assert str(err.value).startswith(
+        "http://fake.test/chat/completions answered 404: not found (is --endpoint the API base, usually "
+        "ending in /v1?) (0 of 6 requests done"
+    )
 
 
 def test_unreachable_endpoint_is_one_line_from_the_cli(
