@@ -1,19 +1,24 @@
 """Memory experts vs LoRA at the same trainable-parameter budget: recall of injected facts, and the cost
 to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py      # the first layout, no replay
+    # the committed result (docs/methods.md, "Memory experts"):
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py --facts 200 --epochs 10 --replay 0.25 \
+        --gate --layers 8 16 24 --num-keys 104
 
 1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute, four
    relations), each trained as a chat (short system turn, question, answer sentence) with an
    assistant-only loss. Each of `--epochs` epochs asks every fact once, cycling through its 3 training
-   phrasings, in a seeded shuffled order; batches of `--batch-size`.
+   phrasings, plus `--replay` x facts real chatterbot exchanges (a fresh sample each epoch, never one of
+   the general-loss exchanges of step 4), in a seeded shuffled order; batches of `--batch-size`.
 2. Each method starts from the same base and trains on the same batches in the same order for the same
    steps (AdamW without weight decay, the method's own parameter groups, linear warm-up over 5% of the
    steps then linear decay, gradients clipped at 1): memory experts, and LoRA on every linear layer at
    the rank whose parameter count is nearest the memory's (both exact counts are reported).
 3. Exact recall: the share of facts whose greedy answer (up to 20 new tokens) contains the attribute,
    each fact asked once in one of its 2 held-out phrasings (never trained); for reference also in a
-   trained phrasing, on a sample of 50 facts; the base model is asked the same held-out sample.
+   trained phrasing, on a sample of 50 facts; the base model is asked the same held-out sample. Also
+   the share of held-out answers that contain the trained answer sentence up to the attribute.
 4. General held-out loss: `--general` real chatterbot exchanges (assistant-only token-mean NLL), before
    and after, so the table shows what each method cost the rest of the model's behaviour.
 
