@@ -318,3 +318,22 @@ def test_add_curation_stats_sums_counts_and_keeps_settings() -> None:
 
     total = add_curation_stats(add_curation_stats(None, block(10, 2, 1)), block(5, 1, 0))
     assert total == block(15, 3, 1)
+
+
+def test_a_template_that_fails_on_one_record_rejects_only_that_record(tiny_tokenizer: Any) -> None:
+    """The batched render fails as a whole; each record is then rendered alone, as `encode_example` does."""
+    import copy
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    guard = (
+        "{% for m in messages %}{% if 'BOOM' in m['content'] %}"
+        "{{ raise_exception('no BOOM') }}{% endif %}{% endfor %}"
+    )
+    tokenizer.chat_template = guard + tiny_tokenizer.chat_template
+    records = [r for i in range(3) for r in _edge_records(i)]
+    records.insert(4, ([{"role": "user", "content": "BOOM"}, {"role": "assistant", "content": "ok"}], False))
+    got = encode_batch(tokenizer, records, 512, "drop")
+    want = _reference(tokenizer, records, 512, "drop")
+    assert [_same(g, w) for g, w in zip(got, want, strict=True)] == [True] * len(records)
+    failed = [k for k, g in enumerate(got) if isinstance(g, RecordRejected)]
+    assert failed == [4] and got[4].reason == "template_error" and "no BOOM" in got[4].detail
