@@ -74,17 +74,17 @@ class ChunkEncoder:
 
     def encode(self, records: Sequence[tuple[Conversation, bool]]) -> EncodedChunk:
         """Encode one chunk (each record: its normalised messages and whether it is plain text)."""
-
         results = encode_batch(self.tokenizer, records, self.max_length, self.truncation, self.stops)
         accepted: list[int] = []
+        rows: list[Encoded] = []
         rejected: list[tuple[int, RejectReason, str]] = []
         for k, result in enumerate(results):
             if isinstance(result, RecordRejected):
                 rejected.append((k, result.reason, result.detail))
             else:
                 accepted.append(k)
-        rows = [results[k] for k in accepted]
-        return EncodedChunk(self._batch(rows, [records[k][0] for k in accepted]), accepted, rejected)  # type: ignore[arg-type]
+                rows.append(result)
+        return EncodedChunk(self._batch(rows, [records[k][0] for k in accepted]), accepted, rejected)
 
     def _batch(self, rows: list[Encoded], messages: list[Conversation]) -> pa.RecordBatch:
         """The Arrow batch of encoded rows, its list columns built from flat arrays (no per-token lists)."""
@@ -93,17 +93,15 @@ class ChunkEncoder:
 
         lengths = np.fromiter((len(r.input_ids) for r in rows), dtype=np.int32, count=len(rows))
         offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
-        types = {name: self.schema.field(name).type for name in self.schema.names}
 
-        def lists(name: str, values: Any) -> pa.Array:
-            return pa.ListArray.from_arrays(offsets, pa.array(values, pa.int64())).cast(types[name])
+        def lists(values: Any) -> pa.Array:
+            return pa.ListArray.from_arrays(offsets, pa.array(values, pa.int64()))
 
-        total = int(lengths.sum())
         columns = [
-            lists("input_ids", list(chain.from_iterable(r.input_ids for r in rows))),
-            lists("labels", list(chain.from_iterable(r.labels for r in rows))),
-            lists("attention_mask", np.ones(total, dtype=np.int64)),
-            pa.array(messages, types["messages"]),
+            lists(list(chain.from_iterable(r.input_ids for r in rows))),
+            lists(list(chain.from_iterable(r.labels for r in rows))),
+            lists(np.ones(int(lengths.sum()), dtype=np.int64)),
+            pa.array(messages, self.schema.field("messages").type),
         ]
         return pa.RecordBatch.from_arrays(columns, schema=self.schema)
 
@@ -135,7 +133,7 @@ def encode_batch(
     limit = max_length * _longest_token(tokenizer)
     for k, (messages, is_text) in enumerate(records):
         if truncation == "drop" and sum(_visible_chars(t["content"]) for t in messages) > limit:
-            results[k] = _reference(tokenizer, messages, is_text, max_length, truncation)
+            results[k] = _encode_one(tokenizer, messages, is_text, max_length, truncation)
         elif is_text:
             texts.append((k, messages[-1]["content"]))
         else:
@@ -163,7 +161,7 @@ def encode_batch(
     return results  # type: ignore[return-value]
 
 
-def _reference(
+def _encode_one(
     tokenizer: PreTrainedTokenizerBase,
     messages: Conversation,
     is_text: bool,
