@@ -413,12 +413,14 @@ def _load_split(path: Path) -> Dataset:
 
 
 def _token_counts(dataset: Dataset) -> dict[str, int]:
-    """Tokens and labelled tokens of a split, counted over its Arrow columns."""
+    """Tokens and labelled tokens of a split, counted over its Arrow columns one record batch at a time."""
     import numpy as np
     import pyarrow.compute as pc
 
     table = dataset.with_format("arrow")[:]
-    return {
-        "total": int(pc.sum(pc.list_value_length(table["input_ids"])).as_py() or 0),
-        "labelled": int(np.count_nonzero(pc.list_flatten(table["labels"]).to_numpy() != IGNORE)),
-    }
+    total = pc.sum(pc.list_value_length(table["input_ids"])).as_py() or 0
+    labelled = sum(
+        int(np.count_nonzero(pc.list_flatten(chunk).to_numpy(zero_copy_only=False) != IGNORE))
+        for chunk in table["labels"].chunks
+    )
+    return {"total": int(total), "labelled": labelled}
