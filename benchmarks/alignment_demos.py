@@ -65,6 +65,9 @@ def finished_metrics(aligned: RunDir) -> dict[str, float] | None:
     if before:
         metrics |= {f"{k}_before": v for k, v in before[0].items() if k not in skip}
     metrics["steps"] = final[-1]["step"]
+    summary = [r for r in records if r.get("kind") == "train_summary" and "train_runtime" in r]
+    if summary:
+        metrics["train_seconds"] = summary[-1]["train_runtime"]
     return metrics
 
 
@@ -96,14 +99,16 @@ def run_demo(name: str, reuse: bool) -> dict[str, Any]:
 def table(results: dict[str, dict[str, Any]]) -> str:
     """The markdown table of every demo's before -> after numbers."""
     lines = [
-        "| demo | config | held-out measure | before | after | steps |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| demo | config | held-out measure | before | after | steps | train time |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, demo in results.items():
         for row in demo["rows"]:
             numbers = f"{_fmt(row['before'])} | {_fmt(row['after'])}"
             steps = demo["metrics"].get("steps", "-")
-            lines.append(f"| {name} | `{demo['config']}` | {row['what']} | {numbers} | {steps} |")
+            seconds = demo["metrics"].get("train_seconds") or demo["seconds"]
+            took = f"{seconds / 60:.1f} min" if seconds else "-"
+            lines.append(f"| {name} | `{demo['config']}` | {row['what']} | {numbers} | {steps} | {took} |")
     return "\n".join(lines)
 
 

@@ -178,6 +178,7 @@ def run(
             s.aligned.append_metrics({"kind": "align_eval_before", "step": 0, **_prefixed(before, "eval_")})
 
     bar = tqdm(total=total, initial=step, desc="ppo", unit="step")
+    training_started, first_step = time.perf_counter(), step
     while step < total:
         step += 1
         record = ppo_step(loop, train, step)
@@ -188,6 +189,10 @@ def run(
             folder = s.aligned.checkpoints / f"checkpoint-{step}"
             save_checkpoint(loop, folder, step, before, s.view.trainer.save_total_limit)
     bar.close()
+    runtime = round(time.perf_counter() - training_started, 3)
+    s.aligned.append_metrics(
+        {"kind": "train_summary", "step": step, "train_runtime": runtime, "steps_run": step - first_step}
+    )
 
     after = evaluate(loop, evals)
     metrics = {**_prefixed(before, "eval_", "_before"), **_prefixed(after, "eval_")}

@@ -248,8 +248,10 @@ def test_run_writes_weights_value_head_checkpoints_metrics_and_eval(lora_run) ->
     for key in ("reward", "kl", "policy_loss", "value_loss", "clipfrac", "loss", "grad_norm"):
         assert all(math.isfinite(r[key]) for r in train), key
     assert result.train_loss == train[-1]["loss"]
+    summary = records(root, "train_summary")
+    assert len(summary) == 1 and summary[0]["steps_run"] == 4 and summary[0]["train_runtime"] > 0
     run = RunDir(root.parent)
-    run.write_config(cfg)  # (the pipeline's earlier stages write it; a lone `align` stage does not)
+    assert run.config.is_file()  # a lone `align` writes the run's config too
     view, weights = final_view(run)  # what evaluate / export / serve load
     assert weights == result.weights_path and view.method == cfg.align.method
     saved = json.loads((root / "eval.json").read_text())
