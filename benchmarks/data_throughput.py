@@ -32,6 +32,12 @@ order TRL, lmtune, lmtune, TRL (on a machine shared with other work the load dri
 both sides the same drift) and the rates are taken from the mean times.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py --n 100000 --num-proc 2 --twice
+
+With `--memory N [N ...]` it measures memory instead: for each N, a fresh process runs lmtune's prepare
+on N conversations while a thread samples its anonymous resident memory (RssAnon: not the file-backed
+pages of the memory-mapped Arrow files) every 50 ms; writes benchmarks/results/data_memory.json.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py --memory 20000 80000 320000
 """
 
 from __future__ import annotations
@@ -211,7 +217,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run each side twice (TRL, lmtune, lmtune, TRL); rates from the means",
     )
+    parser.add_argument(
+        "--memory",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="instead: lmtune's peak anonymous memory preparing N conversations, one fresh process per N",
+    )
+    parser.add_argument("--memory-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child is not None:
+        print(json.dumps(_memory_child(args.memory_child, args.num_proc, args.max_length)))
+        return 0
+    if args.memory:
+        return _memory(args.memory, args.num_proc, args.max_length, argv)
 
     from transformers import AutoTokenizer
 
@@ -279,6 +298,71 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     ok = check["input_ids_identical"] and check["labels_identical_after_masking_that_newline"]
     return 0 if ok else 1
+
+
+def _memory(sizes: list[int], num_proc: int, max_length: int, argv: list[str] | None) -> int:
+    """Peak anonymous (not file-backed) resident memory of the process running `prepare`, per size."""
+    import subprocess
+
+    rows = []
+    for n in sizes:
+        folder = Path(tempfile.mkdtemp(prefix="lmtune-data-mem-"))
+        try:
+            write_files(conversations(n), folder)
+            cmd = [sys.executable, __file__, "--memory-child", str(folder), "--num-proc", str(num_proc)]
+            cmd += ["--max-length", str(max_length)]
+            done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]) | {"conversations": n})
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(json.dumps(rows[-1]), flush=True)
+    out = ROOT / "benchmarks" / "results" / "data_memory.json"
+    result = {
+        "command": "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/data_throughput.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "what": "RssAnon of the process running lmtune's prepare (workers not included), sampled every "
+        "50 ms: before = after loading the tokenizer, peak = highest while preparing",
+        "runs": rows,
+    }
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _memory_child(folder: Path, num_proc: int, max_length: int) -> dict[str, Any]:
+    import threading
+
+    from transformers import AutoTokenizer
+
+    from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
+
+    def anon_mb() -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) // 1024
+        return 0
+
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_model_path(SMOLLM2_ALIAS)))
+    peak, before, done = [0], anon_mb(), threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak[0] = max(peak[0], anon_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    ours = run_lmtune(folder / "lmtune.jsonl", folder, tokenizer, num_proc, max_length)
+    seconds = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    tokens = sum(ours["prepared"].stats["tokens"][split]["total"] for split in ("train", "eval"))
+    return {
+        "seconds": round(seconds, 1),
+        "tokens": tokens,
+        "jsonl_mb": round((folder / "lmtune.jsonl").stat().st_size / 2**20, 1),
+        "anon_before_mb": before,
+        "anon_peak_mb": max(peak[0], anon_mb()),
+    }
 
 
 def _versions() -> dict[str, str]:
