@@ -324,8 +324,12 @@ def _encoded(
 ) -> Iterator[dict[str, Any]]:
     """Write each encoded chunk's rows to the Arrow stream and its rejects to the log; note each accepted
     record in `kept` and yield its fingerprint entry."""
+    from tqdm.auto import tqdm
+
     field = data.mixture.label_field if data.mixture is not None else None
+    bar = tqdm(desc="preparing data", unit=" records", disable=None)  # None: hidden when not a terminal
     for chunk, result in results:
+        bar.update(len(chunk))
         for pos, reason, detail in result.rejected:
             item = chunk[pos]
             rejects.add(Reject(item.where, reason, detail, item.raw))
@@ -336,6 +340,7 @@ def _encoded(
             label = record_label(item.raw, field) if field is not None else None
             kept.append(_Kept(item.source, None if label is None else {field: label}))
             yield {"messages": item.messages, "text": item.is_text}
+    bar.close()
 
 
 @contextmanager
