@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from lmtune.data.examples import _longest_token, _visible_chars, encode_example
 from lmtune.data.records import Conversation, RecordRejected, RejectReason
-from lmtune.data.template import IGNORE, Encoded, _content_span, render, stop_token_ids
+from lmtune.data.template import IGNORE, Encoded, _content_span, content_span, render, stop_token_ids
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -209,7 +209,7 @@ def _located(
         try:
             for i, turn in enumerate(messages):
                 if turn["role"] == "assistant":
-                    start, cursor = _span(turn["content"], i, prefix_of.get((c, i)), str(full), cursor)
+                    start, cursor = content_span(turn["content"], i, prefix_of.get((c, i)), str(full), cursor)
                     spans.append((start, cursor))
         except RecordRejected as exc:
             out.append(exc)
@@ -231,21 +231,6 @@ def _located_one(
     except RecordRejected as exc:
         return exc
     return full, spans
-
-
-def _span(content: str, i: int, prefix: str | None, full: str, cursor: int) -> tuple[int, int]:
-    """`template._content_span` with the prefix already rendered (None for the first turn)."""
-    if prefix is not None and len(prefix) >= cursor and full.startswith(prefix):
-        for candidate in (content, content.strip()):
-            if full.startswith(candidate, len(prefix)):
-                return len(prefix), len(prefix) + len(candidate)
-    for candidate in (content, content.strip()):
-        start = full.find(candidate, cursor)
-        if start >= 0:
-            return start, start + len(candidate)
-    raise RecordRejected(
-        "template_error", f"turn {i + 1}: assistant content not found in the rendered template"
-    )
 
 
 def _conversation(

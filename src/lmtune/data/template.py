@@ -101,13 +101,22 @@ def _content_span(
     tokenizer: PreTrainedTokenizerBase, messages: Conversation, i: int, full: str, cursor: int
 ) -> tuple[int, int]:
     """Character span [start, end) of assistant turn i's content inside the rendered `full` text."""
-    content = messages[i]["content"]
-    if i > 0:
-        prefix = render(tokenizer, messages[:i], add_generation_prompt=True)
-        if len(prefix) >= cursor and full.startswith(prefix):
-            for candidate in (content, content.strip()):
-                if full.startswith(candidate, len(prefix)):
-                    return len(prefix), len(prefix) + len(candidate)
+    prefix = render(tokenizer, messages[:i], add_generation_prompt=True) if i > 0 else None
+    return content_span(messages[i]["content"], i, prefix, full, cursor)
+
+
+def content_span(content: str, i: int, prefix: str | None, full: str, cursor: int) -> tuple[int, int]:
+    """Character span [start, end) of assistant turn i's `content` inside the rendered `full` text, at
+    or after `cursor`: right after `prefix` (the conversation before the turn rendered with the generation
+    prompt; None for the first turn) when the template renders it there, else its first occurrence.
+
+    Raises:
+        RecordRejected: `template_error` when the content is not in the rendered text.
+    """
+    if prefix is not None and len(prefix) >= cursor and full.startswith(prefix):
+        for candidate in (content, content.strip()):
+            if full.startswith(candidate, len(prefix)):
+                return len(prefix), len(prefix) + len(candidate)
     for candidate in (content, content.strip()):
         start = full.find(candidate, cursor)
         if start >= 0:
