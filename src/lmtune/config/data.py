@@ -63,8 +63,9 @@ class MixtureConfig(StrictModel):
     label_ratio: float = Field(default=1.0, gt=0, le=1)
     """Target smallest:largest label ratio after balancing (1: equal counts)."""
     class_weights: bool = False
-    """Compute per-label loss weights (inverse frequency in the final train split, normalised to a
-    mean of 1 per record) into stats.json `mixture.class_weights` (needs `label_field`)."""
+    """Weight each train example's loss by its label's class weight (inverse frequency in the final
+    train split, normalised to a mean of 1 per record; written to stats.json `mixture.class_weights`
+    and to a `weight` column of the train split; needs `label_field`, not with `packing`)."""
 
 
 class DataConfig(StrictModel):
@@ -107,6 +108,11 @@ class DataConfig(StrictModel):
             and (self.mixture.label_strategy != "none" or self.mixture.class_weights)
         ):
             reason = "data.mixture: label_strategy and class_weights need `label_field`"
+        elif self.mixture is not None and self.mixture.class_weights and self.packing:
+            reason = (
+                "data.mixture.class_weights weighs each example's loss; a packed row holds several "
+                "examples: set data.packing: false"
+            )
         if reason is not None:
             raise PydanticCustomError("invalid_mixture", "{reason}", {"reason": reason})
         return self

@@ -110,6 +110,15 @@ class _Kept:
     """`{label_field: label}` when `data.mixture.label_field` is set and the record has it, else None."""
 
 
+def _example_weights(
+    train_idx: list[int], kept: list[_Kept], data: DataConfig, weights: dict[str, float]
+) -> list[float]:
+    """Each train row's loss weight: its label's class weight (1.0 for a record without a label)."""
+    field = data.mixture.label_field if data.mixture is not None else None
+    labels = [record_label(kept[i].raw, field) if field else None for i in train_idx]
+    return [weights.get(label, 1.0) if label is not None else 1.0 for label in labels]
+
+
 @dataclass
 class _Curation:
     """The curation stats block, filled in as the curated chunks are consumed."""
@@ -162,6 +171,10 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
     # after the split, so over-sampled copies of a record never reach eval
     train_idx, mixture = resample(train_idx, kept, data, cfg.seed)
     train_rows = _packed(encoded, train_idx, data.max_length) if data.packing else encoded.select(train_idx)
+    if mixture.get("class_weights"):
+        train_rows = train_rows.add_column(
+            "weight", _example_weights(train_idx, kept, data, mixture["class_weights"])
+        )
     _save(train_rows, rundir.data / "train")
     _save(encoded.select(eval_idx), rundir.data / "eval")
     del encoded, train_rows

@@ -1,4 +1,5 @@
-"""Right-padding collator for prepared rows (`input_ids`, `labels`, optional `position_ids`)."""
+"""Right-padding collator for prepared rows (`input_ids`, `labels`, optional `position_ids` and
+`weight`)."""
 
 from __future__ import annotations
 
@@ -52,4 +53,6 @@ class PadCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
         }
         batch["position_ids" if packed else "attention_mask"] = torch.tensor(extra, dtype=torch.long)
+        if "weight" in rows[0]:  # class-weighted loss (`lmtune.train.weighted`)
+            batch["weight"] = torch.tensor([float(r["weight"]) for r in rows], dtype=torch.float32)
         return batch

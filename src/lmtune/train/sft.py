@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TRAINING_KINDS = ("train", "eval", "train_summary")
 """`kind` of the metrics.jsonl records this stage writes (see `callbacks.MetricsCallback`)."""
-MODEL_COLUMNS = ("input_ids", "labels", "position_ids")
+MODEL_COLUMNS = ("input_ids", "labels", "position_ids", "weight")
 
 
 @dataclass(frozen=True)
@@ -140,6 +140,7 @@ def build_trainer(
 
     from lmtune.train import moe
     from lmtune.train.collator import PadCollator
+    from lmtune.train.weighted import WeightedLossTrainer
 
     has_eval = evals is not None and len(evals) > 0
     args = TrainingArguments(**training_arguments(cfg.trainer, cfg, rundir, has_eval))
@@ -147,7 +148,8 @@ def build_trainer(
     groups = methods.param_groups(model, cfg.method, t.learning_rate)
     optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
     guard, standard = standard_callbacks(rundir, t)
-    trainer = Trainer(
+    trainer_cls = WeightedLossTrainer if "weight" in train.column_names else Trainer
+    trainer = trainer_cls(
         model=model,
         args=args,
         train_dataset=_model_columns(train),
