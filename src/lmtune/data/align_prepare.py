@@ -14,13 +14,13 @@ prompt, after the system prompt is added) is rejected with reason `prompt_too_lo
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
 from lmtune.config.data import AlignFormat, SourceConfig
 from lmtune.data.formats import check_format
 from lmtune.data.preference import with_system
-from lmtune.data.records import Conversation, RecordRejected, Reject, RejectLog
+from lmtune.data.records import Conversation, RecordRejected, Reject, RejectLog, SourceCounts
 from lmtune.data.split import split_indices
 from lmtune.data.template import render
 from lmtune.data.validate import AcceptedAlign, read_align_records
@@ -29,34 +29,6 @@ from lmtune.errors import DataError
 if TYPE_CHECKING:
     from datasets import Dataset, Features
     from transformers import PreTrainedTokenizerBase
-
-
-@dataclass
-class SourceCounts:
-    """What became of one source's records."""
-
-    path: str
-    format: str
-    read: int = 0
-    by_reason: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def rejected(self) -> int:
-        return sum(self.by_reason.values())
-
-    @property
-    def accepted(self) -> int:
-        return self.read - self.rejected
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "format": self.format,
-            "read": self.read,
-            "accepted": self.accepted,
-            "rejected": self.rejected,
-            "rejected_by_reason": dict(sorted(self.by_reason.items())),
-        }
 
 
 @dataclass(frozen=True)

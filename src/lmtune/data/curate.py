@@ -43,7 +43,7 @@ class Curatable(Protocol):
 
 
 class SourceTally(Protocol):
-    """Per-source reject counts (prepare's `_SourceCounts`)."""
+    """Per-source reject counts (`lmtune.data.records.SourceCounts`)."""
 
     by_reason: Counter[str]
 

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from lmtune.data.formats import check_format
 from lmtune.data.mixture import record_label, resample
 from lmtune.data.packing import pack
 from lmtune.data.preference import is_align_format
-from lmtune.data.records import Conversation, Location, Reject, RejectLog, open_rejects
+from lmtune.data.records import Conversation, Location, Reject, RejectLog, SourceCounts, open_rejects
 from lmtune.data.split import split_indices
 from lmtune.data.stream import (
     CHUNK_SIZE,
@@ -67,27 +66,6 @@ class PreparedData:
     train: Dataset
     eval: Dataset
     stats: dict[str, Any]
-
-
-@dataclass
-class _SourceCounts:
-    """Per-source counts for stats.json."""
-
-    path: str
-    format: str
-    read: int = 0
-    by_reason: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        rejected = sum(self.by_reason.values())
-        return {
-            "path": self.path,
-            "format": self.format,
-            "read": self.read,
-            "accepted": self.read - rejected,
-            "rejected": rejected,
-            "rejected_by_reason": dict(sorted(self.by_reason.items())),
-        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +118,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
 
     sink = open_rejects(rundir.rejects)
     rejects = RejectLog(sink)
-    per_source = [_SourceCounts(s.path, s.format) for s in data.sources]
+    per_source = [SourceCounts(s.path, s.format) for s in data.sources]
     identity = tokenizer_identity(tokenizer)
     settings = {"tokenizer": identity, "max_length": data.max_length, "truncation": data.truncation}
     encoded_path = rundir.data / ".encoded.arrow"
@@ -280,7 +258,7 @@ def _check_inputs(data: DataConfig, tokenizer: PreTrainedTokenizerBase) -> None:
         )
 
 
-def _read(data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts]) -> Iterator[_Pending]:
+def _read(data: DataConfig, rejects: RejectLog, per_source: list[SourceCounts]) -> Iterator[_Pending]:
     """Every accepted record of every source, in order, read lazily; read rejects go to the log."""
     for k, src in enumerate(data.sources):
         for result in read_records(src):
@@ -297,7 +275,7 @@ def _read(data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts])
 
 
 def _curated_chunks(
-    data: DataConfig, rejects: RejectLog, per_source: list[_SourceCounts]
+    data: DataConfig, rejects: RejectLog, per_source: list[SourceCounts]
 ) -> tuple[Iterator[list[_Pending]], _Curation]:
     """Chunks of curated records, and the curation stats (complete once the chunks are consumed).
 
@@ -331,7 +309,7 @@ def _encoded(
     results: Iterator[tuple[list[_Pending], EncodedChunk]],
     writer: Any,
     rejects: RejectLog,
-    per_source: list[_SourceCounts],
+    per_source: list[SourceCounts],
     data: DataConfig,
     kept: list[_Kept],
 ) -> Iterator[dict[str, Any]]:

@@ -116,6 +116,35 @@ class RejectLog:
         return sum(self.by_reason.values())
 
 
+@dataclass
+class SourceCounts:
+    """What became of one source's records (for stats.json): read, and rejects by reason; accepted =
+    read - rejected."""
+
+    path: str
+    format: str
+    read: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.by_reason.values())
+
+    @property
+    def accepted(self) -> int:
+        return self.read - self.rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "read": self.read,
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.by_reason.items())),
+        }
+
+
 def open_rejects(path: str | Path | None) -> IO[str] | None:
     """Open (truncate) the rejects JSONL for writing, creating its folder; None means count only."""
     if path is None:

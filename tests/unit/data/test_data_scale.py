@@ -19,7 +19,7 @@ from lmtune.config.data import SourceConfig
 from lmtune.data import prepare as prepare_module
 from lmtune.data.curate import curate
 from lmtune.data.examples import encode_example
-from lmtune.data.records import Location, RawItem, RecordRejected, Reject, RejectLog
+from lmtune.data.records import Location, RawItem, RecordRejected, Reject, RejectLog, SourceCounts
 from lmtune.data.split import split_indices
 from lmtune.data.stream import ChunkEncoder, add_curation_stats, encode_batch
 from lmtune.data.validate import Accepted, read_records
@@ -287,7 +287,7 @@ def test_chunked_curation_equals_curating_everything(
         for r in read_records(cfg.data.sources[0])
         if isinstance(r, Accepted)
     ]
-    tally = [prepare_module._SourceCounts("x", "messages")]
+    tally = [SourceCounts("x", "messages")]
     kept, whole = curate(items, cfg.data.curation, RejectLog(), tally)
     assert prepared.stats["curation"] == whole
     assert whole["removed_by_reason"] == {"boilerplate": 8} and whole["steps"]["pii"]["replacements"]
