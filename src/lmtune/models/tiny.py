@@ -8,13 +8,15 @@ ChatML template (the same turn markers as SmolLM2) with `<|im_end|>` as eos and 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from transformers import (
         LlamaForCausalLM,
         MixtralForCausalLM,
+        PreTrainedModel,
         PreTrainedTokenizerFast,
         Qwen3MoeForCausalLM,
     )
@@ -112,6 +114,24 @@ def _corpus(n: int = 400, seed: int = 0) -> list[str]:
     return lines
 
 
+def tiny_shape(vocab_size: int, eos_token_id: int) -> dict[str, Any]:
+    """The config fields every tiny architecture shares: hidden 64, MLP 128, 2 layers, 4 heads, 2 KV
+    heads, untied embeddings, bos 1, eos = pad = `eos_token_id`."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 2048,
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": eos_token_id,
+    }
+
+
 def build_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on a generated corpus and wrap it with a ChatML template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -143,36 +163,14 @@ def build_model(vocab_size: int, seed: int = 0, eos_token_id: int = 2) -> LlamaF
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=eos_token_id,
-        pad_token_id=eos_token_id,
-    )
+    config = LlamaConfig(**tiny_shape(vocab_size, eos_token_id))
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)
 
 
 def save_tiny(path: str | Path, seed: int = 0) -> Path:
     """Build the tiny model + tokenizer and save both as a standard folder; returns the folder."""
-    from transformers import GenerationConfig
-
-    out = Path(path)
-    tok = build_tokenizer()
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
-    assert isinstance(eos, int)
-    model = build_model(len(tok), seed=seed, eos_token_id=eos)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return _save(path, build_model, seed)
 
 
 def build_mixtral(
@@ -184,19 +182,7 @@ def build_mixtral(
     from transformers import MixtralConfig, MixtralForCausalLM
 
     config = MixtralConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_local_experts=num_experts,
-        num_experts_per_tok=top_k,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=eos_token_id,
-        pad_token_id=eos_token_id,
+        **tiny_shape(vocab_size, eos_token_id), num_local_experts=num_experts, num_experts_per_tok=top_k
     )
     torch.manual_seed(seed)
     return MixtralForCausalLM(config)
@@ -211,21 +197,11 @@ def build_qwen_moe(
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     config = Qwen3MoeConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
+        **tiny_shape(vocab_size, eos_token_id),
         moe_intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         num_experts=num_experts,
         num_experts_per_tok=top_k,
         norm_topk_prob=True,
-        max_position_embeddings=2048,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=eos_token_id,
-        pad_token_id=eos_token_id,
     )
     torch.manual_seed(seed)
     return Qwen3MoeForCausalLM(config)
@@ -234,13 +210,18 @@ def build_qwen_moe(
 def save_tiny_moe(path: str | Path, arch: Literal["mixtral", "qwen3_moe"], seed: int = 0) -> Path:
     """Build a tiny random MoE model (`build_mixtral` or `build_qwen_moe`) + the tiny tokenizer and save
     both as a standard folder; returns the folder."""
+    return _save(path, build_mixtral if arch == "mixtral" else build_qwen_moe, seed)
+
+
+def _save(path: str | Path, build: Callable[..., PreTrainedModel], seed: int) -> Path:
+    """`build(vocab_size, seed=, eos_token_id=)` with the tiny tokenizer, eos = `<|im_end|>`, saved with
+    the tokenizer and a generation config that stops there."""
     from transformers import GenerationConfig
 
     out = Path(path)
     tok = build_tokenizer()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     assert isinstance(eos, int)
-    build = build_mixtral if arch == "mixtral" else build_qwen_moe
     model = build(len(tok), seed=seed, eos_token_id=eos)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
     model.save_pretrained(out)
