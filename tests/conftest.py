@@ -30,6 +30,27 @@ def tiny_tokenizer(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
+def tiny_trained_scale_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny architecture and tokenizer, initialised at the weight scale of a trained model (std 0.2).
+
+    With the tiny model's default init (std 0.02) the frozen output head spans logits of about +-1, so a
+    method that leaves the head frozen (LoRA, memory experts) cannot express an overfit whatever it
+    learns; a trained model's head is far larger. std 0.2 gives the head that range.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.initializer_range = 0.2
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    out = tmp_path_factory.mktemp("trained_scale") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct as a cached safetensors folder; skips when the package is absent."""
     from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path, smollm2_gguf

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 
 from lmtune import methods
 from lmtune.config.model import ModelConfig, Quantization
@@ -80,23 +80,9 @@ def test_quantized_cases_are_valid_combinations() -> None:
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny architecture and tokenizer, initialised at the weight scale of a trained model.
-
-    With the tiny model's default init (std 0.02) the frozen output head spans logits of about +-1, so a
-    method that leaves the head frozen (LoRA) cannot express an overfit whatever it learns; a trained
-    model's head is far larger. std 0.2 gives the head that range.
-    """
-    from transformers import AutoConfig, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.initializer_range = 0.2
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    out = tmp_path_factory.mktemp("contract") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
+def model_dir(tiny_trained_scale_dir: Path) -> Path:
+    """The tiny model at a trained model's weight scale (tests/conftest.py)."""
+    return tiny_trained_scale_dir
 
 
 @pytest.fixture(scope="module")

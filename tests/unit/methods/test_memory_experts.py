@@ -38,19 +38,9 @@ FACTS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny architecture at a trained model's weight scale (std 0.2), as in the contract suite: with
-    the default std 0.02 the frozen output head spans logits of about +-1, too narrow to overfit."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    config = AutoConfig.from_pretrained(tiny_model_dir)
-    config.initializer_range = 0.2
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    out = tmp_path_factory.mktemp("memory") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
+def model_dir(tiny_trained_scale_dir: Path) -> Path:
+    """The tiny model at a trained model's weight scale (tests/conftest.py)."""
+    return tiny_trained_scale_dir
 
 
 @pytest.fixture(scope="module")
