@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from lmtune.data.examples import _longest_token, _visible_chars, encode_example
 from lmtune.data.records import Conversation, RecordRejected, RejectReason
-from lmtune.data.template import IGNORE, Encoded, _content_span, content_span, render, stop_token_ids
+from lmtune.data.template import (
+    IGNORE,
+    Encoded,
+    _content_span,
+    content_span,
+    label_end_of_turn,
+    label_span,
+    render,
+    stop_token_ids,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -259,20 +268,8 @@ def _conversation(
             if first < after:
                 labels[first:after] = ids[first:after]
         else:
-            after = n
-            for t, (s, e) in enumerate(offsets):
-                if s < end and e > start:
-                    labels[t] = ids[t]
-                if s >= end:
-                    after = t
-                    break
-        t = after
-        while t < n and ids[t] not in stops and not full[starts[t] : ends[t]].strip():
-            t += 1
-        closed = t < n and ids[t] in stops
-        if closed or t == n:
-            stop = min(t + 1, n)
-            labels[after:stop] = ids[after:stop]
+            after = label_span(ids, offsets, labels, start, end)
+        closed = label_end_of_turn(ids, offsets, labels, full, after, stops)
     if not closed and eos is not None:
         ids.append(eos)
         labels.append(eos)

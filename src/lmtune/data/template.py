@@ -83,14 +83,8 @@ def encode_conversation(tokenizer: PreTrainedTokenizerBase, messages: Conversati
             continue
         start, end = _content_span(tokenizer, messages, i, full, cursor)
         cursor = end
-        after = len(ids)
-        for t, (s, e) in enumerate(offsets):
-            if s < end and e > start:
-                labels[t] = ids[t]
-            if s >= end:
-                after = t
-                break
-        closed = _label_end_of_turn(ids, offsets, labels, full, after, stops)
+        after = label_span(ids, offsets, labels, start, end)
+        closed = label_end_of_turn(ids, offsets, labels, full, after, stops)
     if not closed and tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
         labels.append(tokenizer.eos_token_id)
@@ -126,7 +120,20 @@ def content_span(content: str, i: int, prefix: str | None, full: str, cursor: in
     )
 
 
-def _label_end_of_turn(
+def label_span(
+    ids: list[int], offsets: list[tuple[int, int]], labels: list[int], start: int, end: int
+) -> int:
+    """Label every token overlapping the character span [start, end); return the index of the first
+    token starting at or after `end` (len(ids) when none does)."""
+    for t, (s, e) in enumerate(offsets):
+        if s < end and e > start:
+            labels[t] = ids[t]
+        if s >= end:
+            return t
+    return len(ids)
+
+
+def label_end_of_turn(
     ids: list[int],
     offsets: list[tuple[int, int]],
     labels: list[int],
