@@ -36,6 +36,18 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_run_config(args.config, args.overrides)
+    if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
+        from lmtune.train import distributed
+
+        launch = distributed.Launch(
+            nproc=args.nproc,
+            accelerate_config=Path(args.accelerate_config) if args.accelerate_config else None,
+            nnodes=args.nnodes,
+            node_rank=args.node_rank,
+            main_address=args.main_address,
+            main_port=args.main_port,
+        )
+        return distributed.launch_processes(launch, cfg, args.config, args.overrides, args.resume)
     from lmtune.train.sft import run
 
     result = run(cfg, resume=args.resume)
@@ -283,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("train", cmd_train, "prepare data (if needed) and fine-tune")
     config_args(p)
     p.add_argument("--resume", action="store_true", help="resume from the newest complete checkpoint")
+    dist = p.add_argument_group("several processes or machines (accelerate launch; docs/distributed.md)")
+    dist.add_argument("--nproc", type=int, default=1, help="processes per machine (one per GPU; gloo on CPU)")
+    dist.add_argument(
+        "--accelerate-config", help="accelerate config file: FSDP, DeepSpeed, ... (configs/accelerate/)"
+    )
+    dist.add_argument("--nnodes", type=int, default=1, help="machines taking part")
+    dist.add_argument("--node-rank", type=int, default=0, help="this machine's rank (0 .. nnodes - 1)")
+    dist.add_argument("--main-address", help="address of machine 0 (several machines)")
+    dist.add_argument("--main-port", type=int, help="rendezvous port on machine 0")
 
     p = verb("align", cmd_align, "run the config's alignment objective (after SFT when the run has it)")
     config_args(p)

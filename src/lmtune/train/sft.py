@@ -21,7 +21,7 @@ from lmtune.config.training import TrainerConfig
 from lmtune.errors import TrainingError
 from lmtune.rundir import RunDir, atomic_write_text
 from lmtune.schema import RunConfig
-from lmtune.train import checkpoints
+from lmtune.train import checkpoints, distributed
 
 if TYPE_CHECKING:
     import torch
@@ -77,16 +77,20 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     from lmtune.train.lineage import training_lineage
 
     started = time.perf_counter()
+    state = distributed.process_state(cfg)
     rundir = RunDir.for_config(cfg)
-    resume_from = resume_point(rundir, resume)
-    rundir.write_config(cfg)
-    resolved = resolve_model_path(cfg.model.path)
-    rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
-
     tokenizer = load_tokenizer(cfg.model)
+    # Several processes (`--nproc`): the main one clears, records and prepares the run directory, then
+    # the others read it (one process: just runs the block).
+    with state.main_process_first():
+        resume_from = resume_point(rundir, resume, clear=state.is_main_process)
+        if state.is_main_process:
+            rundir.write_config(cfg)
+            resolved = resolve_model_path(cfg.model.path)
+            rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
+        data = load_or_prepare(cfg, rundir, tokenizer)
     base = load_model(cfg.model)
     use_cache = base.config.use_cache
-    data = load_or_prepare(cfg, rundir, tokenizer)
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
     model = methods.prepare(base, cfg.method)
     report = preflight.check(model, tokenizer, data.train, cfg)
@@ -100,6 +104,14 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     )
 
     trainer, guard = build_trainer(model, tokenizer, data.train, data.eval, cfg, rundir)
+    if state.num_processes > 1:
+        log.info(
+            "training on %d processes (%s, backend %s): global batch %d rows",
+            state.num_processes,
+            trainer.accelerator.distributed_type.value,
+            state.backend,
+            state.num_processes * cfg.trainer.batch_size * cfg.trainer.grad_accum,
+        )
     for callback in callbacks:
         trainer.add_callback(callback)
     try:
@@ -112,7 +124,10 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         guard.detach()
         base.config.use_cache = use_cache  # Trainer switched it off for training (`use_cache=False`)
 
-    weights = save_final(model, tokenizer, cfg, rundir)
+    weights = rundir.adapter if methods.is_adapter(cfg.method) else rundir.model
+    if state.is_main_process:
+        weights = save_final(model, tokenizer, cfg, rundir)
+    state.wait_for_everyone()
     return TrainResult(
         run_dir=rundir.root,
         steps=trainer.state.global_step,
@@ -240,11 +255,12 @@ def save_final(
     return out
 
 
-def resume_point(rundir: RunDir, resume: bool) -> Path | None:
+def resume_point(rundir: RunDir, resume: bool, clear: bool = True) -> Path | None:
     """The checkpoint to resume from, after clearing what a (re)start would write over.
 
-    Drops checkpoint folders newer than the resume point (torn leftovers) and the training records of
-    metrics.jsonl after it, so the resumed run's records follow on without duplicates.
+    With `clear` (the process that writes the run directory), drops checkpoint folders newer than the
+    resume point (torn leftovers) and the training records of metrics.jsonl after it, so the resumed
+    run's records follow on without duplicates.
     """
     latest = checkpoints.latest_complete(rundir.checkpoints)
     if latest is not None and not resume:
@@ -255,6 +271,8 @@ def resume_point(rundir: RunDir, resume: bool) -> Path | None:
     if resume and latest is None:
         log.warning("no complete checkpoint in %s: starting training from the beginning", rundir.checkpoints)
     step = checkpoints.checkpoint_step(latest) if latest is not None else None
+    if not clear:
+        return latest
     checkpoints.remove_after(rundir.checkpoints, step if step is not None else -1)
     _drop_training_metrics_after(rundir, step if step is not None else -1)
     if latest is not None:

@@ -1,0 +1,161 @@
+"""Training on several processes (and machines) through accelerate: the launch command, and which
+process writes the run directory.
+
+`lmtune train CONFIG --nproc N` runs `accelerate launch ... -m lmtune.train CONFIG`: accelerate (with
+torch's elastic launcher underneath) starts the N processes and sets up the process group, and
+transformers' Trainer wraps the model — DDP by default; FSDP (FSDP2) or DeepSpeed ZeRO when an accelerate
+config file (`configs/accelerate/`) says so. lmtune has no launcher or collective code of its own: this
+module only builds accelerate's command line and answers "am I the process that writes?".
+
+Each process trains on its own micro-batches of `trainer.batch_size` rows, so the global batch is
+nproc x batch_size x grad_accum. The loss is averaged over the tokens of the whole global batch
+(transformers' `average_tokens_across_devices`), so a 2-process run follows the same loss curve as one
+process with twice the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lmtune.errors import ConfigError
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
+
+    from lmtune.schema import RunConfig
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start a multi-process run (the `lmtune train` flags of the same names)."""
+
+    nproc: int
+    """Processes per machine (one per GPU; on CPU, gloo processes)."""
+    accelerate_config: Path | None = None
+    """An accelerate config file (FSDP, DeepSpeed, multi-node); none means plain DDP."""
+    nnodes: int = 1
+    """Machines taking part; each runs the same command with its own `node_rank`."""
+    node_rank: int = 0
+    main_address: str | None = None
+    """Address of machine 0 (needed when nnodes > 1)."""
+    main_port: int | None = None
+    """Rendezvous port on machine 0; none picks a free one on a single machine (29500 across machines)."""
+
+
+def launch_command(launch: Launch, config: str, overrides: Sequence[str], resume: bool) -> list[str]:
+    """`python -m accelerate.commands.launch ... -m lmtune.train CONFIG [overrides] [--resume]`.
+
+    Raises:
+        ConfigError: bad process counts, a missing accelerate config, or several machines without the
+            address of machine 0.
+    """
+    if launch.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {launch.nproc}")
+    if launch.nnodes < 1 or not 0 <= launch.node_rank < launch.nnodes:
+        raise ConfigError(
+            f"--node-rank must be between 0 and --nnodes - 1 ({launch.nnodes - 1}), got {launch.node_rank}"
+        )
+    if launch.nnodes > 1 and not launch.main_address:
+        raise ConfigError("training on several machines (--nnodes > 1) needs --main-address (machine 0)")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if launch.accelerate_config is not None:
+        if not launch.accelerate_config.is_file():
+            raise ConfigError(f"{launch.accelerate_config}: accelerate config file not found")
+        cmd += ["--config_file", str(launch.accelerate_config)]
+    else:
+        # accelerate's flag for "start the processes with torch's elastic launcher"; on a machine without
+        # GPUs the processes train on CPU with the gloo backend.
+        cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    port = launch.main_port or (29500 if launch.nnodes > 1 else free_port())
+    cmd += [
+        "--num_processes",
+        str(launch.nproc * launch.nnodes),
+        "--num_machines",
+        str(launch.nnodes),
+        "--machine_rank",
+        str(launch.node_rank),
+        "--main_process_port",
+        str(port),
+    ]
+    if launch.main_address:
+        cmd += ["--main_process_ip", launch.main_address]
+    cmd += ["-m", "lmtune.train", config, *overrides]
+    return cmd + (["--resume"] if resume else [])
+
+
+def launch_processes(
+    launch: Launch, cfg: RunConfig, config: str, overrides: Sequence[str], resume: bool
+) -> int:
+    """Check the engine suits `cfg`'s device, run `launch_command` in the foreground, return its status.
+
+    Raises:
+        ConfigError: as `launch_command`, or an FSDP / DeepSpeed config for a run on CPU.
+    """
+    from lmtune.train.preflight import train_device
+
+    engine = config_engine(launch.accelerate_config) if launch.accelerate_config else None
+    if engine in SHARDED_ENGINES and train_device(cfg) != "cuda":
+        raise ConfigError(_cpu_refusal(engine))
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run(launch_command(launch, config, overrides, resume), env=env, check=False).returncode
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (for a single machine's rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def process_state(cfg: RunConfig) -> PartialState:
+    """accelerate's process state for this run (one process: rank 0 of 1).
+
+    Created before the Trainer so the run directory can be written by the main process alone; created
+    for the run's device, because accelerate's state is set once per process and the Trainer's own
+    `PartialState(cpu=...)` must find the same (on CPU: the gloo backend).
+    """
+    from accelerate import PartialState
+
+    from lmtune.train.preflight import train_device
+
+    on_cpu = train_device(cfg) != "cuda"
+    sharded = [name for name, var in SHARDED_ENGINES.items() if os.environ.get(var, "").lower() == "true"]
+    if sharded and on_cpu:
+        raise ConfigError(_cpu_refusal(sharded[0]))
+    return PartialState(cpu=on_cpu)
+
+
+def config_engine(path: Path) -> str:
+    """The engine an accelerate config file names: FSDP, DeepSpeed, or its `distributed_type` as is.
+
+    Raises:
+        ConfigError: the file is missing or is not an accelerate config.
+    """
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the accelerate config: {exc}") from exc
+    kind = data.get("distributed_type") if isinstance(data, dict) else None
+    if not isinstance(kind, str):
+        raise ConfigError(f"{path}: not an accelerate config (no `distributed_type`)")
+    return {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}.get(kind.upper(), kind)
+
+
+def _cpu_refusal(engine: str) -> str:
+    return (
+        f"the accelerate config asks for {engine}, which needs CUDA devices, but this run trains on CPU: "
+        "on CPU use plain `lmtune train CONFIG --nproc N` (DDP over gloo)"
+    )
+
+
+SHARDED_ENGINES = {"FSDP": "ACCELERATE_USE_FSDP", "DeepSpeed": "ACCELERATE_USE_DEEPSPEED"}
+"""Engines an accelerate config can ask for, and the variable `accelerate launch` sets for each."""

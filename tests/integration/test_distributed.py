@@ -1,0 +1,131 @@
+"""Training on 2 processes (DDP over gloo, launched by accelerate through `lmtune train --nproc 2`): the
+same loss curve as 1 process with the same global batch, and its checkpoints resume in 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lmtune.train import checkpoints
+
+STEPS = 6
+CHATS = [
+    [
+        {
+            "role": "user",
+            "content": f"she has {a} apples and buys {b} more. how many apples are there now?"[: 30 + i],
+        },
+        {"role": "assistant", "content": f"she has {a + b} apples. " * (1 + i % 3) + f"#### {a + b}"},
+    ]
+    for i, (a, b) in enumerate(
+        [(1, 2), (3, 4), (5, 1), (2, 7), (6, 3), (8, 1), (4, 4), (9, 2), (7, 7), (12, 5)]
+    )
+]
+"""Chats of different lengths, so the two processes' halves of a batch hold different token counts."""
+
+
+def _write_config(root: Path, model_dir: Path, name: str, **trainer: Any) -> Path:
+    data = root / "chats.jsonl"
+    if not data.exists():
+        data.write_text("".join(json.dumps({"messages": CHATS[i % len(CHATS)]}) + "\n" for i in range(48)))
+    cfg = {
+        "name": name,
+        "output_dir": str(root / "runs"),
+        "seed": 3,
+        "model": {"path": str(model_dir)},
+        "data": {"sources": [{"path": str(data)}], "max_length": 96, "eval_size": 4},
+        "method": {"type": "lora", "rank": 4, "alpha": 8, "dropout": 0.0},
+        "trainer": {
+            "max_steps": STEPS,
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "lr_scheduler": "constant",
+            "logging_steps": 1,
+            "save_steps": 3,
+            "save_total_limit": None,
+            "device": "cpu",
+        }
+        | trainer,
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, "-m", "lmtune.cli", "train", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    return {r["step"]: r["loss"] for r in records if r.get("kind") == "train"}
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("ddp")
+    single = _write_config(root, tiny_model_dir, "single")
+    _train(single)
+    double = _write_config(root, tiny_model_dir, "double")
+    out = _train(double, "trainer.batch_size=2", "--nproc", "2")
+    return {
+        "root": root,
+        "single": root / "runs/single",
+        "double": root / "runs/double",
+        "stdout": out.stdout,
+    }
+
+
+def test_two_processes_follow_the_one_process_loss_curve(runs: dict[str, Any]) -> None:
+    single, double = _losses(runs["single"]), _losses(runs["double"])
+    assert sorted(single) == sorted(double) == list(range(1, STEPS + 1))
+    for step in single:
+        assert double[step] == pytest.approx(single[step], abs=1e-4), step
+    assert single[STEPS] < single[1]  # it trains
+    # One line from the run, not one per process.
+    assert runs["stdout"].count("trained 6 steps") == 1
+
+
+def test_two_process_run_saves_one_set_of_weights_and_manifests(runs: dict[str, Any]) -> None:
+    double = runs["double"]
+    assert (double / "adapter/adapter_model.safetensors").is_file()
+    done = [
+        p.name
+        for _, p in checkpoints.list_checkpoints(double / "checkpoints")
+        if checkpoints.verify(p) is None
+    ]
+    assert done == ["checkpoint-3", "checkpoint-6"]
+    # Each process kept its own RNG state in the checkpoint.
+    assert {p.name for p in (double / "checkpoints/checkpoint-3").glob("rng_state*")} == {
+        "rng_state_0.pth",
+        "rng_state_1.pth",
+    }
+
+
+def test_two_process_checkpoint_resumes_in_one_process(runs: dict[str, Any], tiny_model_dir: Path) -> None:
+    root: Path = runs["root"]
+    # Two processes stop at step 3 (checkpoint-3); one process resumes with the same global batch.
+    half = _write_config(root, tiny_model_dir, "half", max_steps=3)
+    _train(half, "trainer.batch_size=2", "--nproc", "2")
+    _train(half, "trainer.max_steps=6", "--resume")
+    resumed, single = _losses(root / "runs/half"), _losses(runs["single"])
+    assert sorted(resumed) == list(range(1, STEPS + 1))
+    for step in range(4, STEPS + 1):
+        assert resumed[step] == pytest.approx(single[step], abs=1e-4), step
