@@ -36,8 +36,10 @@ class TrainerConfig(StrictModel):
     """Keep at most this many checkpoints (oldest removed first)."""
     eval_steps: int | None = Field(default=None, ge=1)
     """Compute eval loss every this many steps; none means only at the end."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass to save memory."""
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    """Recompute activations in the backward pass to save memory (about a third more compute). `auto`:
+    on only when the preflight's memory estimate says the run does not fit without it (alignment runs:
+    off)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: `auto` picks CUDA when present."""
     memory_limit_gb: float | None = Field(default=None, gt=0)

@@ -3,7 +3,9 @@
 1. Something is trained on: at least one label (after the causal shift) is not -100.
 2. Every labelled span ends with a token the model stops on (one of its generation eos ids); otherwise
    the model learns answers that never end and "the model will never stop generating".
-3. The estimated peak memory fits in what is available (see `estimate_memory`).
+3. The estimated peak memory fits in what is available (see `estimate_memory`). With
+   `trainer.gradient_checkpointing: auto` (the default) checkpointing is turned on only when the run
+   would not fit without it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ if TYPE_CHECKING:
 
 IGNORE = -100
 GIB = 1 << 30
-ACTIVATION_FACTOR = 17
-"""Activation elements kept per token, per layer, per hidden unit for the backward pass (Korthikanti et
-al., 2022: 34 bytes at 16 bits, attention scores excluded since SDPA/flash do not keep them)."""
+LOGIT_COPIES = 3
+"""float32 vocabulary-sized tensors alive at the peak of a step: the log-softmax output the
+cross-entropy keeps for its backward pass, the gradient arriving at it and the gradient of the logits."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class PreflightReport:
     longest_row: int
     eos_ids: tuple[int, ...]
     memory: MemoryEstimate
+    gradient_checkpointing: bool
+    """Whether training recomputes activations: the setting, or with `auto` whether the run needs it."""
     available_bytes: int
     available_source: str
 
@@ -87,15 +91,23 @@ def check(
             "(check the data format and the assistant-only loss mask)"
         )
     batch_tokens = cfg.trainer.batch_size * min(longest, cfg.data.max_length)
-    memory = estimate_memory(model, batch_tokens, cfg.trainer.gradient_checkpointing)
     available, source = available_memory(model, cfg)
+    setting = cfg.trainer.gradient_checkpointing
+    checkpointing = setting is True
+    memory = estimate_memory(model, batch_tokens, checkpointing)
+    if setting == "auto" and memory.total > available:
+        # Recomputing activations costs about a third more compute: only when the run would not fit.
+        checkpointing = True
+        memory = estimate_memory(model, batch_tokens, checkpointing)
     if memory.total > available:
+        hint = "" if checkpointing else "turn on trainer.gradient_checkpointing, "
+        recomputed = ", with gradient checkpointing" if checkpointing else ""
         raise PreflightError(
             f"estimated peak training memory {memory.total / GIB:.2f} GiB (weights {memory.weights / GIB:.2f}"
             f" + gradients {memory.gradients / GIB:.2f} + optimizer {memory.optimizer / GIB:.2f} + "
-            f"activations {memory.activations / GIB:.2f}) exceeds the {available / GIB:.2f} GiB available "
-            f"({source}); lower trainer.batch_size or data.max_length, turn on "
-            "trainer.gradient_checkpointing, or use a LoRA method"
+            f"activations {memory.activations / GIB:.2f}{recomputed}"
+            f") exceeds the {available / GIB:.2f} GiB available ({source}); lower trainer.batch_size or "
+            f"data.max_length, {hint}or use a LoRA method"
         )
     return PreflightReport(
         rows=len(labels_rows),
@@ -104,6 +116,7 @@ def check(
         longest_row=longest,
         eos_ids=eos_ids,
         memory=memory,
+        gradient_checkpointing=checkpointing,
         available_bytes=available,
         available_source=source,
     )
@@ -155,10 +168,14 @@ def estimate_memory(
     weights     = sum over all parameters of numel x bytes
     gradients   = sum over trainable parameters of numel x bytes
     optimizer   = 2 x gradients                  (AdamW: first and second moment, in the parameter dtype)
-    activations = T x L x H x 17 x b + T x V x 4 x 2
-                  with T = batch_size x longest row, L layers, H hidden size, b activation bytes, V vocab;
-                  the second term is the float32 logits and their gradient. With gradient checkpointing
-                  only each layer's input is kept, plus one layer recomputed: T x H x b x (L + 17).
+    activations = T x L x a x b + T x V x 4 x 3
+                  with T = batch_size x longest row, L layers, b activation bytes, V vocab and a the
+                  activation elements one decoder layer keeps per token (`layer_activation_elements`);
+                  the second term is the float32 vocabulary-sized tensors of the loss (`LOGIT_COPIES`).
+                  With gradient checkpointing only each layer's input is kept, plus one layer
+                  recomputed: T x b x (L x H + a).
+
+    Calibrated on CPU against measured peaks (benchmarks/memory_estimate.py, docs/distributed.md).
     """
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -168,14 +185,35 @@ def estimate_memory(
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     act_bytes = next(model.parameters()).element_size()
-    per_layer = batch_tokens * hidden * act_bytes
-    kept = (
-        per_layer * (layers + ACTIVATION_FACTOR)
-        if gradient_checkpointing
-        else per_layer * layers * ACTIVATION_FACTOR
-    )
-    logits = batch_tokens * vocab * 4 * 2
+    per_layer = layer_activation_elements(config)
+    if gradient_checkpointing:
+        kept = batch_tokens * act_bytes * (layers * hidden + per_layer)
+    else:
+        kept = batch_tokens * act_bytes * layers * per_layer
+    logits = batch_tokens * vocab * 4 * LOGIT_COPIES
     return MemoryEstimate(weights, gradients, 2 * gradients, kept + logits)
+
+
+def layer_activation_elements(config: Any) -> int:
+    """Elements one decoder layer keeps per token for the backward pass: a = 7 H + 3 kv + 4 I.
+
+    H hidden size, kv = key/value heads x head size, I the MLP's intermediate size (per token: top-k x
+    expert size in a mixture of experts). Counted on a Llama-style layer: the two RMSNorms' inputs and
+    outputs (4 H), the query (H) and key/value (2 kv) projections, the rotated query and key the
+    attention keeps (H + kv), the attention output (H), and the gated MLP's gate, up, activation and
+    product (4 I). The attention kernel keeps no T x T scores (SDPA / flash).
+    """
+    hidden = int(getattr(config, "hidden_size", 0) or 0)
+    heads = int(getattr(config, "num_attention_heads", 0) or 0) or 1
+    kv_heads = int(getattr(config, "num_key_value_heads", 0) or 0) or heads
+    head_dim = int(getattr(config, "head_dim", 0) or 0) or hidden // heads
+    experts_per_token = int(getattr(config, "num_experts_per_tok", 0) or 0)
+    expert_size = int(getattr(config, "moe_intermediate_size", 0) or 0)
+    if experts_per_token and expert_size:
+        intermediate = experts_per_token * expert_size
+    else:
+        intermediate = int(getattr(config, "intermediate_size", 0) or 0) * max(experts_per_token, 1)
+    return 7 * hidden + 3 * kv_heads * head_dim + 4 * (intermediate or 4 * hidden)
 
 
 def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:

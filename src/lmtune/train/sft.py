@@ -103,7 +103,11 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         report.available_source,
     )
 
-    trainer, guard = build_trainer(model, tokenizer, data.train, data.eval, cfg, rundir)
+    if report.gradient_checkpointing and cfg.trainer.gradient_checkpointing == "auto":
+        log.info("gradient checkpointing on: the run does not fit in memory without it")
+    trainer, guard = build_trainer(
+        model, tokenizer, data.train, data.eval, cfg, rundir, report.gradient_checkpointing
+    )
     if state.num_processes > 1:
         log.info(
             "training on %d processes (%s, backend %s): global batch %d rows",
@@ -145,10 +149,12 @@ def build_trainer(
     evals: Dataset | None,
     cfg: RunConfig,
     rundir: RunDir,
+    gradient_checkpointing: bool | None = None,
 ) -> tuple[Trainer, NonFiniteGuard]:
     """transformers' Trainer for `cfg.trainer`, with our collator, metrics, manifests and NaN guard.
 
-    The guard's loss hook is attached to `model`; call `guard.detach()` when done.
+    `gradient_checkpointing`: what the preflight decided (None: `trainer.gradient_checkpointing` is
+    True). The guard's loss hook is attached to `model`; call `guard.detach()` when done.
     """
     import torch
     from transformers import Trainer, TrainingArguments
@@ -158,7 +164,7 @@ def build_trainer(
     from lmtune.train.weighted import WeightedLossTrainer
 
     has_eval = evals is not None and len(evals) > 0
-    args = TrainingArguments(**training_arguments(cfg.trainer, cfg, rundir, has_eval))
+    args = TrainingArguments(**training_arguments(cfg.trainer, cfg, rundir, has_eval, gradient_checkpointing))
     t = cfg.trainer
     groups = methods.param_groups(model, cfg.method, t.learning_rate)
     optimizer = torch.optim.AdamW(groups, lr=t.learning_rate, weight_decay=t.weight_decay) if groups else None
@@ -184,14 +190,24 @@ def build_trainer(
     return trainer, guard
 
 
-def training_arguments(t: TrainerConfig, cfg: RunConfig, rundir: RunDir, has_eval: bool) -> dict[str, Any]:
+def training_arguments(
+    t: TrainerConfig,
+    cfg: RunConfig,
+    rundir: RunDir,
+    has_eval: bool,
+    gradient_checkpointing: bool | None = None,
+) -> dict[str, Any]:
     """Keyword arguments of transformers' `TrainingArguments` for the loop settings `t`, writing
-    checkpoints under `rundir` (TRL's configs extend `TrainingArguments`, so alignment passes these too)."""
+    checkpoints under `rundir` (TRL's configs extend `TrainingArguments`, so alignment passes these too).
+    `gradient_checkpointing`: the preflight's decision; None means only an explicit `true` turns it on."""
     import torch
 
     from lmtune.train.preflight import train_device
 
     on_cuda = train_device(cfg) == "cuda"
+    checkpointing = (
+        t.gradient_checkpointing is True if gradient_checkpointing is None else gradient_checkpointing
+    )
     return {
         "output_dir": str(rundir.checkpoints),
         "max_steps": t.max_steps,
@@ -210,8 +226,8 @@ def training_arguments(t: TrainerConfig, cfg: RunConfig, rundir: RunDir, has_eva
         "save_total_limit": None,  # ManifestCallback rotates, only after the new checkpoint is complete
         "eval_strategy": "steps" if has_eval and t.eval_steps else "no",
         "eval_steps": t.eval_steps,
-        "activation_checkpointing": t.gradient_checkpointing,
-        "activation_checkpointing_kwargs": {"use_reentrant": False} if t.gradient_checkpointing else None,
+        "activation_checkpointing": checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "use_cpu": not on_cuda,
         "bf16": on_cuda and torch.cuda.is_bf16_supported(),
         "seed": cfg.seed,

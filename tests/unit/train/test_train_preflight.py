@@ -16,7 +16,7 @@ from lmtune.methods.full import FullConfig
 from lmtune.methods.lora import LoraConfig
 from lmtune.schema import RunConfig
 from lmtune.train import preflight
-from lmtune.train.preflight import GIB, check, estimate_memory
+from lmtune.train.preflight import GIB, check, estimate_memory, layer_activation_elements
 
 IM_END = "<|im_end|>"
 
@@ -120,7 +120,9 @@ def test_refuses_a_run_that_does_not_fit_in_memory_with_both_numbers(
 ) -> None:
     model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
     rows = make_rows()
-    cfg = run_config(method={"type": "full"}, trainer={"memory_limit_gb": 0.001})
+    cfg = run_config(
+        method={"type": "full"}, trainer={"memory_limit_gb": 0.001, "gradient_checkpointing": False}
+    )
     longest = max(len(r) for r in rows["input_ids"])
     est = estimate_memory(model, cfg.trainer.batch_size * longest, gradient_checkpointing=False)
     with pytest.raises(PreflightError) as err:
@@ -135,6 +137,47 @@ def test_refuses_a_run_that_does_not_fit_in_memory_with_both_numbers(
     assert check(model, tiny_tokenizer, rows, roomy).available_bytes == GIB
 
 
+def test_auto_checkpointing_turns_on_only_when_the_run_does_not_fit(
+    tiny_model_dir: Path,
+    tiny_tokenizer: Any,
+    make_rows: Callable[..., Any],
+    run_config: Callable[..., RunConfig],
+) -> None:
+    model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+    rows = make_rows()
+    tokens = 4 * max(len(r) for r in rows["input_ids"])
+    without = estimate_memory(model, tokens, gradient_checkpointing=False).total
+    with_ckpt = estimate_memory(model, tokens, gradient_checkpointing=True).total
+    assert with_ckpt < without
+
+    def decide(limit_bytes: float) -> preflight.PreflightReport:
+        cfg = run_config(method={"type": "full"}, trainer={"memory_limit_gb": limit_bytes / GIB})
+        assert cfg.trainer.gradient_checkpointing == "auto"  # the default
+        return check(model, tiny_tokenizer, rows, cfg)
+
+    roomy = decide(without * 1.01)
+    assert not roomy.gradient_checkpointing and roomy.memory.total == without
+    tight = decide((without + with_ckpt) / 2)
+    assert tight.gradient_checkpointing and tight.memory.total == with_ckpt
+    with pytest.raises(
+        PreflightError, match=r"with gradient checkpointing\) exceeds the .* GiB available"
+    ) as err:
+        decide(with_ckpt * 0.99)
+    assert "turn on trainer.gradient_checkpointing" not in str(err.value)
+
+
+def test_trainer_gets_the_preflight_decision(run_config: Callable[..., RunConfig], tmp_path: Path) -> None:
+    from lmtune.rundir import RunDir
+    from lmtune.train.sft import training_arguments
+
+    cfg = run_config()
+    rundir = RunDir(tmp_path / "run")
+    assert training_arguments(cfg.trainer, cfg, rundir, False)["activation_checkpointing"] is False  # auto
+    assert training_arguments(cfg.trainer, cfg, rundir, False, True)["activation_checkpointing"] is True
+    on = run_config(trainer={"gradient_checkpointing": True})
+    assert training_arguments(on.trainer, on, rundir, False)["activation_checkpointing"] is True
+
+
 def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
     full = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
     n = sum(p.numel() for p in full.parameters())
@@ -142,10 +185,14 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
     tokens = 4 * 50
     est = estimate_memory(full, tokens, gradient_checkpointing=False)
     assert (est.weights, est.gradients, est.optimizer) == (4 * n, 4 * n, 8 * n)
-    logits = tokens * c.vocab_size * 4 * 2
-    assert est.activations == tokens * c.num_hidden_layers * c.hidden_size * 17 * 4 + logits
+    logits = tokens * c.vocab_size * 4 * 3
+    kv = c.num_key_value_heads * c.hidden_size // c.num_attention_heads
+    per_layer = 7 * c.hidden_size + 3 * kv + 4 * c.intermediate_size
+    assert layer_activation_elements(c) == per_layer
+    assert est.activations == tokens * c.num_hidden_layers * per_layer * 4 + logits
     checkpointed = estimate_memory(full, tokens, gradient_checkpointing=True)
-    assert checkpointed.activations == tokens * c.hidden_size * 4 * (c.num_hidden_layers + 17) + logits
+    assert checkpointed.activations == tokens * 4 * (c.num_hidden_layers * c.hidden_size + per_layer) + logits
+    assert checkpointed.total < est.total
 
     lora = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(rank=4, alpha=8))
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
