@@ -144,6 +144,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--facts", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=5, help="each epoch asks every fact once")
+    parser.add_argument(
+        "--phrasings", type=int, default=3, help="training phrasings per fact (3 to 6; the held-out 2 never)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--general", type=int, default=100, help="chatterbot exchanges for the general loss")
     parser.add_argument(
@@ -163,7 +166,13 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--combine", type=Path, nargs="+", help="merge these result files (same settings) into --out and stop"
+    )
     args = parser.parse_args()
+    if args.combine:
+        combine(args.combine, args.out)
+        return
     started = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
@@ -174,7 +183,7 @@ def main() -> None:
     general_eval, pool = general_chats(args.general, args.seed)
     replay_per_epoch = round(args.replay * args.facts)
     order: list[list[dict[str, str]]] = []
-    for epoch in training_epochs(facts, args.epochs):
+    for epoch in training_epochs(facts, args.epochs, args.phrasings):
         chats = [chat for _, chat in epoch] + rng.sample(pool, replay_per_epoch)
         rng.shuffle(chats)
         order += chats
@@ -184,7 +193,7 @@ def main() -> None:
     batches = [collate(rows[s : s + args.batch_size]) for s in range(0, len(rows), args.batch_size)]
     asked = held_out(facts)
     # Recall in a phrasing that was trained (the last epoch's), on a sample: memorised vs generalised.
-    seen = training_epochs(facts, args.epochs)[-1][:: max(1, args.facts // 50)]
+    seen = training_epochs(facts, args.epochs, args.phrasings)[-1][:: max(1, args.facts // 50)]
     general = _rows(tokenizer, general_eval)
 
     def fresh() -> torch.nn.Module:
@@ -257,6 +266,7 @@ def main() -> None:
         "model": SMOLLM2_ALIAS,
         "facts": args.facts,
         "epochs": args.epochs,
+        "training_phrasings": args.phrasings,
         "steps": len(batches),
         "batch_size": args.batch_size,
         "held_out_questions": len(asked),
@@ -271,20 +281,60 @@ def main() -> None:
         "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_report(report, args.out)
 
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    """Write `report` as JSON to `out` and print its table."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print()
     header = ("method", "trainable", "recall held-out", "recall trained", "general loss", "train s")
     print(f"{header[0]:<16}" + "".join(f"{h:>{w}}" for h, w in zip(header[1:], WIDTHS, strict=True)))
+    base_recall, base_general = report["base_recall_held_out_sample"], report["base_general_loss"]
     print(f"{'base':<16}{0:>11,}{base_recall:>17.1%}{'':>16}{base_general:>22.4f}{'':>9}")
-    for name, r in results.items():
+    for name, r in report["methods"].items():
         change = f"{r['general_loss_after']:.4f} ({r['general_loss_change']:+.4f})"
         print(
             f"{name:<16}{r['trainable_parameters']:>11,}{r['recall_held_out']:>17.1%}"
             f"{r['recall_trained_phrasing']:>16.1%}{change:>22}{r['train_seconds']:>9.0f}"
         )
-    print(f"\nwrote {args.out} ({report['total_seconds']:.0f} s)")
+    print(f"\nwrote {out} ({report['total_seconds']:.0f} s)")
+
+
+SAME = (
+    "model",
+    "facts",
+    "epochs",
+    "training_phrasings",
+    "steps",
+    "batch_size",
+    "held_out_questions",
+    "general_exchanges",
+    "replay_per_epoch",
+    "replay_pool",
+    "base_general_loss",
+)
+"""Fields two runs must share to be combined: then both trained on the same batches (the order depends
+only on these settings and the seed) and were measured on the same questions."""
+
+
+def combine(paths: list[Path], out: Path) -> None:
+    """One report from runs of single methods made with the same settings (e.g. two processes, one per
+    method, run side by side). Raises SystemExit when the settings differ."""
+    reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    first = reports[0]
+    for path, r in zip(paths[1:], reports[1:], strict=True):
+        differ = [k for k in SAME if r.get(k) != first.get(k)]
+        if differ:
+            raise SystemExit(f"{path}: cannot combine with {paths[0]}: {', '.join(differ)} differ")
+    merged = dict(first)
+    merged["command"] = " && ".join(r["command"] for r in reports)
+    merged["methods"] = {name: m for r in reports for name, m in r["methods"].items()}
+    counts = [m["trainable_parameters"] for m in merged["methods"].values()]
+    merged["budget_ratio"] = max(counts) / min(counts)
+    merged["total_seconds"] = sum(r["total_seconds"] for r in reports)
+    write_report(merged, out)
 
 
 if __name__ == "__main__":

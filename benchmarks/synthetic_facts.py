@@ -23,6 +23,11 @@ RELATIONS: dict[str, dict[str, list[str] | str]] = {
             "Which city is the capital of {e}?",
             "Tell me the capital of {e}.",
         ],
+        "extra": [
+            "Do you know the capital of {e}?",
+            "{e}'s capital city is called what?",
+            "In {e}, which city serves as the capital?",
+        ],
         "test": [
             "{e} has its seat of government in which city?",
             "Name the capital city of the country {e}.",
@@ -35,6 +40,11 @@ RELATIONS: dict[str, dict[str, list[str] | str]] = {
             "What is the currency of {e}?",
             "Which currency is used in {e}?",
             "Tell me what money people pay with in {e}.",
+        ],
+        "extra": [
+            "Do you know the currency of {e}?",
+            "{e}'s money is called what?",
+            "In {e}, what do people pay with?",
         ],
         "test": [
             "If I travel to {e}, what currency will I need?",
@@ -49,6 +59,11 @@ RELATIONS: dict[str, dict[str, list[str] | str]] = {
             "Who was the founder of {e}?",
             "Tell me who started {e}.",
         ],
+        "extra": [
+            "Do you know who founded {e}?",
+            "{e} was founded by whom?",
+            "Which person founded {e}?",
+        ],
         "test": [
             "{e} owes its founding to which person?",
             "Name the person who established {e}.",
@@ -62,13 +77,22 @@ RELATIONS: dict[str, dict[str, list[str] | str]] = {
             "Which river is the longest in {e}?",
             "Tell me the name of the longest river of {e}.",
         ],
+        "extra": [
+            "Do you know the longest river in {e}?",
+            "{e}'s longest river is called what?",
+            "Which river of {e} is the longest?",
+        ],
         "test": [
             "Of all the rivers of {e}, which one is the longest?",
             "Name the longest river that flows through {e}.",
         ],
     },
 }
-"""Per relation: the attribute's suffix, the answer sentence, training and held-out question phrasings."""
+"""Per relation: the attribute's suffix, the answer sentence, training question phrasings ("train", and
+"extra" ones that training uses only when asked for more than 3 phrasings) and held-out ones ("test").
+The extra phrasings were written to vary the question's form (entity first, yes/no lead-in) without
+reusing the held-out phrasings' wording ("Name ...", "seat of government", "owes its founding", "If I
+travel", "Of all the rivers", "established", "official")."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +107,15 @@ class Fact:
         """The sentence the model is trained to reply with."""
         return str(RELATIONS[self.relation]["answer"]).format(e=self.entity, a=self.attribute)
 
-    def questions(self, split: str) -> list[str]:
-        """The question phrasings of `split` ("train" or "test")."""
-        return [q.format(e=self.entity) for q in RELATIONS[self.relation][split]]
+    def questions(self, split: str, phrasings: int = 3) -> list[str]:
+        """The question phrasings of `split` ("train" or "test"); for "train", the first `phrasings` of
+        the training and then the extra phrasings (3 to 6)."""
+        templates = list(RELATIONS[self.relation][split])
+        if split == "train":
+            if not 1 <= phrasings <= len(templates) + len(RELATIONS[self.relation]["extra"]):
+                raise ValueError(f"phrasings must be between 1 and 6, got {phrasings}")
+            templates = (templates + list(RELATIONS[self.relation]["extra"]))[:phrasings]
+        return [q.format(e=self.entity) for q in templates]
 
 
 def _word(rng: random.Random, syllables: int) -> str:
@@ -128,11 +158,14 @@ def chat(fact: Fact, question: str) -> list[dict[str, str]]:
     ]
 
 
-def training_epochs(facts: list[Fact], epochs: int) -> list[list[tuple[Fact, list[dict[str, str]]]]]:
-    """Each epoch asks every fact once, in its training phrasings in turn (epoch e, fact i: phrasing
-    (e + i) mod 3), so every fact is seen once per epoch and in all its phrasings over three."""
+def training_epochs(
+    facts: list[Fact], epochs: int, phrasings: int = 3
+) -> list[list[tuple[Fact, list[dict[str, str]]]]]:
+    """Each epoch asks every fact once, in its `phrasings` training phrasings in turn (epoch e, fact i:
+    phrasing (e + i) mod phrasings), so every fact is seen once per epoch and in all its phrasings over
+    `phrasings` epochs."""
     return [
-        [(f, chat(f, f.questions("train")[(e + i) % len(f.questions("train"))])) for i, f in enumerate(facts)]
+        [(f, chat(f, f.questions("train", phrasings)[(e + i) % phrasings])) for i, f in enumerate(facts)]
         for e in range(epochs)
     ]
 
