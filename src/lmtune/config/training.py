@@ -40,6 +40,12 @@ class TrainerConfig(StrictModel):
     """Recompute activations in the backward pass to save memory (about a third more compute). `auto`:
     on only when the preflight's memory estimate says the run does not fit without it (alignment runs:
     off)."""
+    liger: bool | Literal["auto"] = "auto"
+    """Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy) through
+    transformers' `use_liger_kernel`; CUDA only, from the `gpu` extra (`pip install 'lmtune[gpu]'`).
+    `auto`: on when training on CUDA and the package is installed."""
+    compile: bool = False
+    """Compile the model with `torch.compile` (transformers' `torch_compile`): slower start, faster steps."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: `auto` picks CUDA when present."""
     memory_limit_gb: float | None = Field(default=None, gt=0)

@@ -230,6 +230,8 @@ def training_arguments(
         "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "use_cpu": not on_cuda,
         "bf16": on_cuda and torch.cuda.is_bf16_supported(),
+        "use_liger_kernel": use_liger(t, on_cuda),
+        "torch_compile": t.compile,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "report_to": [],
@@ -241,6 +243,26 @@ def training_arguments(
         # A non-finite loss is an error (NonFiniteGuard), not something to hide.
         "logging_nan_inf_filter": False,
     }
+
+
+def use_liger(t: TrainerConfig, on_cuda: bool) -> bool:
+    """Whether to patch the model with Liger's kernels: `trainer.liger`, with `auto` meaning CUDA + the
+    package installed.
+
+    Raises:
+        ConfigError: `liger: true` on CPU, or without the package.
+    """
+    import importlib.util
+
+    from lmtune.errors import ConfigError
+
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if t.liger is True:
+        if not on_cuda:
+            raise ConfigError("trainer.liger: true needs CUDA (Liger's kernels are Triton GPU kernels)")
+        if not installed:
+            raise ConfigError("trainer.liger: true needs the liger-kernel package: pip install 'lmtune[gpu]'")
+    return on_cuda and installed and t.liger is not False
 
 
 def standard_callbacks(rundir: RunDir, t: TrainerConfig) -> tuple[NonFiniteGuard, list[TrainerCallback]]:

@@ -206,3 +206,37 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
 def test_cuda_requested_without_a_device(run_config: Callable[..., RunConfig]) -> None:
     with pytest.raises(PreflightError, match=r"^trainer.device is 'cuda' but no CUDA device is available$"):
         preflight.train_device(run_config(trainer={"device": "cuda"}))
+
+
+def test_liger_and_compile_reach_the_trainer_arguments(
+    run_config: Callable[..., RunConfig], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    from lmtune.errors import ConfigError
+    from lmtune.rundir import RunDir
+    from lmtune.train.sft import training_arguments, use_liger
+
+    rundir = RunDir(tmp_path / "run")
+    cfg = run_config()  # device cpu, liger auto, compile off
+    args = training_arguments(cfg.trainer, cfg, rundir, False)
+    assert (args["use_liger_kernel"], args["torch_compile"]) == (False, False)
+    compiled = run_config(trainer={"compile": True})
+    assert training_arguments(compiled.trainer, compiled, rundir, False)["torch_compile"] is True
+    forced = run_config(trainer={"liger": True})
+    with pytest.raises(ConfigError, match=r"^trainer.liger: true needs CUDA"):
+        training_arguments(forced.trainer, forced, rundir, False)
+    # On CUDA: auto follows whether the package is installed; true without it names the extra.
+    real_find_spec = importlib.util.find_spec
+    for installed in (True, False):
+        monkeypatch.setattr(
+            importlib.util,
+            "find_spec",
+            lambda name, *a, _i=installed: (
+                (object() if _i else None) if name == "liger_kernel" else real_find_spec(name, *a)
+            ),
+        )
+        assert use_liger(cfg.trainer, on_cuda=True) is installed
+        assert use_liger(run_config(trainer={"liger": False}).trainer, on_cuda=True) is False
+    with pytest.raises(ConfigError, match=r"pip install 'lmtune\[gpu\]'"):
+        use_liger(forced.trainer, on_cuda=True)
