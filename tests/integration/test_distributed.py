@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+from lmtune.rundir import RunDir
 from lmtune.train import checkpoints
+from lmtune.train.sft import train_losses
 
 STEPS = 6
 CHATS = [
@@ -74,8 +76,7 @@ def _train(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-    return {r["step"]: r["loss"] for r in records if r.get("kind") == "train"}
+    return train_losses(RunDir(run_dir))
 
 
 @pytest.fixture(scope="module")

@@ -329,16 +329,22 @@ def _drop_training_metrics_after(rundir: RunDir, step: int) -> None:
     atomic_write_text(rundir.metrics, "".join(f"{line}\n" for line in kept))
 
 
-def last_train_loss(rundir: RunDir) -> float | None:
-    """The loss of the last `train` record in metrics.jsonl (it spans resumes)."""
+def train_losses(rundir: RunDir) -> dict[int, float]:
+    """Step -> training loss of every `train` record in metrics.jsonl (it spans resumes)."""
     if not rundir.metrics.is_file():
-        return None
-    loss = None
+        return {}
+    losses = {}
     for line in rundir.metrics.read_text(encoding="utf-8").splitlines():
         record = json.loads(line) if line.strip() else {}
         if record.get("kind") == "train":
-            loss = float(record["loss"])
-    return loss
+            losses[int(record["step"])] = float(record["loss"])
+    return losses
+
+
+def last_train_loss(rundir: RunDir) -> float | None:
+    """The loss of the last `train` record in metrics.jsonl."""
+    losses = train_losses(rundir)
+    return losses[max(losses)] if losses else None
 
 
 def _model_columns(dataset: Dataset) -> Dataset:

@@ -22,6 +22,11 @@ IM_END = "<|im_end|>"
 
 
 @pytest.fixture
+def full_model(tiny_model_dir: Path) -> Any:
+    return methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+
+
+@pytest.fixture
 def lora_model(tiny_model_dir: Path) -> Any:
     return methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(rank=4, alpha=8))
 
@@ -113,12 +118,12 @@ def test_eos_ids_come_from_the_generation_config(tiny_model_dir: Path, tiny_toke
 
 
 def test_refuses_a_run_that_does_not_fit_in_memory_with_both_numbers(
-    tiny_model_dir: Path,
+    full_model: Any,
     tiny_tokenizer: Any,
     make_rows: Callable[..., Any],
     run_config: Callable[..., RunConfig],
 ) -> None:
-    model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+    model = full_model
     rows = make_rows()
     cfg = run_config(
         method={"type": "full"}, trainer={"memory_limit_gb": 0.001, "gradient_checkpointing": False}
@@ -138,12 +143,12 @@ def test_refuses_a_run_that_does_not_fit_in_memory_with_both_numbers(
 
 
 def test_auto_checkpointing_turns_on_only_when_the_run_does_not_fit(
-    tiny_model_dir: Path,
+    full_model: Any,
     tiny_tokenizer: Any,
     make_rows: Callable[..., Any],
     run_config: Callable[..., RunConfig],
 ) -> None:
-    model = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), FullConfig())
+    model = full_model
     rows = make_rows()
     tokens = 4 * max(len(r) for r in rows["input_ids"])
     without = estimate_memory(model, tokens, gradient_checkpointing=False).total
