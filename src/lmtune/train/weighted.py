@@ -46,7 +46,12 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: tor
 class WeightedLossTrainer(Trainer):
     """transformers' Trainer whose training loss is `weighted_token_loss` when the batch has `weight`.
 
-    With gradient accumulation, each micro-batch is normalised by its own weighted token count."""
+    With gradient accumulation, each micro-batch is normalised by its own weighted token count, and the
+    Trainer divides each by the accumulation steps (the loss is not scaled by `num_items_in_batch`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_is_scaled_for_ga = False
 
     def compute_loss(
         self,

@@ -105,6 +105,29 @@ def test_training_with_class_weights_runs_and_logs_a_finite_loss(
     assert len(losses) == 4 and all(math.isfinite(v) for v in losses)
 
 
+def test_weighted_loss_with_gradient_accumulation_is_a_mean_not_a_sum(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Two micro-batches of 2 log about the loss of one batch of 4 (the same rows, a near-zero learning
+    rate), not twice it: each micro-batch's weighted mean is divided by the accumulation steps."""
+    from lmtune.rundir import RunDir
+    from lmtune.train.sft import run, train_losses
+
+    source = _labelled(tmp_path)
+    cfg = _cfg(tmp_path, source)
+
+    def variant(name: str, **trainer: Any) -> RunConfig:
+        loop = cfg.trainer.model_copy(update={"max_steps": 2, "learning_rate": 1e-9, **trainer})
+        return cfg.model_copy(update={"name": name, "trainer": loop})
+
+    whole, accumulated = variant("whole"), variant("accumulated", batch_size=2, grad_accum=2)
+    one = train_losses(RunDir(run(whole).run_dir))
+    two = train_losses(RunDir(run(accumulated).run_dir))
+    assert sorted(one) == sorted(two) == [1, 2]
+    for step in one:
+        assert two[step] == pytest.approx(one[step], rel=0.25), (step, one, two)
+
+
 def test_class_weights_with_packing_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"a packed row holds several examples: set data\.packing: false"):
         _cfg(tmp_path, tmp_path / "x.jsonl", packing=True)
