@@ -163,6 +163,9 @@ def datasets(
 def trainer_arguments(session: Session, has_eval: bool, **objective_args: Any) -> dict[str, Any]:
     """Keyword arguments for a TRL config: lmtune's loop settings (as SFT) plus the objective's own."""
     args = sft.training_arguments(session.view.trainer, session.view, session.aligned, has_eval)
+    # Liger patches a causal LM's forward (fused loss over lm_head): the reward model has no lm_head and
+    # TRL's objectives switch the fused loss off themselves, so alignment leaves the model unpatched.
+    args["use_liger_kernel"] = False
     args.update(objective_args)
     return args
 

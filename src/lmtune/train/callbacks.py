@@ -81,6 +81,11 @@ class ManifestCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if args.world_size > 1:
+            # Every process writes its own part (its RNG state, shards): hash the folder once all have.
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
         if not state.is_world_process_zero:
             return
         folder = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"

@@ -114,13 +114,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def process_state(cfg: RunConfig) -> PartialState:
-    """accelerate's process state for this run (one process: rank 0 of 1).
+TIMEOUT_S = 7200
+"""How long a process waits in a collective (a barrier included) before the run fails: long enough for
+the main process to prepare a large dataset or write a full model while the others wait."""
 
-    Created before the Trainer so the run directory can be written by the main process alone; created
-    for the run's device, because accelerate's state is set once per process and the Trainer's own
-    `PartialState(cpu=...)` must find the same (on CPU: the gloo backend).
+
+def process_state(cfg: RunConfig) -> PartialState:
+    """accelerate's process state for this run (one process: rank 0 of 1), which joins the process group.
+
+    Created before the Trainer so the run directory can be written by the main process alone, on the
+    run's device (on CPU: the gloo backend) and with `TIMEOUT_S`: the process group made here is the one
+    the Trainer uses (its own state finds torch.distributed already initialised).
     """
+    from datetime import timedelta
+
     from accelerate import PartialState
 
     from lmtune.train.preflight import train_device
@@ -129,7 +136,7 @@ def process_state(cfg: RunConfig) -> PartialState:
     sharded = [name for name, var in SHARDED_ENGINES.items() if os.environ.get(var, "").lower() == "true"]
     if sharded and on_cpu:
         raise ConfigError(_cpu_refusal(sharded[0]))
-    return PartialState(cpu=on_cpu)
+    return PartialState(cpu=on_cpu, timeout=timedelta(seconds=TIMEOUT_S))
 
 
 def config_engine(path: Path) -> str:
@@ -159,3 +166,16 @@ def _cpu_refusal(engine: str) -> str:
 
 SHARDED_ENGINES = {"FSDP": "ACCELERATE_USE_FSDP", "DeepSpeed": "ACCELERATE_USE_DEEPSPEED"}
 """Engines an accelerate config can ask for, and the variable `accelerate launch` sets for each."""
+
+
+def shards(state: PartialState) -> tuple[int, int]:
+    """Into how many pieces the engine splits (weights, gradients + optimizer state) per process:
+    FSDP and ZeRO-3 split both over the processes, ZeRO-2 the gradients and optimizer state, DDP
+    neither. Read from the variables `accelerate launch` sets."""
+    n = state.num_processes
+    if os.environ.get(SHARDED_ENGINES["FSDP"], "").lower() == "true":
+        return n, n
+    if os.environ.get(SHARDED_ENGINES["DeepSpeed"], "").lower() == "true":
+        stage = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0") or 0)
+        return (n if stage >= 3 else 1), (n if stage >= 2 else 1)
+    return 1, 1

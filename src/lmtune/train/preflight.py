@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
+    from lmtune.config.training import TrainerConfig
     from lmtune.schema import RunConfig
 
 IGNORE = -100
@@ -60,9 +61,18 @@ class PreflightReport:
 
 
 def check(
-    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, train_dataset: Dataset, cfg: RunConfig
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    train_dataset: Dataset,
+    cfg: RunConfig,
+    shards: tuple[int, int] = (1, 1),
+    local_processes: int = 1,
 ) -> PreflightReport:
     """Run every check on the prepared (method-wrapped) model and training split.
+
+    `shards`: into how many pieces a sharding engine splits (weights, gradients + optimizer state) per
+    process (`distributed.shards`); `local_processes`: training processes on this machine, which share
+    its RAM when training on CPU.
 
     Raises:
         PreflightError: nothing to train on, a labelled span not ending in an eos id, or not enough memory.
@@ -92,13 +102,17 @@ def check(
         )
     batch_tokens = cfg.trainer.batch_size * min(longest, cfg.data.max_length)
     available, source = available_memory(model, cfg)
+    if local_processes > 1 and train_device(cfg) == "cpu":
+        available //= local_processes
+        source += f", shared by {local_processes} processes"
+    fused = use_liger(cfg.trainer, train_device(cfg) == "cuda")
     setting = cfg.trainer.gradient_checkpointing
     checkpointing = setting is True
-    memory = estimate_memory(model, batch_tokens, checkpointing)
+    memory = estimate_memory(model, batch_tokens, checkpointing, fused_loss=fused, shards=shards)
     if setting == "auto" and memory.total > available:
         # Recomputing activations costs about a third more compute: only when the run would not fit.
         checkpointing = True
-        memory = estimate_memory(model, batch_tokens, checkpointing)
+        memory = estimate_memory(model, batch_tokens, checkpointing, fused_loss=fused, shards=shards)
     if memory.total > available:
         hint = "" if checkpointing else "turn on trainer.gradient_checkpointing, "
         recomputed = ", with gradient checkpointing" if checkpointing else ""
@@ -161,9 +175,13 @@ def _truncated(labels: list[int], cfg: RunConfig) -> bool:
 
 
 def estimate_memory(
-    model: torch.nn.Module, batch_tokens: int, gradient_checkpointing: bool
+    model: torch.nn.Module,
+    batch_tokens: int,
+    gradient_checkpointing: bool,
+    fused_loss: bool = False,
+    shards: tuple[int, int] = (1, 1),
 ) -> MemoryEstimate:
-    """Peak memory of one training step, in bytes.
+    """Peak memory of one training step in one process, in bytes.
 
     weights     = sum over all parameters of numel x bytes
     gradients   = sum over trainable parameters of numel x bytes
@@ -175,11 +193,15 @@ def estimate_memory(
                   With gradient checkpointing only each layer's input is kept, plus one layer
                   recomputed: T x b x (L x H + a).
 
-    Calibrated on CPU against measured peaks (benchmarks/memory_estimate.py, docs/distributed.md).
+    With `fused_loss` (Liger's fused linear cross-entropy, which works in chunks and never holds the
+    logits) the vocabulary term is left out. `shards` = (s_w, s_o) divides the weights by s_w and the
+    gradients and optimizer state by s_o (FSDP / ZeRO spread them over the processes).
+
+    Calibrated on CPU against measured peaks (benchmarks/memory_estimate.py, docs/performance.md).
     """
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) // shards[0]
     trainable = [p for p in model.parameters() if p.requires_grad]
-    gradients = sum(p.numel() * p.element_size() for p in trainable)
+    gradients = sum(p.numel() * p.element_size() for p in trainable) // shards[1]
     config: Any = getattr(model, "config", None)
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
@@ -190,7 +212,7 @@ def estimate_memory(
         kept = batch_tokens * act_bytes * (layers * hidden + per_layer)
     else:
         kept = batch_tokens * act_bytes * layers * per_layer
-    logits = batch_tokens * vocab * 4 * LOGIT_COPIES
+    logits = 0 if fused_loss else batch_tokens * vocab * 4 * LOGIT_COPIES
     return MemoryEstimate(weights, gradients, 2 * gradients, kept + logits)
 
 
@@ -253,3 +275,23 @@ def train_device(cfg: RunConfig) -> str:
             return "cuda"
         case "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def use_liger(t: TrainerConfig, on_cuda: bool) -> bool:
+    """Whether to patch the model with Liger's kernels: `trainer.liger`, with `auto` meaning CUDA + the
+    package installed.
+
+    Raises:
+        ConfigError: `liger: true` on CPU, or without the package.
+    """
+    import importlib.util
+
+    from lmtune.errors import ConfigError
+
+    installed = importlib.util.find_spec("liger_kernel") is not None
+    if t.liger is True:
+        if not on_cuda:
+            raise ConfigError("trainer.liger: true needs CUDA (Liger's kernels are Triton GPU kernels)")
+        if not installed:
+            raise ConfigError("trainer.liger: true needs the liger-kernel package: pip install 'lmtune[gpu]'")
+    return on_cuda and installed and t.liger is not False

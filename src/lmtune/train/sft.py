@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.config.training import TrainerConfig
-from lmtune.errors import TrainingError
+from lmtune.errors import ConfigError, TrainingError
 from lmtune.rundir import RunDir, atomic_write_text
 from lmtune.schema import RunConfig
 from lmtune.train import checkpoints, distributed
@@ -70,7 +70,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     """
     from transformers import set_seed
 
-    from lmtune.data.prepare import load_or_prepare
+    from lmtune.data.prepare import load_or_prepare, load_prepared
     from lmtune.models.load import load_model, load_tokenizer, resolve_model_path
     from lmtune.train import preflight
     from lmtune.train.callbacks import AlreadyFinished
@@ -88,12 +88,27 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
             rundir.write_config(cfg)
             resolved = resolve_model_path(cfg.model.path)
             rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
-        data = load_or_prepare(cfg, rundir, tokenizer)
+        # The others read what the main process prepared (their own file stamps may differ, e.g. on
+        # another machine, and must not make them prepare again into the shared directory).
+        data = load_or_prepare(cfg, rundir, tokenizer) if state.is_main_process else load_prepared(rundir)
+    sharded = distributed.shards(state)[0] > 1
+    if sharded and not (methods.is_adapter(cfg.method) or cfg.method.type == "full"):
+        raise ConfigError(
+            f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
+            "shards: use DDP (`--nproc N` without a sharding config) or ZeRO-2"
+        )
     base = load_model(cfg.model)
     use_cache = base.config.use_cache
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
     model = methods.prepare(base, cfg.method)
-    report = preflight.check(model, tokenizer, data.train, cfg)
+    report = preflight.check(
+        model,
+        tokenizer,
+        data.train,
+        cfg,
+        shards=distributed.shards(state),
+        local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+    )
     log.info(
         "preflight: %d rows, %d trained tokens, peak memory ~%.2f GiB of %.2f GiB (%s)",
         report.rows,
@@ -128,9 +143,12 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         guard.detach()
         base.config.use_cache = use_cache  # Trainer switched it off for training (`use_cache=False`)
 
-    weights = rundir.adapter if methods.is_adapter(cfg.method) else rundir.model
-    if state.is_main_process:
+    if sharded:
+        weights = save_final_sharded(trainer, tokenizer, cfg, rundir)
+    elif state.is_main_process:
         weights = save_final(model, tokenizer, cfg, rundir)
+    else:
+        weights = rundir.adapter if methods.is_adapter(cfg.method) else rundir.model
     state.wait_for_everyone()
     return TrainResult(
         run_dir=rundir.root,
@@ -202,7 +220,7 @@ def training_arguments(
     `gradient_checkpointing`: the preflight's decision; None means only an explicit `true` turns it on."""
     import torch
 
-    from lmtune.train.preflight import train_device
+    from lmtune.train.preflight import train_device, use_liger
 
     on_cuda = train_device(cfg) == "cuda"
     checkpointing = (
@@ -231,6 +249,7 @@ def training_arguments(
         "use_cpu": not on_cuda,
         "bf16": on_cuda and torch.cuda.is_bf16_supported(),
         "use_liger_kernel": use_liger(t, on_cuda),
+        "ddp_timeout": distributed.TIMEOUT_S,
         "torch_compile": t.compile,
         "seed": cfg.seed,
         "data_seed": cfg.seed,
@@ -243,26 +262,6 @@ def training_arguments(
         # A non-finite loss is an error (NonFiniteGuard), not something to hide.
         "logging_nan_inf_filter": False,
     }
-
-
-def use_liger(t: TrainerConfig, on_cuda: bool) -> bool:
-    """Whether to patch the model with Liger's kernels: `trainer.liger`, with `auto` meaning CUDA + the
-    package installed.
-
-    Raises:
-        ConfigError: `liger: true` on CPU, or without the package.
-    """
-    import importlib.util
-
-    from lmtune.errors import ConfigError
-
-    installed = importlib.util.find_spec("liger_kernel") is not None
-    if t.liger is True:
-        if not on_cuda:
-            raise ConfigError("trainer.liger: true needs CUDA (Liger's kernels are Triton GPU kernels)")
-        if not installed:
-            raise ConfigError("trainer.liger: true needs the liger-kernel package: pip install 'lmtune[gpu]'")
-    return on_cuda and installed and t.liger is not False
 
 
 def standard_callbacks(rundir: RunDir, t: TrainerConfig) -> tuple[NonFiniteGuard, list[TrainerCallback]]:
@@ -290,6 +289,29 @@ def save_final(
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     shutil.rmtree(other, ignore_errors=True)
+    return out
+
+
+def save_final_sharded(
+    trainer: Trainer, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, rundir: RunDir
+) -> Path:
+    """`save_final` for weights spread over the processes (FSDP, ZeRO-3): every process takes part in
+    transformers' `save_model`, which gathers the full weights and writes them from the main process
+    (adapters as PEFT writes them, full models as `save_pretrained`); then the same rename."""
+    out, other = (
+        (rundir.adapter, rundir.model) if methods.is_adapter(cfg.method) else (rundir.model, rundir.adapter)
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    main = trainer.accelerator.is_main_process
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))
+    if main:
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+        shutil.rmtree(other, ignore_errors=True)
     return out
 
 

@@ -171,6 +171,15 @@ def test_auto_checkpointing_turns_on_only_when_the_run_does_not_fit(
     assert "turn on trainer.gradient_checkpointing" not in str(err.value)
 
 
+def test_processes_on_one_cpu_machine_share_its_ram(
+    lora_model: Any, tiny_tokenizer: Any, make_rows: Callable[..., Any], run_config: Callable[..., RunConfig]
+) -> None:
+    alone = check(lora_model, tiny_tokenizer, make_rows(), run_config())
+    shared = check(lora_model, tiny_tokenizer, make_rows(), run_config(), local_processes=2)
+    assert shared.available_bytes == pytest.approx(alone.available_bytes / 2, rel=0.05)
+    assert shared.available_source == "available RAM, shared by 2 processes"
+
+
 def test_trainer_gets_the_preflight_decision(run_config: Callable[..., RunConfig], tmp_path: Path) -> None:
     from lmtune.rundir import RunDir
     from lmtune.train.sft import training_arguments
@@ -198,6 +207,12 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
     checkpointed = estimate_memory(full, tokens, gradient_checkpointing=True)
     assert checkpointed.activations == tokens * 4 * (c.num_hidden_layers * c.hidden_size + per_layer) + logits
     assert checkpointed.total < est.total
+    fused = estimate_memory(full, tokens, gradient_checkpointing=False, fused_loss=True)
+    assert fused.activations == est.activations - logits  # Liger's fused loss never holds the logits
+    sharded = estimate_memory(full, tokens, gradient_checkpointing=False, shards=(4, 4))  # FSDP on 4
+    assert (sharded.weights, sharded.gradients, sharded.optimizer) == (n, n, 2 * n)
+    zero2 = estimate_memory(full, tokens, gradient_checkpointing=False, shards=(1, 2))
+    assert (zero2.weights, zero2.gradients) == (4 * n, 2 * n)
 
     lora = methods.prepare(AutoModelForCausalLM.from_pretrained(tiny_model_dir), LoraConfig(rank=4, alpha=8))
     trainable = sum(p.numel() for p in lora.parameters() if p.requires_grad)
@@ -220,7 +235,8 @@ def test_liger_and_compile_reach_the_trainer_arguments(
 
     from lmtune.errors import ConfigError
     from lmtune.rundir import RunDir
-    from lmtune.train.sft import training_arguments, use_liger
+    from lmtune.train.preflight import use_liger
+    from lmtune.train.sft import training_arguments
 
     rundir = RunDir(tmp_path / "run")
     cfg = run_config()  # device cpu, liger auto, compile off
