@@ -2,14 +2,16 @@
 to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py      # the first layout, no replay
-    # the committed result (docs/methods.md, "Memory experts"):
+    # the committed results (docs/methods.md, "Memory experts", has every command): e.g.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py --facts 200 --epochs 10 --replay 0.25 \
-        --gate --layers 8 16 24 --num-keys 104
+        --gate --layers 8 16 24 --num-keys 104 --phrasings 6
+    # each method in its own process, then one report (same settings, hence the same batches):
+    .venv/bin/python benchmarks/memory_recall.py --combine mem.json lora.json --out results.json
 
 1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute, four
    relations), each trained as a chat (short system turn, question, answer sentence) with an
-   assistant-only loss. Each of `--epochs` epochs asks every fact once, cycling through its 3 training
-   phrasings, plus `--replay` x facts real chatterbot exchanges (a fresh sample each epoch, never one of
+   assistant-only loss. Each of `--epochs` epochs asks every fact once, cycling through its
+   `--phrasings` (3 to 6) training phrasings, plus `--replay` x facts real chatterbot exchanges (a fresh sample each epoch, never one of
    the general-loss exchanges of step 4), in a seeded shuffled order; batches of `--batch-size`.
 2. Each method starts from the same base and trains on the same batches in the same order for the same
    steps (AdamW without weight decay, the method's own parameter groups, linear warm-up over 5% of the
