@@ -11,8 +11,9 @@ to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
 1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute, four
    relations), each trained as a chat (short system turn, question, answer sentence) with an
    assistant-only loss. Each of `--epochs` epochs asks every fact once, cycling through its
-   `--phrasings` (3 to 6) training phrasings, plus `--replay` x facts real chatterbot exchanges (a fresh sample each epoch, never one of
-   the general-loss exchanges of step 4), in a seeded shuffled order; batches of `--batch-size`.
+   `--phrasings` (3 to 6) training phrasings, plus `--replay` x facts real chatterbot exchanges (a
+   fresh sample each epoch, never one of the general-loss exchanges of step 4), in a seeded shuffled
+   order; batches of `--batch-size`.
 2. Each method starts from the same base and trains on the same batches in the same order for the same
    steps (AdamW without weight decay, the method's own parameter groups, linear warm-up over 5% of the
    steps then linear decay, gradients clipped at 1): memory experts, and LoRA on every linear layer at
