@@ -133,7 +133,7 @@ def process_state(cfg: RunConfig) -> PartialState:
     from lmtune.train.preflight import train_device
 
     on_cpu = train_device(cfg) != "cuda"
-    sharded = [name for name, var in SHARDED_ENGINES.items() if os.environ.get(var, "").lower() == "true"]
+    sharded = [name for name in SHARDED_ENGINES if _engine_on(name)]
     if sharded and on_cpu:
         raise ConfigError(_cpu_refusal(sharded[0]))
     return PartialState(cpu=on_cpu, timeout=timedelta(seconds=TIMEOUT_S))
@@ -173,9 +173,14 @@ def shards(state: PartialState) -> tuple[int, int]:
     FSDP and ZeRO-3 split both over the processes, ZeRO-2 the gradients and optimizer state, DDP
     neither. Read from the variables `accelerate launch` sets."""
     n = state.num_processes
-    if os.environ.get(SHARDED_ENGINES["FSDP"], "").lower() == "true":
+    if _engine_on("FSDP"):
         return n, n
-    if os.environ.get(SHARDED_ENGINES["DeepSpeed"], "").lower() == "true":
+    if _engine_on("DeepSpeed"):
         stage = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0") or 0)
         return (n if stage >= 3 else 1), (n if stage >= 2 else 1)
     return 1, 1
+
+
+def _engine_on(name: str) -> bool:
+    """Whether `accelerate launch` started this process for the engine `name` of `SHARDED_ENGINES`."""
+    return os.environ.get(SHARDED_ENGINES[name], "").lower() == "true"

@@ -91,7 +91,8 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         # The others read what the main process prepared (their own file stamps may differ, e.g. on
         # another machine, and must not make them prepare again into the shared directory).
         data = load_or_prepare(cfg, rundir, tokenizer) if state.is_main_process else load_prepared(rundir)
-    sharded = distributed.shards(state)[0] > 1
+    shards = distributed.shards(state)
+    sharded = shards[0] > 1
     if sharded and not (methods.is_adapter(cfg.method) or cfg.method.type == "full"):
         raise ConfigError(
             f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
@@ -106,7 +107,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         tokenizer,
         data.train,
         cfg,
-        shards=distributed.shards(state),
+        shards=shards,
         local_processes=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
     )
     log.info(
@@ -148,7 +149,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     elif state.is_main_process:
         weights = save_final(model, tokenizer, cfg, rundir)
     else:
-        weights = rundir.adapter if methods.is_adapter(cfg.method) else rundir.model
+        weights, _ = _final_folder(cfg, rundir)
     state.wait_for_everyone()
     return TrainResult(
         run_dir=rundir.root,
@@ -279,16 +280,10 @@ def save_final(
 ) -> Path:
     """Write the trained weights + tokenizer to `adapter/` or `model/` via a temp folder and a rename,
     and remove the other kind's folder left by an earlier run. Returns the folder."""
-    out, other = (
-        (rundir.adapter, rundir.model) if methods.is_adapter(cfg.method) else (rundir.model, rundir.adapter)
-    )
-    tmp = out.with_name(f".{out.name}.tmp")
+    out, tmp = _final_folder(cfg, rundir)
     shutil.rmtree(tmp, ignore_errors=True)
     methods.save_weights(model, cfg.method, tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    shutil.rmtree(other, ignore_errors=True)
+    _publish(tmp, tokenizer, cfg, rundir)
     return out
 
 
@@ -298,21 +293,30 @@ def save_final_sharded(
     """`save_final` for weights spread over the processes (FSDP, ZeRO-3): every process takes part in
     transformers' `save_model`, which gathers the full weights and writes them from the main process
     (adapters as PEFT writes them, full models as `save_pretrained`); then the same rename."""
-    out, other = (
-        (rundir.adapter, rundir.model) if methods.is_adapter(cfg.method) else (rundir.model, rundir.adapter)
-    )
-    tmp = out.with_name(f".{out.name}.tmp")
+    out, tmp = _final_folder(cfg, rundir)
     main = trainer.accelerator.is_main_process
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
     trainer.accelerator.wait_for_everyone()
     trainer.save_model(str(tmp))
     if main:
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
-        shutil.rmtree(other, ignore_errors=True)
+        _publish(tmp, tokenizer, cfg, rundir)
     return out
+
+
+def _final_folder(cfg: RunConfig, rundir: RunDir) -> tuple[Path, Path]:
+    """`adapter/` or `model/` for the method, and the temp folder written before the rename."""
+    out = rundir.adapter if methods.is_adapter(cfg.method) else rundir.model
+    return out, out.with_name(f".{out.name}.tmp")
+
+
+def _publish(tmp: Path, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig, rundir: RunDir) -> None:
+    """Add the tokenizer to `tmp`, rename it into place, and remove the other kind's folder."""
+    out, _ = _final_folder(cfg, rundir)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    shutil.rmtree(rundir.model if out == rundir.adapter else rundir.adapter, ignore_errors=True)
 
 
 def resume_point(rundir: RunDir, resume: bool, clear: bool = True) -> Path | None:
