@@ -401,7 +401,7 @@ def _frozen_reference(s: Session, model: torch.nn.Module, device: torch.device) 
 
     if methods.base_view(model, s.view.method) is not None:
         return None
-    ref = load_model(s.view.model).eval().to(device)
+    ref = load_model(s.view.model, device=device.type).eval().to(device)
     ref.requires_grad_(False)
     return ref
 

@@ -82,16 +82,15 @@ def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignR
 def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
     """The start model as a one-output sequence classifier (a new, seeded score head) with the method
     applied: LoRA on the body with the score head fully trained, or everything trained."""
-    import torch
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    from lmtune.models.load import resolve_model_path
+    from lmtune.models.load import resolve_model_path, torch_dtype
 
     set_seed(s.cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(s.view.model.path),
         num_labels=1,
-        dtype=getattr(torch, s.view.model.dtype),
+        dtype=torch_dtype(s.view.model.dtype),
         trust_remote_code=s.view.model.trust_remote_code,
     )
     model.config.pad_token_id = pad_token_id
@@ -119,9 +118,10 @@ def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
 
 def load_scorer(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
     """Load a saved reward model (frozen, eval mode)."""
-    import torch
     from transformers import AutoModelForSequenceClassification
 
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=getattr(torch, dtype)).eval()
+    from lmtune.models.load import torch_dtype
+
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype(dtype)).eval()
     model.requires_grad_(False)
     return model

@@ -98,8 +98,9 @@ def policy(session: Session) -> torch.nn.Module:
     from transformers import set_seed
 
     from lmtune.models.load import load_model
+    from lmtune.train.preflight import train_device
 
-    base = load_model(session.view.model)
+    base = load_model(session.view.model, device=train_device(session.cfg))
     set_seed(session.cfg.seed)
     return methods.prepare(base, session.view.method)
 
@@ -110,10 +111,11 @@ def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | Non
     from peft import PeftModel
 
     from lmtune.models.load import load_model
+    from lmtune.train.preflight import train_device
 
     if isinstance(model, PeftModel):
         return None
-    ref = load_model(session.view.model).eval()
+    ref = load_model(session.view.model, device=train_device(session.cfg)).eval()
     ref.requires_grad_(False)
     return ref
 

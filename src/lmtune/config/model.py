@@ -14,8 +14,10 @@ class ModelConfig(StrictModel):
     path: str = "smollm2-135m-instruct"
     """A local folder, a hub id (only used when online), or a packaged alias: `smollm2-135m-instruct`
     (real SmolLM2-135M-Instruct, offline) or `tiny` (a tiny random Llama for smoke runs)."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weight dtype when loading."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weight dtype when loading. `auto`: bfloat16 where a CUDA device that supports it is used (weights,
+    activations and adapters in bf16, with no float32 up-cast per adapter layer), float32 on CPU. Set
+    `float32` on CUDA to keep float32 weights (and float32 master weights in full fine-tuning)."""
     trust_remote_code: bool = False
     """Allow code shipped with a hub model to run. Off unless you trust its source."""
     revision: str | None = None

@@ -50,12 +50,13 @@ def load_weights_tokenizer(weights: Path, base: ModelConfig) -> PreTrainedTokeni
 
 def load_full(path: Path, base: ModelConfig) -> PreTrainedModel:
     """A full model folder, in the run's dtype, on the evaluation device, in eval mode."""
-    import torch
     from transformers import AutoModelForCausalLM
+
+    from lmtune.models.load import torch_dtype
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=getattr(torch, base.dtype), trust_remote_code=base.trust_remote_code
+            path, dtype=torch_dtype(base.dtype), trust_remote_code=base.trust_remote_code
         )
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load model folder ({exc})") from None

@@ -39,10 +39,11 @@ def load(
     base_dir: str | Path, weights_dir: str | Path, cfg: FullConfig, dtype: str = "float32"
 ) -> PreTrainedModel:
     """Load the saved full model; the base folder is not needed (the weights folder is a whole model)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+    from lmtune.models.load import torch_dtype
+
+    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
 
 
 def is_adapter(cfg: FullConfig) -> bool:

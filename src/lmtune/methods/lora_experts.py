@@ -117,11 +117,12 @@ def load(
     Raises:
         ModelLoadError: the saved tensors do not match the wrappers `cfg` builds on this base.
     """
-    import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=getattr(torch, dtype))
+    from lmtune.models.load import torch_dtype
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype(dtype))
     model = _wrap(base, cfg)
     saved = load_file(str(Path(weights_dir) / WEIGHTS_NAME))
     expected = {n for n, _ in model.named_parameters() if trains(n, cfg)}

@@ -225,14 +225,15 @@ def load(
     Raises:
         OSError: a file of the folder is missing. ValueError: the folder's memory does not fit its config.
     """
-    import torch
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
+
+    from lmtune.models.load import torch_dtype
 
     folder = Path(weights_dir)
     meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     saved = MemoryExpertsConfig.model_validate(meta["method"])
-    model = AutoModelForCausalLM.from_pretrained(folder / meta["base"], dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(folder / meta["base"], dtype=torch_dtype(dtype))
     insert(model, saved)
     tensors = load_file(str(folder / WEIGHTS_FILE))
     for i, memory in memory_layers(model).items():

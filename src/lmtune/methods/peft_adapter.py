@@ -27,15 +27,29 @@ QUANTIZATION_FILE = "base_quantization.json"
 
 
 def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
-    """Wrap `model` with a new adapter; only the adapter trains. A quantized base is first prepared the
-    QLoRA way (every base weight frozen, 16-bit non-quantized weights such as norms upcast to float32)."""
+    """Wrap `model` with a new adapter; only the adapter trains.
+
+    On a bfloat16 model (`model.dtype: auto` on CUDA) the adapter is made in bfloat16 as well: PEFT's
+    default keeps adapters in float32 and up-casts every adapter layer's input to it, which costs about
+    15 % of a LoRA step on a GPU (../docs/performance.md). A quantized bf16 base keeps its bf16 norms and
+    embeddings. On float32 and float16 models a quantized base is first prepared the QLoRA way (every
+    base weight frozen, 16-bit non-quantized weights such as norms up-cast to float32) and the adapter
+    is float32, as PEFT does."""
+    import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     from lmtune.models.quantize import quantization_of
 
-    if quantization_of(model) != "none":
+    bf16 = model.dtype == torch.bfloat16
+    if quantization_of(model) != "none" and not bf16:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    return get_peft_model(model, peft_config)
+    wrapped = get_peft_model(model, peft_config, autocast_adapter_dtype=not bf16)
+    if bf16:
+        # PEFT matches an adapter to its base layer's dtype, except over a quantized (uint8) weight.
+        for param in wrapped.parameters():
+            if param.requires_grad and param.dtype != torch.bfloat16:
+                param.data = param.data.to(torch.bfloat16)
+    return wrapped
 
 
 def trains_any(name: str, markers: Iterable[str]) -> bool:

@@ -235,10 +235,11 @@ def load(
     base_dir: str | Path, weights_dir: str | Path, cfg: UpcycleConfig, dtype: str = "float32"
 ) -> PreTrainedModel:
     """Load the saved MoE model; the dense base is not needed (the folder is a whole model)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=getattr(torch, dtype))
+    from lmtune.models.load import torch_dtype
+
+    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
 
 
 def is_adapter(cfg: UpcycleConfig) -> bool:

@@ -17,6 +17,7 @@ from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2_ALIAS = "smollm2-135m-instruct"
@@ -128,22 +129,33 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_model(cfg: ModelConfig, **kwargs: Any) -> PreTrainedModel:
-    """The base model of `cfg`, in `cfg.dtype`; with `cfg.quantization` its linear layers are loaded
-    quantized by bitsandbytes (see `lmtune.models.quantize`)."""
+def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
+    """The torch dtype of a `model.dtype` setting. `auto` is bfloat16 on a CUDA device that supports it
+    and float32 elsewhere; `device` is where the model will run (`cpu`/`cuda`; None: CUDA if present)."""
     import torch
+
+    if name != "auto":
+        return getattr(torch, name)  # type: ignore[no-any-return]
+    on_cuda = torch.cuda.is_available() and (device is None or device == "cuda")
+    return torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_model(cfg: ModelConfig, device: str | None = None, **kwargs: Any) -> PreTrainedModel:
+    """The base model of `cfg`, in `cfg.dtype` (`auto` resolved for `device`, see `torch_dtype`); with
+    `cfg.quantization` its linear layers are loaded quantized by bitsandbytes (`lmtune.models.quantize`)."""
     from transformers import AutoModelForCausalLM
 
     from lmtune.models.quantize import bnb_config, exact_cpu_kernels
 
     where = resolve_model_path(cfg.path)
-    quantization = bnb_config(cfg.quantization, cfg.dtype)
+    dtype = torch_dtype(cfg.dtype, device)
+    quantization = bnb_config(cfg.quantization, dtype)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     try:
         model = AutoModelForCausalLM.from_pretrained(
             where,
-            dtype=getattr(torch, cfg.dtype),
+            dtype=dtype,
             trust_remote_code=cfg.trust_remote_code,
             revision=cfg.revision,
             **kwargs,

@@ -32,14 +32,13 @@ MERGE_REFUSAL: dict[Quantization, str | None] = {
 """Why a base with this quantization cannot be folded into a float export (None: it can, exactly)."""
 
 
-def bnb_config(quantization: Quantization, dtype: str) -> BitsAndBytesConfig | None:
+def bnb_config(quantization: Quantization, dtype: torch.dtype) -> BitsAndBytesConfig | None:
     """transformers' BitsAndBytesConfig for `quantization` (None for `none`).
 
     4-bit settings follow the QLoRA recipe: double quantisation on, compute in the model's `dtype`.
     """
     if quantization == "none":
         return None
-    import torch
     from transformers import BitsAndBytesConfig
 
     if quantization == "int8":
@@ -47,7 +46,7 @@ def bnb_config(quantization: Quantization, dtype: str) -> BitsAndBytesConfig | N
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization,
-        bnb_4bit_compute_dtype=getattr(torch, dtype),
+        bnb_4bit_compute_dtype=dtype,
         bnb_4bit_use_double_quant=True,
     )
 

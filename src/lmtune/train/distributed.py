@@ -176,9 +176,20 @@ def shards(state: PartialState) -> tuple[int, int]:
     if _engine_on("FSDP"):
         return n, n
     if _engine_on("DeepSpeed"):
-        stage = int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0") or 0)
+        stage = zero_stage()
         return (n if stage >= 3 else 1), (n if stage >= 2 else 1)
     return 1, 1
+
+
+def weights_sharded() -> bool:
+    """Whether the engine holds the weights in its own sharded form (FSDP, ZeRO-3), on any number of
+    processes: then only the engine's gathering save (`Trainer.save_model`) can write them."""
+    return _engine_on("FSDP") or (_engine_on("DeepSpeed") and zero_stage() >= 3)
+
+
+def zero_stage() -> int:
+    """DeepSpeed's ZeRO stage as `accelerate launch` passes it (0 when not set)."""
+    return int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "0") or 0)
 
 
 def _engine_on(name: str) -> bool:

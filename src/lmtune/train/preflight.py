@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,9 @@ GIB = 1 << 30
 LOGIT_COPIES = 3
 """float32 vocabulary-sized tensors alive at the peak of a step: the log-softmax output the
 cross-entropy keeps for its backward pass, the gradient arriving at it and the gradient of the logits."""
+FUSED_LOGIT_BYTES = 10
+"""Bytes per element of the logits chunk Liger's fused linear cross-entropy holds: the bf16 logits, and
+their float32 copy and gradient."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def check(
     if local_processes > 1 and train_device(cfg) == "cpu":
         available //= local_processes
         source += f", shared by {local_processes} processes"
-    fused = use_liger(cfg.trainer, train_device(cfg) == "cuda")
+    fused = use_liger(cfg.trainer, train_device(cfg) == "cuda", sharded_adapter(cfg))  # Liger's kernels
     setting = cfg.trainer.gradient_checkpointing
     checkpointing = setting is True
     memory = estimate_memory(model, batch_tokens, checkpointing, fused_loss=fused, shards=shards)
@@ -193,11 +197,15 @@ def estimate_memory(
                   With gradient checkpointing only each layer's input is kept, plus one layer
                   recomputed: T x b x (L x H + a).
 
-    With `fused_loss` (Liger's fused linear cross-entropy, which works in chunks and never holds the
-    logits) the vocabulary term is left out. `shards` = (s_w, s_o) divides the weights by s_w and the
+    With `fused_loss` (Liger's kernels: fused linear cross-entropy, RMSNorm, SwiGLU, RoPE) the layers keep
+    fewer activations (`layer_activation_elements(fused=True)`) and the vocabulary term is replaced by
+    what the fused loss holds: the gradient of its input (T x H x b) and one chunk of float32 logits with
+    their gradient, chunk x V x 10 bytes, chunk = T / ceil(V / H) rounded up to a power of two (Liger's
+    choice). `shards` = (s_w, s_o) divides the weights by s_w and the
     gradients and optimizer state by s_o (FSDP / ZeRO spread them over the processes).
 
-    Calibrated on CPU against measured peaks (benchmarks/memory_estimate.py, docs/performance.md).
+    Checked against measured peaks on CPU (benchmarks/memory_estimate.py) and on an H100
+    (benchmarks/train_throughput.py); docs/performance.md has the ratios.
     """
     weights = sum(p.numel() * p.element_size() for p in model.parameters()) // shards[0]
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -207,23 +215,33 @@ def estimate_memory(
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     vocab = int(getattr(config, "vocab_size", 0) or 0)
     act_bytes = next(model.parameters()).element_size()
-    per_layer = layer_activation_elements(config)
+    per_layer = layer_activation_elements(config, fused=fused_loss)
     if gradient_checkpointing:
         kept = batch_tokens * act_bytes * (layers * hidden + per_layer)
     else:
         kept = batch_tokens * act_bytes * layers * per_layer
-    logits = 0 if fused_loss else batch_tokens * vocab * 4 * LOGIT_COPIES
+    if fused_loss:
+        chunk = (
+            1 << max(0, math.ceil(batch_tokens / max(1, math.ceil(vocab / max(hidden, 1)))) - 1).bit_length()
+        )
+        logits = batch_tokens * hidden * act_bytes + chunk * vocab * FUSED_LOGIT_BYTES
+    else:
+        logits = batch_tokens * vocab * 4 * LOGIT_COPIES
     return MemoryEstimate(weights, gradients, 2 * gradients, kept + logits)
 
 
-def layer_activation_elements(config: Any) -> int:
-    """Elements one decoder layer keeps per token for the backward pass: a = 7 H + 3 kv + 4 I.
+def layer_activation_elements(config: Any, fused: bool = False) -> int:
+    """Elements one decoder layer keeps per token for the backward pass: a = 7 H + 3 kv + 4 I, or with
+    Liger's fused kernels (`fused`) a = 6 H + 2 kv + 3 I.
 
     H hidden size, kv = key/value heads x head size, I the MLP's intermediate size (per token: top-k x
     expert size in a mixture of experts). Counted on a Llama-style layer: the two RMSNorms' inputs and
     outputs (4 H), the query (H) and key/value (2 kv) projections, the rotated query and key the
     attention keeps (H + kv), the attention output (H), and the gated MLP's gate, up, activation and
-    product (4 I). The attention kernel keeps no T x T scores (SDPA / flash).
+    product (4 I). The attention kernel keeps no T x T scores (SDPA / flash). Liger's RMSNorm keeps only
+    its input, its RoPE keeps neither unrotated query nor key, and its SwiGLU keeps gate and up and
+    recomputes the activation: 2 H (inputs) + 2 H (normed outputs, the next projections' input) + H
+    (rotated query) + 2 kv (rotated key, value) + H (attention output) + 3 I (gate, up, product).
     """
     hidden = int(getattr(config, "hidden_size", 0) or 0)
     heads = int(getattr(config, "num_attention_heads", 0) or 0) or 1
@@ -235,7 +253,10 @@ def layer_activation_elements(config: Any) -> int:
         intermediate = experts_per_token * expert_size
     else:
         intermediate = int(getattr(config, "intermediate_size", 0) or 0) * max(experts_per_token, 1)
-    return 7 * hidden + 3 * kv_heads * head_dim + 4 * (intermediate or 4 * hidden)
+    intermediate = intermediate or 4 * hidden
+    if fused:
+        return 6 * hidden + 2 * kv_heads * head_dim + 3 * intermediate
+    return 7 * hidden + 3 * kv_heads * head_dim + 4 * intermediate
 
 
 def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
@@ -277,12 +298,21 @@ def train_device(cfg: RunConfig) -> str:
             return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def use_liger(t: TrainerConfig, on_cuda: bool) -> bool:
+def sharded_adapter(cfg: RunConfig) -> bool:
+    """Whether this process trains an adapter over weights FSDP / ZeRO-3 holds sharded."""
+    from lmtune import methods
+    from lmtune.train import distributed
+
+    return distributed.weights_sharded() and methods.is_adapter(cfg.method)
+
+
+def use_liger(t: TrainerConfig, on_cuda: bool, sharded_adapter: bool = False) -> bool:
     """Whether to patch the model with Liger's kernels: `trainer.liger`, with `auto` meaning CUDA + the
-    package installed.
+    package installed, and not for an adapter over FSDP / ZeRO-3 sharded weights (`sharded_adapter`):
+    Liger's fused loss reads the output head's weight directly, which is still a shard there.
 
     Raises:
-        ConfigError: `liger: true` on CPU, or without the package.
+        ConfigError: `liger: true` on CPU, without the package, or for a sharded adapter run.
     """
     import importlib.util
 
@@ -294,4 +324,9 @@ def use_liger(t: TrainerConfig, on_cuda: bool) -> bool:
             raise ConfigError("trainer.liger: true needs CUDA (Liger's kernels are Triton GPU kernels)")
         if not installed:
             raise ConfigError("trainer.liger: true needs the liger-kernel package: pip install 'lmtune[gpu]'")
-    return on_cuda and installed and t.liger is not False
+        if sharded_adapter:
+            raise ConfigError(
+                "trainer.liger: true cannot train an adapter over FSDP / ZeRO-3 sharded weights (Liger's "
+                "fused loss reads the sharded output head): use liger: auto or false"
+            )
+    return on_cuda and installed and t.liger is not False and not sharded_adapter

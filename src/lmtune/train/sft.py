@@ -92,13 +92,13 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         # another machine, and must not make them prepare again into the shared directory).
         data = load_or_prepare(cfg, rundir, tokenizer) if state.is_main_process else load_prepared(rundir)
     shards = distributed.shards(state)
-    sharded = shards[0] > 1
+    sharded = distributed.weights_sharded()
     if sharded and not (methods.is_adapter(cfg.method) or cfg.method.type == "full"):
         raise ConfigError(
             f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
             "shards: use DDP (`--nproc N` without a sharding config) or ZeRO-2"
         )
-    base = load_model(cfg.model)
+    base = load_model(cfg.model, device=preflight.train_device(cfg))
     use_cache = base.config.use_cache
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
     model = methods.prepare(base, cfg.method)
@@ -221,7 +221,7 @@ def training_arguments(
     `gradient_checkpointing`: the preflight's decision; None means only an explicit `true` turns it on."""
     import torch
 
-    from lmtune.train.preflight import train_device, use_liger
+    from lmtune.train.preflight import sharded_adapter, train_device, use_liger
 
     on_cuda = train_device(cfg) == "cuda"
     checkpointing = (
@@ -249,7 +249,7 @@ def training_arguments(
         "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "use_cpu": not on_cuda,
         "bf16": on_cuda and torch.cuda.is_bf16_supported(),
-        "use_liger_kernel": use_liger(t, on_cuda),
+        "use_liger_kernel": use_liger(t, on_cuda, sharded_adapter(cfg)),
         "ddp_timeout": distributed.TIMEOUT_S,
         "torch_compile": t.compile,
         "seed": cfg.seed,

@@ -1,11 +1,14 @@
 """The CUDA fast path against the plain path on the same batches: Liger kernels (and `torch.compile`)
-must not change what is learned. Skipped without CUDA; run with `pytest -m gpu` on a GPU machine with
-the `gpu` extra installed. The compile test comes first: Liger patches transformers' Llama modules for
-the whole process, so a "plain" run after the Liger one would not be plain."""
+must not change what is learned, and adapters are bf16 on CUDA. Skipped without CUDA; run with
+`pytest -m gpu` on a GPU machine with the `gpu` extra installed. Each training run is a fresh process:
+Liger patches transformers' Llama modules for the whole process, so a "plain" run after a Liger one
+(this file's or another test's) would not be plain."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -31,8 +34,24 @@ def _losses(run_config: Callable[..., RunConfig], name: str, **trainer: Any) -> 
         | {"device": "cuda"}
         | trainer,
     )
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+        return fresh.submit(_train, cfg).result()
+
+
+def _train(cfg: RunConfig) -> list[float]:
     result = run(cfg)
     return list(train_losses(RunDir(result.run_dir)).values())
+
+
+def test_lora_adapters_are_bf16_on_cuda_by_default(run_config: Callable[..., RunConfig]) -> None:
+    from lmtune import methods
+    from lmtune.models.load import load_model
+
+    cfg = run_config(name="dtypes", method={"type": "lora", "rank": 8}, trainer={"device": "cuda"})
+    assert cfg.model.dtype == "auto"
+    model = methods.prepare(load_model(cfg.model, device="cuda"), cfg.method)
+    trainable = {p.dtype for p in model.parameters() if p.requires_grad}
+    assert trainable == {torch.bfloat16}
 
 
 def test_compiled_losses_match_the_plain_path_within_one_percent(

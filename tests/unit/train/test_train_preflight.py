@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -208,7 +209,13 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
     assert checkpointed.activations == tokens * 4 * (c.num_hidden_layers * c.hidden_size + per_layer) + logits
     assert checkpointed.total < est.total
     fused = estimate_memory(full, tokens, gradient_checkpointing=False, fused_loss=True)
-    assert fused.activations == est.activations - logits  # Liger's fused loss never holds the logits
+    # Liger: leaner layers, and the fused loss holds its input's gradient and one logits chunk, never all
+    fused_layer = 6 * c.hidden_size + 2 * kv + 3 * c.intermediate_size
+    assert layer_activation_elements(c, fused=True) == fused_layer < per_layer
+    chunk = 1 << (math.ceil(tokens / math.ceil(c.vocab_size / c.hidden_size)) - 1).bit_length()
+    fused_loss = tokens * c.hidden_size * 4 + chunk * c.vocab_size * 10
+    assert fused.activations == tokens * c.num_hidden_layers * fused_layer * 4 + fused_loss
+    assert fused.total < est.total
     sharded = estimate_memory(full, tokens, gradient_checkpointing=False, shards=(4, 4))  # FSDP on 4
     assert (sharded.weights, sharded.gradients, sharded.optimizer) == (n, n, 2 * n)
     zero2 = estimate_memory(full, tokens, gradient_checkpointing=False, shards=(1, 2))
@@ -261,3 +268,23 @@ def test_liger_and_compile_reach_the_trainer_arguments(
         assert use_liger(run_config(trainer={"liger": False}).trainer, on_cuda=True) is False
     with pytest.raises(ConfigError, match=r"pip install 'lmtune\[gpu\]'"):
         use_liger(forced.trainer, on_cuda=True)
+
+
+def test_liger_stays_off_for_an_adapter_over_sharded_weights(
+    run_config: Callable[..., RunConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Liger's fused loss reads the output head's weight directly: under FSDP that is a shard (seen on an
+    H100: `aten.mm.out got mixed torch.Tensor and DTensor`), so auto leaves Liger off and true is refused."""
+    from lmtune.errors import ConfigError
+    from lmtune.train.preflight import sharded_adapter, use_liger
+
+    lora, full = run_config(), run_config(method={"type": "full"})
+    assert not sharded_adapter(lora)
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert sharded_adapter(lora) and not sharded_adapter(full)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: object())
+    assert use_liger(lora.trainer, on_cuda=True, sharded_adapter=True) is False
+    assert use_liger(full.trainer, on_cuda=True, sharded_adapter=False) is True
+    forced = run_config(trainer={"liger": True})
+    with pytest.raises(ConfigError, match=r"^trainer.liger: true cannot train an adapter over FSDP"):
+        use_liger(forced.trainer, on_cuda=True, sharded_adapter=True)

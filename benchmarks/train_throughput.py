@@ -1,0 +1,393 @@
+"""GPU training throughput and peak memory: plain HF + PEFT, the best peer that installs offline, and
+lmtune, side by side in one run on one GPU (`make bench-gpu`).
+
+Method (as the reference baselines measured it): random-weight Llama-shaped models (Llama-3.2-1B and
+Llama-3.1-8B shapes) built in bf16 on the GPU, SDPA attention, random token batches of `seq` tokens, a
+plain loop (forward under bf16 autocast, backward, fused AdamW step) with `torch.cuda.synchronize()`
+around each step; tokens/s = batch x seq / median step time after the warm-up steps; peak = the largest
+`torch.cuda.max_memory_allocated()` over the steps. LoRA r16 alpha 32 on q,k,v,o,gate,up,down. Each
+(regime, variant) runs in a fresh process, so one variant's kernel patches never reach another.
+
+Variants:
+  hf      PEFT defaults: adapters in float32 with every adapter input up-cast; QLoRA as PEFT documents
+          it (`prepare_model_for_kbit_training`: norms, embeddings and head up-cast to float32).
+  peer    the best peer that installs offline: Liger kernels (RoPE, RMSNorm, SwiGLU, fused linear
+          cross-entropy) patched into the model classes + bf16 adapters (no up-cast), QLoRA without the
+          float32 up-casts.
+  lmtune  lmtune's own preparation of the same model: `methods.prepare` with lmtune's LoRA / full
+          config (bf16 adapters on a bf16 model, `peft_adapter.wrap`), Liger applied the way the SFT
+          stage's `trainer.liger: auto` applies it (transformers' `apply_liger_kernel` on the instance),
+          and the preflight's memory estimate for the step, reported against the measured peak.
+
+FLOPs per token (no credit for recomputation), N = weights multiplied per token incl. the LM head:
+  full 6N + 12 L s d;  LoRA 4N + 12 L s d + 6 N_lora;  MFU = tokens/s x FLOPs/token / 989e12 (H100).
+
+Usage:
+  python benchmarks/train_throughput.py                       # every regime, every variant
+  python benchmarks/train_throughput.py --regimes 1b-lora 1b-full --steps 8
+  python benchmarks/train_throughput.py --regimes tiny-lora --device cpu   # smoke run, no GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+PEAK_FLOPS = 989e12
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+VARIANTS = ("hf", "peer", "lmtune")
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "train_throughput.json"
+
+SHAPES: dict[str, dict[str, Any]] = {
+    "1b": {  # Llama-3.2-1B
+        "hidden_size": 2048,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 8192,
+        "vocab_size": 128256,
+        "tie_word_embeddings": True,
+        "head_dim": 64,
+    },
+    "8b": {  # Llama-3.1-8B
+        "hidden_size": 4096,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+        "intermediate_size": 14336,
+        "vocab_size": 128256,
+        "tie_word_embeddings": False,
+        "head_dim": 128,
+    },
+    "tiny": {  # smoke runs on CPU
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 128,
+        "vocab_size": 512,
+        "tie_word_embeddings": True,
+        "head_dim": 16,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Regime:
+    shape: str
+    mode: str  # lora | qlora | full
+    batch: int
+    checkpointing: bool
+    seq: int = 2048
+
+
+REGIMES = {
+    "1b-lora": Regime("1b", "lora", 4, False),
+    "8b-lora": Regime("8b", "lora", 2, False),
+    "8b-lora-ckpt": Regime("8b", "lora", 1, True),
+    "1b-qlora": Regime("1b", "qlora", 8, True),
+    "8b-qlora": Regime("8b", "qlora", 4, True),
+    "1b-full": Regime("1b", "full", 4, False),
+    "tiny-lora": Regime("tiny", "lora", 2, False, seq=64),
+    "tiny-full": Regime("tiny", "full", 2, True, seq=64),
+    "tiny-qlora": Regime("tiny", "qlora", 2, True, seq=64),
+}
+
+
+def flops_per_token(regime: Regime, rank: int = 16) -> float:
+    c = SHAPES[regime.shape]
+    d, layers, ffn, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
+    dq = c["num_attention_heads"] * c["head_dim"]
+    dkv = c["num_key_value_heads"] * c["head_dim"]
+    n_mm = layers * (d * dq + 2 * d * dkv + dq * d + 3 * d * ffn) + d * vocab
+    attn = 12 * layers * regime.seq * dq
+    if regime.mode == "full":
+        return 6 * n_mm + attn
+    n_lora = layers * rank * ((d + dq) + 2 * (d + dkv) + (dq + d) + 3 * (d + ffn))
+    return 4 * n_mm + attn + 6 * n_lora
+
+
+def build_base(regime: Regime, device: str) -> Any:
+    """The random-weight model, in bf16 on CUDA (float32 on CPU); 4-bit NF4 linear layers for QLoRA."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        **SHAPES[regime.shape],
+        max_position_embeddings=131072,
+        rms_norm_eps=1e-5,
+        hidden_act="silu",
+        use_cache=False,
+        attention_bias=False,
+        mlp_bias=False,
+    )
+    config._attn_implementation = "sdpa"
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    with torch.device(device):
+        model = LlamaForCausalLM(config)
+    torch.set_default_dtype(previous)
+    if regime.mode == "qlora":
+        to_nf4(model, dtype)
+    return model
+
+
+def to_nf4(model: Any, dtype: Any) -> None:
+    """Replace the decoder's linear layers by bitsandbytes NF4 layers (double quantisation, compute in
+    `dtype`), as `from_pretrained(quantization_config=...)` stores them; marks the model 4-bit for PEFT."""
+    import bitsandbytes as bnb
+    import torch
+
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, child in list(parent.named_children()):
+                if not isinstance(child, torch.nn.Linear):
+                    continue
+                q = bnb.nn.Linear4bit(
+                    child.in_features,
+                    child.out_features,
+                    bias=False,
+                    compute_dtype=dtype,
+                    compress_statistics=True,
+                    quant_type="nf4",
+                    device="meta",
+                )
+                q.weight = bnb.nn.Params4bit(
+                    child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4"
+                ).to(child.weight.device)
+                setattr(parent, name, q)
+                del child
+    model.is_loaded_in_4bit = True
+    torch.cuda.empty_cache()
+
+
+def prepare(model: Any, regime: Regime, variant: str) -> Any:
+    """The variant's preparation of the base: adapters, kernels, checkpointing."""
+    import torch
+
+    if regime.checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if regime.mode != "full":
+            model.enable_input_require_grads()
+    if variant == "lmtune":
+        from transformers.integrations.liger import apply_liger_kernel
+
+        from lmtune import methods
+        from lmtune.methods.full import FullConfig
+        from lmtune.methods.lora import LoraConfig
+
+        cfg = FullConfig() if regime.mode == "full" else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
+        model = methods.prepare(model, cfg)
+        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
+            apply_liger_kernel(model, None)  # what `trainer.liger: auto` has the SFT stage's Trainer do
+        return model
+    if regime.mode == "full":
+        return model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    lora = PeftLoraConfig(
+        r=16, lora_alpha=32, lora_dropout=0.0, bias="none", target_modules=TARGETS, task_type="CAUSAL_LM"
+    )
+    if variant == "hf":
+        if regime.mode == "qlora":
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=regime.checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},
+            )
+        return get_peft_model(model, lora)
+    model = get_peft_model(model, lora, autocast_adapter_dtype=False)
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data = param.data.to(next(model.get_base_model().parameters()).dtype)
+    return model
+
+
+def run_one(name: str, variant: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
+    """One regime in one variant, in this process."""
+    import torch
+
+    regime = REGIMES[name]
+    record: dict[str, Any] = {"regime": name, "variant": variant, **dataclasses.asdict(regime)}
+    cuda = device == "cuda"
+    if variant == "peer" and cuda:
+        from liger_kernel.transformers import apply_liger_kernel_to_llama
+
+        apply_liger_kernel_to_llama(
+            rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=True
+        )
+    started = time.perf_counter()
+    base = build_base(regime, device)
+    record["build_s"] = time.perf_counter() - started
+    started = time.perf_counter()  # from here: "command to first optimizer step", model load excluded
+    model = prepare(base, regime, variant)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda)
+    record["trainable_params"] = sum(p.numel() for p in params)
+    record["trainable_dtypes"] = sorted({str(p.dtype).removeprefix("torch.") for p in params})
+    if variant == "lmtune":
+        from lmtune.train.preflight import estimate_memory
+
+        estimate = estimate_memory(model, regime.batch * regime.seq, regime.checkpointing, fused_loss=cuda)
+        record["estimate_GiB"] = estimate.total / 2**30
+    vocab = SHAPES[regime.shape]["vocab_size"]
+    generator = torch.Generator(device=device).manual_seed(1)
+    batches = [
+        torch.randint(0, vocab, (regime.batch, regime.seq), device=device, generator=generator)
+        for _ in range(4)
+    ]
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    times, losses = [], []
+    for step in range(warmup + steps):
+        batch = batches[step % len(batches)]
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=cuda):
+            loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+        losses.append(float(loss.detach()))
+        if step == 0:
+            record["first_step_s"] = time.perf_counter() - started
+    timed = times[warmup:]
+    median = statistics.median(timed)
+    tokens_per_s = regime.batch * regime.seq / median
+    record.update(
+        status="ok",
+        step_s=median,
+        tokens_per_s=tokens_per_s,
+        mfu=tokens_per_s * flops_per_token(regime) / PEAK_FLOPS,
+        losses=losses,
+    )
+    if cuda:
+        record["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+        if "estimate_GiB" in record:
+            record["estimate_ratio"] = record["estimate_GiB"] / record["peak_GiB"]
+    return record
+
+
+def run_isolated(name: str, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+    """`run_one` in a fresh process; a crash or out-of-memory becomes a record with its reason."""
+    cmd = [sys.executable, __file__, "--one", name, variant, "--warmup", str(args.warmup)]
+    cmd += ["--steps", str(args.steps), "--device", args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("RECORD "):
+            return dict(json.loads(line.removeprefix("RECORD ")))
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    status = "OOM" if any("OutOfMemory" in line for line in tail) else "error"
+    return {"regime": name, "variant": variant, "status": status, "error": " | ".join(tail)[-400:]}
+
+
+def summary(records: list[dict[str, Any]]) -> list[str]:
+    """One line per record, and lmtune's ratios to the other two variants."""
+    lines = []
+    by_key = {(r["regime"], r["variant"]): r for r in records}
+    for r in records:
+        if r["status"] != "ok":
+            lines.append(f"{r['regime']:13s} {r['variant']:7s} {r['status']}: {r.get('error', '')[:160]}")
+            continue
+        line = (
+            f"{r['regime']:13s} {r['variant']:7s} {r['tokens_per_s']:9.0f} tok/s  "
+            f"peak {r.get('peak_GiB', float('nan')):6.2f} GiB  MFU {100 * r['mfu']:5.1f}%  "
+            f"first step {r['first_step_s']:5.1f} s"
+        )
+        if r["variant"] == "lmtune":
+            for other in ("hf", "peer"):
+                o = by_key.get((r["regime"], other))
+                if o and o["status"] == "ok":
+                    line += f"  x{r['tokens_per_s'] / o['tokens_per_s']:.2f} vs {other}"
+            if "estimate_ratio" in r:
+                line += f"  estimate/peak {r['estimate_ratio']:.3f}"
+        lines.append(line)
+    return lines
+
+
+def loss_parity(records: list[dict[str, Any]], regime: str) -> float | None:
+    """Largest relative difference between lmtune's and HF + PEFT's losses on the same batches."""
+    by_variant = {r["variant"]: r for r in records if r["regime"] == regime and r["status"] == "ok"}
+    if "hf" not in by_variant or "lmtune" not in by_variant:
+        return None
+    pairs = zip(by_variant["hf"]["losses"], by_variant["lmtune"]["losses"], strict=True)
+    return max(abs(b - a) / abs(a) for a, b in pairs)
+
+
+def environment(device: str) -> dict[str, Any]:
+    import peft
+    import torch
+    import transformers
+
+    env = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+    }
+    try:
+        from importlib.metadata import version
+
+        env["liger_kernel"] = version("liger-kernel")
+    except Exception:  # the peer needs it on CUDA; report it missing rather than fail the header
+        env["liger_kernel"] = "missing"
+    return env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--regimes", nargs="+", default=[n for n in REGIMES if not n.startswith("tiny")])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--one", nargs=2, metavar=("REGIME", "VARIANT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print("RECORD " + json.dumps(run_one(*args.one, args.warmup, args.steps, args.device)), flush=True)
+        return
+    unknown = sorted(set(args.regimes) - set(REGIMES))
+    if unknown:
+        parser.error(f"unknown regimes {unknown}; known: {sorted(REGIMES)}")
+    env = environment(args.device)
+    print("ENV " + json.dumps(env), flush=True)
+    records = []
+    for name in args.regimes:
+        for variant in args.variants:
+            record = run_isolated(name, variant, args)
+            records.append(record)
+            print(summary([*records[:-1], record])[-1], flush=True)
+    parity = {name: loss_parity(records, name) for name in args.regimes}
+    print("SUMMARY")
+    for line in summary(records):
+        print(line)
+    for name, worst in parity.items():
+        if worst is not None:
+            print(f"loss parity {name}: lmtune vs hf, largest relative difference {worst:.4%}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"env": env, "records": records, "loss_parity": parity}, indent=1) + "\n")
+    print(f"wrote {os.path.relpath(args.out)}")
+
+
+if __name__ == "__main__":
+    main()
