@@ -26,6 +26,9 @@ Usage:
   python benchmarks/train_throughput.py                       # every regime, every variant
   python benchmarks/train_throughput.py --regimes 1b-lora 1b-full --steps 8
   python benchmarks/train_throughput.py --regimes tiny-lora --device cpu   # smoke run, no GPU
+  python benchmarks/train_throughput.py --recheck-estimates benchmarks/results/train_throughput.json
+      # the current memory estimate of each measured LoRA / full regime (model built on the meta
+      # device, no GPU needed) against the peak that run measured
 """
 
 from __future__ import annotations
@@ -286,6 +289,43 @@ def run_one(name: str, variant: str, warmup: int, steps: int, device: str) -> di
     return record
 
 
+def recheck_estimates(results: Path) -> list[str]:
+    """The current `estimate_memory` of each lmtune LoRA / full record in `results` against its measured
+    peak. The model is built on the meta device (shapes and dtypes only), as bf16 + Liger on CUDA."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from lmtune import methods
+    from lmtune.methods.full import FullConfig
+    from lmtune.methods.lora import LoraConfig
+    from lmtune.train.preflight import estimate_memory
+
+    lines = []
+    for run in json.loads(results.read_text())["runs"]:
+        for r in run["records"]:
+            if r["variant"] != "lmtune" or r["mode"] == "qlora" or r["status"] != "ok":
+                continue
+            regime = REGIMES[r["regime"]]
+            torch.set_default_dtype(torch.bfloat16)
+            with torch.device("meta"):
+                model = LlamaForCausalLM(LlamaConfig(**SHAPES[regime.shape], use_cache=False))
+            torch.set_default_dtype(torch.float32)
+            cfg = (
+                FullConfig()
+                if regime.mode == "full"
+                else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
+            )
+            model = methods.prepare(model, cfg)
+            total = estimate_memory(
+                model, regime.batch * regime.seq, regime.checkpointing, fused_loss=True
+            ).total
+            lines.append(
+                f"{r['regime']:13s} estimate {total / 2**30:6.2f} GiB  measured {r['peak_GiB']:6.2f} GiB  "
+                f"ratio {total / 2**30 / r['peak_GiB']:.3f}"
+            )
+    return lines
+
+
 def run_isolated(name: str, variant: str, args: argparse.Namespace) -> dict[str, Any]:
     """`run_one` in a fresh process; a crash or out-of-memory becomes a record with its reason."""
     cmd = [sys.executable, __file__, "--one", name, variant, "--warmup", str(args.warmup)]
@@ -361,8 +401,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--append", action="store_true", help="add this run to the runs already in --out")
+    parser.add_argument("--recheck-estimates", type=Path, metavar="RESULTS")
     parser.add_argument("--one", nargs=2, metavar=("REGIME", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.recheck_estimates:
+        print("\n".join(recheck_estimates(args.recheck_estimates)))
+        return
     if args.one:
         print("RECORD " + json.dumps(run_one(*args.one, args.warmup, args.steps, args.device)), flush=True)
         return
@@ -385,7 +430,10 @@ def main() -> None:
         if worst is not None:
             print(f"loss parity {name}: lmtune vs hf, largest relative difference {worst:.4%}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"env": env, "records": records, "loss_parity": parity}, indent=1) + "\n")
+    runs = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
+    command = "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:])
+    runs.append({"env": env, "command": command, "records": records, "loss_parity": parity})
+    args.out.write_text(json.dumps({"runs": runs}, indent=1) + "\n")
     print(f"wrote {os.path.relpath(args.out)}")
 
 

@@ -57,3 +57,55 @@ def test_smollm2_alias_is_a_real_safetensors_folder(smollm2_dir: Path) -> None:
     assert config["vocab_size"] == 49152
     assert (smollm2_dir / "model.safetensors").is_file()
     assert not list(smollm2_dir.glob("*.bin")), "weights must be safetensors only"
+
+
+def test_auto_dtype_is_bf16_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from lmtune.models.load import torch_dtype
+
+    assert torch_dtype("float16") == torch.float16 and torch_dtype("float32", "cuda") == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert torch_dtype("auto") == torch.bfloat16
+    assert torch_dtype("auto", "cuda") == torch.bfloat16
+    assert torch_dtype("auto", "cpu") == torch.float32  # a CPU run on a GPU machine keeps float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert torch_dtype("auto", "cuda") == torch.float32  # pre-Ampere GPUs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert torch_dtype("auto") == torch.float32
+
+
+def test_adapters_follow_a_bf16_base_without_float32_copies(tiny_model_dir: Path) -> None:
+    """PEFT's default keeps adapters in float32 and up-casts every adapter input; on a bf16 base (the
+    CUDA default) lmtune keeps them bf16, and on a float32 base float32."""
+    import torch
+
+    from lmtune import methods
+    from lmtune.methods.ia3 import Ia3Config
+    from lmtune.methods.lora import LoraConfig
+
+    for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        for method in (LoraConfig(rank=4), Ia3Config()):
+            model = methods.prepare(load_model(ModelConfig(path=str(tiny_model_dir), dtype=dtype)), method)
+            assert {p.dtype for p in model.parameters() if p.requires_grad} == {expected}, (dtype, method)
+
+
+def test_a_quantized_bf16_base_keeps_bf16_norms_and_bf16_adapters(tiny_model_dir: Path) -> None:
+    """QLoRA on bf16: no float32 up-cast of norms and embeddings (PEFT's kbit preparation), and the
+    adapter over the uint8 4-bit weights is made bf16 too."""
+    import torch
+
+    from lmtune import methods
+    from lmtune.methods.lora import LoraConfig
+
+    base = load_model(ModelConfig(path=str(tiny_model_dir), dtype="bfloat16", quantization="nf4"))
+    model = methods.prepare(base, LoraConfig(rank=4))
+    assert {p.dtype for p in model.parameters() if p.requires_grad} == {torch.bfloat16}
+    norms = {p.dtype for n, p in model.named_parameters() if "norm" in n}
+    assert norms == {torch.bfloat16}
+    upcast = methods.prepare(
+        load_model(ModelConfig(path=str(tiny_model_dir), dtype="float32", quantization="nf4")),
+        LoraConfig(rank=4),
+    )
+    assert {p.dtype for p in upcast.parameters() if p.requires_grad} == {torch.float32}

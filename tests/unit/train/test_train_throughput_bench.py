@@ -1,0 +1,52 @@
+"""benchmarks/train_throughput.py on CPU with the tiny shape: the three variants run the same batches,
+lmtune's preparation matches plain HF + PEFT step for step, and the report adds up. (The GPU numbers
+come from `make bench-gpu`; this only keeps the script working.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "train_throughput.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["train_throughput"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("regime", ["tiny-lora", "tiny-qlora", "tiny-full"])
+def test_variants_train_the_same_batches_to_the_same_losses(bench: ModuleType, regime: str) -> None:
+    records = [bench.run_one(regime, variant, 1, 3, "cpu") for variant in bench.VARIANTS]
+    assert [r["status"] for r in records] == ["ok"] * 3
+    hf, _, lmtune = records
+    assert len(hf["losses"]) == len(lmtune["losses"]) == 4
+    assert hf["trainable_params"] == lmtune["trainable_params"]
+    assert lmtune["losses"] == pytest.approx(hf["losses"], rel=1e-4)  # float32 on CPU: same updates
+    assert bench.loss_parity(records, regime) < 1e-4
+    assert all(r["tokens_per_s"] > 0 and r["first_step_s"] > 0 for r in records)
+    lines = bench.summary(records)
+    assert len(lines) == 3 and "vs hf" in lines[2] and "vs peer" in lines[2]
+
+
+def test_lora_flops_and_the_full_run_report(bench: ModuleType, tmp_path: Path) -> None:
+    regime = bench.REGIMES["1b-lora"]
+    full = bench.Regime("1b", "full", 4, False)
+    # LoRA skips the frozen weights' gradients: 4N + attention + 6 x adapter params vs 6N + attention.
+    assert bench.flops_per_token(regime) < bench.flops_per_token(full)
+    out = tmp_path / "results.json"
+    argv = ["--regimes", "tiny-lora", "--device", "cpu", "--warmup", "1", "--steps", "2", "--out", str(out)]
+    bench.subprocess.run([sys.executable, str(SCRIPT), *argv], check=True, capture_output=True)
+    runs = json.loads(out.read_text())["runs"]
+    assert len(runs) == 1 and [r["variant"] for r in runs[0]["records"]] == list(bench.VARIANTS)
+    assert runs[0]["loss_parity"]["tiny-lora"] < 1e-4
