@@ -130,3 +130,53 @@ def test_two_process_checkpoint_resumes_in_one_process(runs: dict[str, Any], tin
     assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in range(4, STEPS + 1):
         assert resumed[step] == pytest.approx(single[step], abs=1e-4), step
+
+
+FSDP2 = Path(__file__).resolve().parents[2] / "configs/accelerate/fsdp2.yaml"
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_fsdp2_on_two_processes_follows_one_process_and_saves_whole_weights(
+    runs: dict[str, Any], tiny_model_dir: Path, method: str
+) -> None:
+    """FSDP2 (weights, gradients and optimizer state sharded over 2 gloo processes) learns what one
+    process learns, and the engine's gathering save writes whole weights that load without lmtune."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    root: Path = runs["root"]
+    kind = {"type": method} if method == "full" else {"type": "lora", "rank": 4, "alpha": 8, "dropout": 0.0}
+    single_dir = runs["single"]
+    if method == "full":
+        single = _write_config(root, tiny_model_dir, "single_full", learning_rate=1e-3)
+        _set_method(single, kind)
+        _train(single)
+        single_dir = root / "runs/single_full"
+    sharded = _write_config(
+        root, tiny_model_dir, f"fsdp_{method}", learning_rate=1e-3 if method == "full" else 5e-3
+    )
+    _set_method(sharded, kind)
+    _train(sharded, "trainer.batch_size=2", "--nproc", "2", "--accelerate-config", str(FSDP2))
+    one, two = _losses(single_dir), _losses(root / f"runs/fsdp_{method}")
+    assert sorted(two) == list(range(1, STEPS + 1))
+    for step in one:
+        assert two[step] == pytest.approx(one[step], abs=1e-4), step
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    if method == "full":
+        saved = AutoModelForCausalLM.from_pretrained(root / f"runs/fsdp_{method}/model")
+        reference = AutoModelForCausalLM.from_pretrained(single_dir / "model")
+    else:
+        saved = PeftModel.from_pretrained(base, root / f"runs/fsdp_{method}/adapter")
+        reference = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir), single_dir / "adapter"
+        )
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        assert torch.allclose(saved(ids).logits, reference(ids).logits, atol=1e-3)
+
+
+def _set_method(config: Path, method: dict[str, Any]) -> None:
+    cfg = yaml.safe_load(config.read_text())
+    cfg["method"] = method
+    config.write_text(yaml.safe_dump(cfg))

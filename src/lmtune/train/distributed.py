@@ -101,7 +101,7 @@ def launch_processes(
     from lmtune.train.preflight import train_device
 
     engine = config_engine(launch.accelerate_config) if launch.accelerate_config else None
-    if engine in SHARDED_ENGINES and train_device(cfg) != "cuda":
+    if engine in CUDA_ONLY_ENGINES and train_device(cfg) != "cuda":
         raise ConfigError(_cpu_refusal(engine))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return subprocess.run(launch_command(launch, config, overrides, resume), env=env, check=False).returncode
@@ -133,7 +133,7 @@ def process_state(cfg: RunConfig) -> PartialState:
     from lmtune.train.preflight import train_device
 
     on_cpu = train_device(cfg) != "cuda"
-    sharded = [name for name in SHARDED_ENGINES if _engine_on(name)]
+    sharded = [name for name in CUDA_ONLY_ENGINES if _engine_on(name)]
     if sharded and on_cpu:
         raise ConfigError(_cpu_refusal(sharded[0]))
     return PartialState(cpu=on_cpu, timeout=timedelta(seconds=TIMEOUT_S))
@@ -166,6 +166,8 @@ def _cpu_refusal(engine: str) -> str:
 
 SHARDED_ENGINES = {"FSDP": "ACCELERATE_USE_FSDP", "DeepSpeed": "ACCELERATE_USE_DEEPSPEED"}
 """Engines an accelerate config can ask for, and the variable `accelerate launch` sets for each."""
+CUDA_ONLY_ENGINES = ("DeepSpeed",)
+"""Engines refused on CPU. FSDP2 also runs over gloo on CPU processes (tests/integration)."""
 
 
 def shards(state: PartialState) -> tuple[int, int]:

@@ -86,16 +86,25 @@ def test_shipped_accelerate_configs_load_in_accelerate(name: str, engine: str) -
         assert loaded.deepspeed_config["zero_stage"] == int(name[-6])
 
 
-def test_fsdp_or_deepspeed_on_cpu_is_refused_before_launch(run_config: Callable[..., RunConfig]) -> None:
+def test_deepspeed_on_cpu_is_refused_before_launch(run_config: Callable[..., RunConfig]) -> None:
     cfg = run_config()  # trainer.device: cpu
-    launch = Launch(nproc=2, accelerate_config=ACCELERATE_CONFIGS / "fsdp2.yaml")
+    launch = Launch(nproc=2, accelerate_config=ACCELERATE_CONFIGS / "deepspeed_zero2.yaml")
     with pytest.raises(
-        ConfigError, match=r"asks for FSDP, which needs CUDA devices, but this run trains on CPU"
+        ConfigError, match=r"asks for DeepSpeed, which needs CUDA devices, but this run trains on CPU"
     ):
         distributed.launch_processes(launch, cfg, "run.yaml", [], resume=False)
 
 
-def test_fsdp_env_on_cpu_is_refused_in_the_worker(
+def test_fsdp_on_cpu_is_not_refused(
+    run_config: Callable[..., RunConfig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    state = distributed.process_state(run_config())  # FSDP2 runs over gloo (tests/integration)
+    assert state.num_processes == 1
+    assert distributed.weights_sharded() and distributed.shards(state) == (1, 1)
+
+
+def test_deepspeed_env_on_cpu_is_refused_in_the_worker(
     run_config: Callable[..., RunConfig], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
