@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: quickstart test test-all lint format docs bench-cpu clean
+.PHONY: quickstart test test-all lint format docs bench-gpu clean
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ lint: $(BIN)/.installed
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix src tests benchmarks
 	$(BIN)/ruff format src tests benchmarks
+
+# GPU throughput and memory: HF + PEFT, the best peer (Liger + bf16 adapters) and lmtune side by side on
+# one GPU (benchmarks/RESULTS.md). Needs CUDA; installs the `gpu` extra (liger-kernel) first.
+bench-gpu: $(BIN)/.installed
+	$(PIP) install -q -e '.[gpu]'
+	$(BIN)/python benchmarks/train_throughput.py
 
 docs: $(BIN)/.installed
 	$(BIN)/lmtune config reference > docs/config-reference.md

@@ -30,8 +30,8 @@ def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
     """Wrap `model` with a new adapter; only the adapter trains.
 
     On a bfloat16 model (`model.dtype: auto` on CUDA) the adapter is made in bfloat16 as well: PEFT's
-    default keeps adapters in float32 and up-casts every adapter layer's input to it, which costs about
-    15 % of a LoRA step on a GPU (../docs/performance.md). A quantized bf16 base keeps its bf16 norms and
+    default keeps adapters in float32 and up-casts every adapter layer's input to it, a cost on every
+    step (docs/performance.md, benchmarks/RESULTS.md). A quantized bf16 base keeps its bf16 norms and
     embeddings. On float32 and float16 models a quantized base is first prepared the QLoRA way (every
     base weight frozen, 16-bit non-quantized weights such as norms up-cast to float32) and the adapter
     is float32, as PEFT does."""

@@ -135,7 +135,7 @@ def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
     import torch
 
     if name != "auto":
-        return getattr(torch, name)  # type: ignore[no-any-return]
+        return getattr(torch, name)
     on_cuda = torch.cuda.is_available() and (device is None or device == "cuda")
     return torch.bfloat16 if on_cuda and torch.cuda.is_bf16_supported() else torch.float32
 
