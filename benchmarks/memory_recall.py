@@ -166,6 +166,7 @@ def main() -> None:
     parser.add_argument("--value-dim", type=int, default=64)
     parser.add_argument("--value-lr-ratio", type=float, default=300.0)
     parser.add_argument("--gate", action="store_true", help="memory layers with a per-token gate")
+    parser.add_argument("--query-noise", type=float, default=0.0, help="routing-query noise in training")
     parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--seed", type=int, default=0)
@@ -223,6 +224,7 @@ def main() -> None:
         value_dim=args.value_dim,
         value_lr_ratio=args.value_lr_ratio,
         gate=args.gate,
+        query_noise=args.query_noise,
     )
     rank = max(1, round(parameter_count(memory_cfg, hidden) / per_rank))
     configs: dict[str, tuple[Any, float]] = {

@@ -67,6 +67,10 @@ class MemoryExpertsConfig(StrictModel):
     weight per hidden unit and a bias, trained at the learning rate), so the memory can stay silent on
     text it does not store. It learns to shut only where training shows it ordinary text: mix general
     data into the training set (see docs/methods.md)."""
+    query_noise: float = Field(default=0.0, ge=0)
+    """In training only, add Gaussian noise of this standard deviation to every routing query (whose
+    entries start at unit variance), so a fact is also written into the experts next to the ones its
+    training phrasings reach, where a new phrasing's query may land. 0: no noise."""
 
     @model_validator(mode="after")
     def _check(self) -> MemoryExpertsConfig:
@@ -166,7 +170,9 @@ def insert(model: PreTrainedModel, cfg: MemoryExpertsConfig) -> PreTrainedModel:
     hidden = model.config.get_text_config().hidden_size
     device = next(model.parameters()).device
     for i in resolve_layers(cfg.layers, len(blocks)):
-        layer = MemoryLayer(hidden, cfg.num_keys, cfg.topk, cfg.key_dim, cfg.value_dim, cfg.gate).to(device)
+        layer = MemoryLayer(
+            hidden, cfg.num_keys, cfg.topk, cfg.key_dim, cfg.value_dim, cfg.gate, cfg.query_noise
+        ).to(device)
         blocks[i].add_module(ATTRIBUTE, layer)
         blocks[i].register_forward_hook(_add_memory)
     return model

@@ -10,6 +10,9 @@ For a hidden state h (one token), with n sub-keys per half (a bank of N = n² ex
     m(h)       = g r W_o sum_{e in E} w_e V[e]        V[e] in R^value_dim: one small value vector per expert
     g          = sigmoid(w_g . (h / r - c) + b_g)     optional per-token gate (g = 1 without it)
 
+In training, q may carry Gaussian noise (`query_noise`), so that the experts near the ones a fact's
+training phrasings reach learn it too.
+
 and the block's output becomes h + m(h). c is the mean of h / r over every token seen in training
 (a running average, frozen at evaluation): a trained model's hidden states share a large common
 direction (mean pairwise cosine ~0.55 in SmolLM2's middle blocks), which without centring sends most
@@ -75,7 +78,14 @@ class MemoryLayer(nn.Module):
     """How many hidden states `center` averages (float64 scalar buffer)."""
 
     def __init__(
-        self, hidden_size: int, num_keys: int, topk: int, key_dim: int, value_dim: int, gate: bool = False
+        self,
+        hidden_size: int,
+        num_keys: int,
+        topk: int,
+        key_dim: int,
+        value_dim: int,
+        gate: bool = False,
+        query_noise: float = 0.0,
     ) -> None:
         """Build the bank.
 
@@ -86,6 +96,7 @@ class MemoryLayer(nn.Module):
             key_dim: query width (each half of the product key has key_dim / 2).
             value_dim: width of each expert's value vector (mapped to hidden_size by the shared W_o).
             gate: multiply m(h) by a per-token gate (see `gate_weight`), so the memory can stay silent.
+            query_noise: standard deviation of the Gaussian noise added to the query in training only.
         """
         super().__init__()
         if key_dim % 2:
@@ -94,6 +105,7 @@ class MemoryLayer(nn.Module):
             raise ValueError(f"topk must be between 1 and num_keys ({num_keys}), got {topk}")
         self.num_keys = num_keys
         self.topk = topk
+        self.query_noise = query_noise
         half = key_dim // 2
         # Unit-variance queries and scores at init, so the top-k softmax starts neither flat nor one-hot.
         self.query = nn.Parameter(torch.randn(key_dim, hidden_size) / math.sqrt(hidden_size))
@@ -127,6 +139,8 @@ class MemoryLayer(nn.Module):
         if self.training:
             self._update_center(x.detach().reshape(-1, x.shape[-1]))
         q = F.linear(x - self.center, self.query)
+        if self.training and self.query_noise > 0:
+            q = q + self.query_noise * torch.randn_like(q)
         q_a, q_b = q.chunk(2, dim=-1)
         scores, indices = product_topk(q_a @ self.keys_a.T, q_b @ self.keys_b.T, self.topk)
         return scores.softmax(dim=-1), indices

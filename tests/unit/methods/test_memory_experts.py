@@ -451,3 +451,28 @@ def test_smollm2_save_load_round_trip(
     methods.save_weights(model, cfg, tmp_path / "weights")
     loaded = methods.load_for_inference(smollm2_dir, tmp_path / "weights", cfg)
     assert (_logits(loaded, batch) - trained).abs().max().item() <= 1e-6
+
+
+def test_query_noise_spreads_training_reads_and_leaves_evaluation_exact() -> None:
+    """With `query_noise` a token reads more distinct experts over repeated training passes (a fact
+    lands next to where its phrasings route), while evaluation stays deterministic and noise-free."""
+    torch.manual_seed(0)
+    noisy = MemoryLayer(hidden_size=64, num_keys=16, topk=4, key_dim=16, value_dim=8, query_noise=1.0)
+    plain = MemoryLayer(hidden_size=64, num_keys=16, topk=4, key_dim=16, value_dim=8)
+    with torch.no_grad():  # a centre that training passes no longer move (as after a long run)
+        noisy.center.normal_(std=0.1)
+        noisy.seen.fill_(1e15)
+    plain.load_state_dict(noisy.state_dict())
+    h = torch.randn(1, 1, 64)
+
+    def experts_read(layer: MemoryLayer, passes: int) -> set[int]:
+        return {int(i) for _ in range(passes) for i in layer.route(h)[1].flatten()}
+
+    noisy.train()
+    plain.train()
+    assert len(experts_read(plain, 20)) == 4  # no noise: the same 4 experts every pass
+    assert len(experts_read(noisy, 20)) > 8
+    noisy.eval()
+    plain.eval()
+    torch.testing.assert_close(noisy.route(h)[1], plain.route(h)[1])
+    assert len(experts_read(noisy, 20)) == 4
