@@ -201,8 +201,8 @@ def estimate_memory(
     fewer activations (`layer_activation_elements(fused=True)`) and the vocabulary term is replaced by
     what the fused loss holds: the gradient of its input (T x H x b) and one chunk of float32 logits with
     their gradient, chunk x V x 10 bytes, chunk = T / ceil(V / H) rounded up to a power of two (Liger's
-    choice). `shards` = (s_w, s_o) divides the weights by s_w and the
-    gradients and optimizer state by s_o (FSDP / ZeRO spread them over the processes).
+    choice). `shards` = (s_w, s_o) divides the weights by s_w and the gradients and optimizer state by
+    s_o (FSDP / ZeRO spread them over the processes).
 
     Checked against measured peaks on CPU (benchmarks/memory_estimate.py) and on an H100
     (benchmarks/train_throughput.py); docs/performance.md has the ratios.
@@ -221,13 +221,18 @@ def estimate_memory(
     else:
         kept = batch_tokens * act_bytes * layers * per_layer
     if fused_loss:
-        chunk = (
-            1 << max(0, math.ceil(batch_tokens / max(1, math.ceil(vocab / max(hidden, 1)))) - 1).bit_length()
-        )
+        chunk = fused_loss_chunk(batch_tokens, vocab, hidden)
         logits = batch_tokens * hidden * act_bytes + chunk * vocab * FUSED_LOGIT_BYTES
     else:
         logits = batch_tokens * vocab * 4 * LOGIT_COPIES
     return MemoryEstimate(weights, gradients, 2 * gradients, kept + logits)
+
+
+def fused_loss_chunk(tokens: int, vocab: int, hidden: int) -> int:
+    """Rows of logits Liger's fused linear cross-entropy computes at once: tokens / ceil(vocab / hidden),
+    rounded up to a power of two, so that a chunk's logits are about as large as its input."""
+    rows = math.ceil(tokens / max(1, math.ceil(vocab / max(hidden, 1))))
+    return 1 << max(0, rows - 1).bit_length()
 
 
 def layer_activation_elements(config: Any, fused: bool = False) -> int:
