@@ -70,7 +70,8 @@ class MemoryExpertsConfig(StrictModel):
     query_noise: float = Field(default=0.0, ge=0)
     """In training only, add Gaussian noise of this standard deviation to every routing query (whose
     entries start at unit variance), so a fact is also written into the experts next to the ones its
-    training phrasings reach, where a new phrasing's query may land. 0: no noise."""
+    training phrasings reach, where a new phrasing's query may land. 0 (the default): no noise. Measured
+    at 0.5 it hurt: held-out recall 19.5 % against 89.5 % without (docs/methods.md)."""
 
     @model_validator(mode="after")
     def _check(self) -> MemoryExpertsConfig:
