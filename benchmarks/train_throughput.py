@@ -120,8 +120,9 @@ def flops_per_token(regime: Regime, rank: int = 16) -> float:
     return 4 * n_mm + attn + 6 * n_lora
 
 
-def build_base(regime: Regime, device: str) -> Any:
-    """The random-weight model, in bf16 on CUDA (float32 on CPU); 4-bit NF4 linear layers for QLoRA."""
+def build_base(regime: Regime, device: str, dtype: Any = None) -> Any:
+    """The random-weight model, in bf16 on CUDA (float32 on CPU) unless `dtype` says; 4-bit NF4 linear
+    layers for QLoRA. On the meta device: shapes and dtypes only."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -136,7 +137,7 @@ def build_base(regime: Regime, device: str) -> Any:
     )
     config._attn_implementation = "sdpa"
     torch.manual_seed(0)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    dtype = dtype or (torch.bfloat16 if device == "cuda" else torch.float32)
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     with torch.device(device):
@@ -176,6 +177,15 @@ def to_nf4(model: Any, dtype: Any) -> None:
     torch.cuda.empty_cache()
 
 
+def lmtune_method(regime: Regime) -> Any:
+    """lmtune's method config for the regime: full fine-tuning, or LoRA r16 alpha 32 on the seven
+    projections (QLoRA: the same LoRA on the NF4 base)."""
+    from lmtune.methods.full import FullConfig
+    from lmtune.methods.lora import LoraConfig
+
+    return FullConfig() if regime.mode == "full" else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
+
+
 def prepare(model: Any, regime: Regime, variant: str) -> Any:
     """The variant's preparation of the base: adapters, kernels, checkpointing."""
     import torch
@@ -188,11 +198,8 @@ def prepare(model: Any, regime: Regime, variant: str) -> Any:
         from transformers.integrations.liger import apply_liger_kernel
 
         from lmtune import methods
-        from lmtune.methods.full import FullConfig
-        from lmtune.methods.lora import LoraConfig
 
-        cfg = FullConfig() if regime.mode == "full" else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
-        model = methods.prepare(model, cfg)
+        model = methods.prepare(model, lmtune_method(regime))
         if torch.cuda.is_available() and next(model.parameters()).is_cuda:
             apply_liger_kernel(model, None)  # what `trainer.liger: auto` has the SFT stage's Trainer do
         return model
@@ -293,11 +300,8 @@ def recheck_estimates(results: Path) -> list[str]:
     """The current `estimate_memory` of each lmtune LoRA / full record in `results` against its measured
     peak. The model is built on the meta device (shapes and dtypes only), as bf16 + Liger on CUDA."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     from lmtune import methods
-    from lmtune.methods.full import FullConfig
-    from lmtune.methods.lora import LoraConfig
     from lmtune.train.preflight import estimate_memory
 
     lines = []
@@ -306,16 +310,7 @@ def recheck_estimates(results: Path) -> list[str]:
             if r["variant"] != "lmtune" or r["mode"] == "qlora" or r["status"] != "ok":
                 continue
             regime = REGIMES[r["regime"]]
-            torch.set_default_dtype(torch.bfloat16)
-            with torch.device("meta"):
-                model = LlamaForCausalLM(LlamaConfig(**SHAPES[regime.shape], use_cache=False))
-            torch.set_default_dtype(torch.float32)
-            cfg = (
-                FullConfig()
-                if regime.mode == "full"
-                else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
-            )
-            model = methods.prepare(model, cfg)
+            model = methods.prepare(build_base(regime, "meta", torch.bfloat16), lmtune_method(regime))
             total = estimate_memory(
                 model, regime.batch * regime.seq, regime.checkpointing, fused_loss=True
             ).total

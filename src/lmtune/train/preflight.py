@@ -109,7 +109,7 @@ def check(
     if local_processes > 1 and train_device(cfg) == "cpu":
         available //= local_processes
         source += f", shared by {local_processes} processes"
-    fused = use_liger(cfg.trainer, train_device(cfg) == "cuda", sharded_adapter(cfg))  # Liger's kernels
+    fused = liger_on(cfg)  # Liger's kernels
     setting = cfg.trainer.gradient_checkpointing
     checkpointing = setting is True
     memory = estimate_memory(model, batch_tokens, checkpointing, fused_loss=fused, shards=shards)
@@ -301,6 +301,11 @@ def train_device(cfg: RunConfig) -> str:
             return "cuda"
         case "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def liger_on(cfg: RunConfig) -> bool:
+    """`use_liger` for the run `cfg`: its trainer settings, device and engine."""
+    return use_liger(cfg.trainer, train_device(cfg) == "cuda", sharded_adapter(cfg))
 
 
 def sharded_adapter(cfg: RunConfig) -> bool:

@@ -221,7 +221,7 @@ def training_arguments(
     `gradient_checkpointing`: the preflight's decision; None means only an explicit `true` turns it on."""
     import torch
 
-    from lmtune.train.preflight import sharded_adapter, train_device, use_liger
+    from lmtune.train.preflight import liger_on, train_device
 
     on_cuda = train_device(cfg) == "cuda"
     checkpointing = (
@@ -249,7 +249,7 @@ def training_arguments(
         "activation_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
         "use_cpu": not on_cuda,
         "bf16": on_cuda and torch.cuda.is_bf16_supported(),
-        "use_liger_kernel": use_liger(t, on_cuda, sharded_adapter(cfg)),
+        "use_liger_kernel": liger_on(cfg),
         "ddp_timeout": distributed.TIMEOUT_S,
         "torch_compile": t.compile,
         "seed": cfg.seed,
