@@ -36,6 +36,7 @@ import math
 import os
 import platform
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -62,6 +63,8 @@ from lmtune.train.collator import PadCollator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_recall.json"
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py"
+TARGET_RECALL = 0.95
+"""The held-out recall the memory is asked to reach."""
 WIDTHS = (11, 17, 16, 22, 9)
 """Widths of the table's number columns."""
 
@@ -165,20 +168,36 @@ def main() -> None:
     parser.add_argument("--topk", type=int, default=32)
     parser.add_argument("--value-dim", type=int, default=64)
     parser.add_argument("--value-lr-ratio", type=float, default=300.0)
-    parser.add_argument("--gate", action="store_true", help="memory layers with a per-token gate")
+    parser.add_argument(
+        "--gate", action=argparse.BooleanOptionalAction, default=False, help="memory layers with a gate"
+    )
     parser.add_argument("--query-noise", type=float, default=0.0, help="routing-query noise in training")
+    parser.add_argument("--key-dim", type=int, default=128)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 either way; no TF32)")
     parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, help=f"where the report goes (default {RESULTS.name})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--combine", type=Path, nargs="+", help="merge these result files (same settings) into --out and stop"
     )
+    parser.add_argument(
+        "--seeds",
+        type=Path,
+        nargs="+",
+        help="result files of one setting at several seeds: per-seed table and summary (to --out if given)",
+    )
     args = parser.parse_args()
     if args.combine:
-        combine(args.combine, args.out)
+        combine(args.combine, args.out or RESULTS)
+        return
+    if args.seeds:
+        seed_table(args.seeds, args.out)
         return
     started = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
 
     base_dir = resolve_model_path(SMOLLM2_ALIAS)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -194,14 +213,17 @@ def main() -> None:
     rows = _rows(tokenizer, order)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collate = PadCollator(pad_id=pad)
-    batches = [collate(rows[s : s + args.batch_size]) for s in range(0, len(rows), args.batch_size)]
+    batches = [
+        {k: v.to(device) for k, v in collate(rows[s : s + args.batch_size]).items()}
+        for s in range(0, len(rows), args.batch_size)
+    ]
     asked = held_out(facts)
     # Recall in a phrasing that was trained (the last epoch's), on a sample: memorised vs generalised.
     seen = training_epochs(facts, args.epochs, args.phrasings)[-1][:: max(1, args.facts // 50)]
     general = _rows(tokenizer, general_eval)
 
     def fresh() -> torch.nn.Module:
-        return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+        return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).eval()
 
     base = fresh()
     hidden = base.config.hidden_size
@@ -225,6 +247,7 @@ def main() -> None:
         value_lr_ratio=args.value_lr_ratio,
         gate=args.gate,
         query_noise=args.query_noise,
+        key_dim=args.key_dim,
     )
     rank = max(1, round(parameter_count(memory_cfg, hidden) / per_rank))
     configs: dict[str, tuple[Any, float]] = {
@@ -268,6 +291,7 @@ def main() -> None:
     counts = [r["trainable_parameters"] for r in results.values()]
     report = {
         "command": " ".join([COMMAND, *sys.argv[1:]]),
+        "seed": args.seed,
         "model": SMOLLM2_ALIAS,
         "facts": args.facts,
         "epochs": args.epochs,
@@ -283,10 +307,14 @@ def main() -> None:
         "base_recall_held_out_sample": base_recall,
         "budget_ratio": max(counts) / min(counts) if counts else math.nan,
         "methods": results,
-        "machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
+        "machine": (
+            torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)"
+        ),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    write_report(report, args.out)
+    write_report(report, args.out or RESULTS)
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -324,6 +352,10 @@ SAME = (
 only on these settings and the seed) and were measured on the same questions."""
 
 
+SEED_DEPENDENT = ("base_general_loss", "replay_pool")
+"""Fields of `SAME` that change with the seed (the general-loss sample, hence the replay pool)."""
+
+
 def combine(paths: list[Path], out: Path) -> None:
     """One report from runs of single methods made with the same settings (e.g. two processes, one per
     method, run side by side). Raises SystemExit when the settings differ."""
@@ -340,6 +372,91 @@ def combine(paths: list[Path], out: Path) -> None:
     merged["budget_ratio"] = max(counts) / min(counts)
     merged["total_seconds"] = sum(r["total_seconds"] for r in reports)
     write_report(merged, out)
+
+
+def report_seed(report: dict[str, Any]) -> int:
+    """The seed a report was made with: its `seed` field, or (files written before it existed) the
+    `--seed` of its command (0 when absent)."""
+    if "seed" in report:
+        return int(report["seed"])
+    words = report["command"].split()
+    return int(words[words.index("--seed") + 1]) if "--seed" in words else 0
+
+
+def seed_table(paths: list[Path], out: Path | None) -> dict[str, Any]:
+    """Per seed, each method's held-out recall and general-loss change, and for each method the mean,
+    median and minimum recall over the seeds and how many reach `TARGET_RECALL`; with memory experts and
+    LoRA at one seed, whether the memory's general-loss change is the smaller (in size). Printed, and
+    written to `out` as JSON when given.
+
+    Raises:
+        SystemExit: the files differ in a setting other than the seed (`SAME` less `SEED_DEPENDENT`, plus
+            each method's config), or one seed has a method twice.
+    """
+    reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    fixed = [k for k in SAME if k not in SEED_DEPENDENT]
+    configs: dict[str, Any] = {}
+    runs: dict[int, dict[str, dict[str, Any]]] = {}
+    for path, r in zip(paths, reports, strict=True):
+        differ = [k for k in fixed if r.get(k) != reports[0].get(k)]
+        if differ:
+            raise SystemExit(f"{path}: not the same setting as {paths[0]}: {', '.join(differ)} differ")
+        seed = report_seed(r)
+        for name, m in r["methods"].items():
+            if configs.setdefault(name, m["config"]) != m["config"]:
+                raise SystemExit(f"{path}: {name} has another config than in the other files")
+            if name in runs.setdefault(seed, {}):
+                raise SystemExit(f"{path}: seed {seed} has {name} twice")
+            runs[seed][name] = m
+    methods_seen = sorted({name for by_method in runs.values() for name in by_method})
+    summary: dict[str, Any] = {"files": [p.name for p in paths], "target_recall": TARGET_RECALL}
+    summary["methods"] = {}
+    for name in methods_seen:
+        recalls = [by_method[name]["recall_held_out"] for by_method in runs.values() if name in by_method]
+        summary["methods"][name] = {
+            "seeds": len(recalls),
+            "recall_mean": statistics.fmean(recalls),
+            "recall_median": statistics.median(recalls),
+            "recall_min": min(recalls),
+            "seeds_at_target": sum(r >= TARGET_RECALL for r in recalls),
+        }
+    pairs = [m for m in runs.values() if {"memory_experts", "lora"} <= m.keys()]
+    summary["paired_seeds"] = len(pairs)
+    summary["memory_smaller_general_change"] = sum(
+        abs(m["memory_experts"]["general_loss_change"]) < abs(m["lora"]["general_loss_change"]) for m in pairs
+    )
+    summary["per_seed"] = {
+        str(seed): {
+            name: {k: m[k] for k in ("recall_held_out", "general_loss_change", "trainable_parameters")}
+            for name, m in sorted(by_method.items())
+        }
+        for seed, by_method in sorted(runs.items())
+    }
+    print(f"{'seed':<6}" + "".join(f"{name + ' recall':>24}{'general change':>16}" for name in methods_seen))
+    for seed, by_method in sorted(runs.items()):
+        cells = [
+            f"{by_method[n]['recall_held_out']:>24.1%}{by_method[n]['general_loss_change']:>+16.4f}"
+            if n in by_method
+            else f"{'':>40}"
+            for n in methods_seen
+        ]
+        print(f"{seed:<6}" + "".join(cells))
+    for name, agg in summary["methods"].items():
+        print(
+            f"{name}: mean {agg['recall_mean']:.1%}, median {agg['recall_median']:.1%}, min "
+            f"{agg['recall_min']:.1%}; {agg['seeds_at_target']} of {agg['seeds']} seeds at "
+            f">= {TARGET_RECALL:.0%}"
+        )
+    if pairs:
+        print(
+            "memory experts' general-loss change smaller than LoRA's in "
+            f"{summary['memory_smaller_general_change']} of {len(pairs)} seeds"
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {out}")
+    return summary
 
 
 if __name__ == "__main__":
