@@ -3,26 +3,18 @@ reports, and its refusals. (The recall numbers themselves come from running the 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "memory_recall.py"
-
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("memory_recall", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["memory_recall"] = module
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module: Callable[[str], ModuleType]) -> ModuleType:
+    return benchmark_module("memory_recall")
 
 
 def _report(seed: int | None, methods: dict[str, tuple[float, float]], **overrides: Any) -> dict[str, Any]:

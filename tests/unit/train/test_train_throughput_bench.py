@@ -4,25 +4,18 @@ come from `make bench-gpu`; this only keeps the script working.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "train_throughput.py"
-
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["train_throughput"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
+def bench(benchmark_module: Callable[[str], ModuleType]) -> ModuleType:
+    return benchmark_module("train_throughput")
 
 
 @pytest.mark.parametrize("regime", ["tiny-lora", "tiny-qlora", "tiny-full"])
@@ -46,7 +39,7 @@ def test_lora_flops_and_the_full_run_report(bench: ModuleType, tmp_path: Path) -
     assert bench.flops_per_token(regime) < bench.flops_per_token(full)
     out = tmp_path / "results.json"
     argv = ["--regimes", "tiny-lora", "--device", "cpu", "--warmup", "1", "--steps", "2", "--out", str(out)]
-    bench.subprocess.run([sys.executable, str(SCRIPT), *argv], check=True, capture_output=True)
+    bench.subprocess.run([sys.executable, bench.__file__, *argv], check=True, capture_output=True)
     runs = json.loads(out.read_text())["runs"]
     assert len(runs) == 1 and [r["variant"] for r in runs[0]["records"]] == list(bench.VARIANTS)
     assert runs[0]["loss_parity"]["tiny-lora"] < 1e-4
