@@ -39,6 +39,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -356,16 +357,25 @@ SEED_DEPENDENT = ("base_general_loss", "replay_pool")
 """Fields of `SAME` that change with the seed (the general-loss sample, hence the replay pool)."""
 
 
+def read_reports(paths: list[Path], keys: Sequence[str], refusal: str) -> list[dict[str, Any]]:
+    """The result files `paths`, read.
+
+    Raises:
+        SystemExit: a file differs from the first in one of `keys` ("<file>: <refusal> <first>: ...").
+    """
+    reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    for path, r in zip(paths[1:], reports[1:], strict=True):
+        differ = [k for k in keys if r.get(k) != reports[0].get(k)]
+        if differ:
+            raise SystemExit(f"{path}: {refusal} {paths[0]}: {', '.join(differ)} differ")
+    return reports
+
+
 def combine(paths: list[Path], out: Path) -> None:
     """One report from runs of single methods made with the same settings (e.g. two processes, one per
     method, run side by side). Raises SystemExit when the settings differ."""
-    reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
-    first = reports[0]
-    for path, r in zip(paths[1:], reports[1:], strict=True):
-        differ = [k for k in SAME if r.get(k) != first.get(k)]
-        if differ:
-            raise SystemExit(f"{path}: cannot combine with {paths[0]}: {', '.join(differ)} differ")
-    merged = dict(first)
+    reports = read_reports(paths, SAME, "cannot combine with")
+    merged = dict(reports[0])
     merged["command"] = " && ".join(r["command"] for r in reports)
     merged["methods"] = {name: m for r in reports for name, m in r["methods"].items()}
     counts = [m["trainable_parameters"] for m in merged["methods"].values()]
@@ -393,14 +403,11 @@ def seed_table(paths: list[Path], out: Path | None) -> dict[str, Any]:
         SystemExit: the files differ in a setting other than the seed (`SAME` less `SEED_DEPENDENT`, plus
             each method's config), or one seed has a method twice.
     """
-    reports = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     fixed = [k for k in SAME if k not in SEED_DEPENDENT]
+    reports = read_reports(paths, fixed, "not the same setting as")
     configs: dict[str, Any] = {}
     runs: dict[int, dict[str, dict[str, Any]]] = {}
     for path, r in zip(paths, reports, strict=True):
-        differ = [k for k in fixed if r.get(k) != reports[0].get(k)]
-        if differ:
-            raise SystemExit(f"{path}: not the same setting as {paths[0]}: {', '.join(differ)} differ")
         seed = report_seed(r)
         for name, m in r["methods"].items():
             if configs.setdefault(name, m["config"]) != m["config"]:
