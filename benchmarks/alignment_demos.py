@@ -28,11 +28,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from lmtune import align
-from lmtune.align.start import align_dir
 from lmtune.config import loader
-from lmtune.environment import library_versions
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.environment import library_versions
+from lmtune.runtime.rundir import RunDir
+from lmtune.weights.view import align_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "alignment_demos.json"

@@ -111,9 +111,9 @@ def write_files(convs: list[list[dict[str, str]]], folder: Path) -> tuple[Path, 
 
 
 def run_lmtune(path: Path, folder: Path, tokenizer: Any, num_proc: int, max_length: int) -> dict[str, Any]:
+    from lmtune.config.run import RunConfig
     from lmtune.data.prepare import prepare
-    from lmtune.rundir import RunDir
-    from lmtune.schema import RunConfig
+    from lmtune.runtime.rundir import RunDir
 
     cfg = RunConfig.model_validate(
         {
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
+    from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
 
     model_dir = str(resolve_model_path(SMOLLM2_ALIAS))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -333,7 +333,7 @@ def _memory_child(folder: Path, num_proc: int, max_length: int) -> dict[str, Any
 
     from transformers import AutoTokenizer
 
-    from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
+    from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
 
     def anon_mb() -> int:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -37,10 +37,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lmtune.config.loader import build
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_prepared, prepare
-from lmtune.models.load import SMOLLM2_ALIAS, load_tokenizer, resolve_model_path
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.load import SMOLLM2_ALIAS, load_tokenizer, resolve_model_path
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.collator import IGNORE, PadCollator
 from lmtune.train.sft import run
 

@@ -48,7 +48,7 @@ CHILD = r"""
 import json, os, sys, threading, time
 import psutil
 from lmtune.config.loader import build
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 from lmtune.train import preflight
 from lmtune.train.sft import run
 

@@ -52,14 +52,15 @@ from synthetic_facts import Fact, held_out, make_facts, training_epochs
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
 
 from lmtune import methods
+from lmtune.config.methods.lora import LoraConfig
+from lmtune.config.methods.memory_experts import MemoryExpertsConfig
 from lmtune.data.assets import read_chatterbot
 from lmtune.data.records import RawItem
 from lmtune.data.template import encode_conversation
-from lmtune.evaluate.generate import greedy_generate, render_prompt, stop_token_ids
 from lmtune.evaluate.loss import eval_loss
-from lmtune.methods.lora import LoraConfig
-from lmtune.methods.memory_experts import MemoryExpertsConfig, parameter_count
-from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
+from lmtune.methods.memory_experts import parameter_count
+from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
 from lmtune.train.collator import PadCollator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_recall.json"

@@ -140,7 +140,7 @@ ROWS_TABLE: tuple[Row, ...] = (
 
 def method_types() -> set[str]:
     """The `type` tag of every method in lmtune's method union."""
-    from lmtune.methods import AnyMethod
+    from lmtune.config.methods import AnyMethod
 
     return {cls.model_fields["type"].default for cls in typing.get_args(AnyMethod)}
 
@@ -148,7 +148,7 @@ def method_types() -> set[str]:
 def run_config(row: Row, steps: int, out: Path) -> Any:
     """The RunConfig this row trains with (GSM8K, batch 4, <= 256 tokens, `steps` steps)."""
     from lmtune.config import loader
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     data = {
         "name": "bench",
@@ -240,7 +240,7 @@ def base_parameter_count() -> int:
     """Parameters of the base model, read from its safetensors headers (tied weights stored once)."""
     from safetensors import safe_open
 
-    from lmtune.models.load import resolve_model_path
+    from lmtune.runtime.load import resolve_model_path
 
     total = 0
     for f in sorted(Path(resolve_model_path(MODEL)).glob("*.safetensors")):

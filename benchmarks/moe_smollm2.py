@@ -38,12 +38,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lmtune import methods
 from lmtune.config.loader import build
+from lmtune.config.methods.upcycle import UpcycleConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_prepared
 from lmtune.evaluate.loss import eval_loss
-from lmtune.methods.upcycle import UpcycleConfig
-from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "moe_smollm2.json"

@@ -33,11 +33,11 @@ from transformers import AutoModelForCausalLM, set_seed
 
 from lmtune import methods
 from lmtune.config.loader import build
+from lmtune.config.methods.lora import LoraConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import prepare
-from lmtune.methods.lora import LoraConfig
-from lmtune.models.load import SMOLLM2_ALIAS, load_tokenizer, resolve_model_path
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.load import SMOLLM2_ALIAS, load_tokenizer, resolve_model_path
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.collator import PadCollator
 
 RESULTS = Path(__file__).resolve().parent / "results" / "packing_throughput.json"

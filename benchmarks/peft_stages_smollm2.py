@@ -41,7 +41,7 @@ CONFIGS = (
 def run_config(name: str, steps: int, out: Path) -> Any:
     """The shipped config `name`, shortened: `steps` steps on 24 GSM8K rows (4 held out)."""
     from lmtune.config.loader import build, read_yaml
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     data = read_yaml(ROOT / "configs" / f"{name}.yaml")
     data["name"] = name
@@ -60,7 +60,7 @@ def worker(name: str, steps: int) -> dict[str, Any]:
     """Train, evaluate and export one config; the numbers it produced."""
     from lmtune.evaluate.run import run as evaluate
     from lmtune.export.run import run as export
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
     from lmtune.train.sft import run as train
 
     with tempfile.TemporaryDirectory() as tmp:

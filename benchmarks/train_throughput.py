@@ -180,8 +180,8 @@ def to_nf4(model: Any, dtype: Any) -> None:
 def lmtune_method(regime: Regime) -> Any:
     """lmtune's method config for the regime: full fine-tuning, or LoRA r16 alpha 32 on the seven
     projections (QLoRA: the same LoRA on the NF4 base)."""
-    from lmtune.methods.full import FullConfig
-    from lmtune.methods.lora import LoraConfig
+    from lmtune.config.methods.full import FullConfig
+    from lmtune.config.methods.lora import LoraConfig
 
     return FullConfig() if regime.mode == "full" else LoraConfig(rank=16, alpha=32, target_modules=TARGETS)
 

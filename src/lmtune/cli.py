@@ -16,12 +16,12 @@ from lmtune.errors import LmtuneError
 
 if TYPE_CHECKING:
     from lmtune.config.deploy import MonitorConfig, ServeConfig
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
 
 def _load_run_config(path: str, overrides: list[str]) -> RunConfig:
     from lmtune.config import loader
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     return loader.load(RunConfig, path, overrides)
 
@@ -36,9 +36,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = _load_run_config(args.config, args.overrides)
-    if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
-        from lmtune.train import distributed
+    from lmtune.train import distributed
 
+    if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
         launch = distributed.Launch(
             nproc=args.nproc,
             accelerate_config=Path(args.accelerate_config) if args.accelerate_config else None,
@@ -48,10 +48,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             main_port=args.main_port,
         )
         return distributed.launch_processes(launch, cfg, args.config, args.overrides, args.resume)
+    from lmtune.runtime.logs import process_rank
     from lmtune.train.sft import run
 
-    result = run(cfg, resume=args.resume)
-    print(f"trained {result.steps} steps -> {result.weights_path}")
+    with distributed.failures_to_launcher():  # one of `--nproc`'s processes: the launcher reports a failure
+        result = run(cfg, resume=args.resume)
+    if process_rank() == 0:  # one line per run, not one per process
+        print(f"trained {result.steps} steps -> {result.weights_path}")
     return 0
 
 
@@ -100,20 +103,20 @@ def cmd_data_pairs(args: argparse.Namespace) -> int:
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from lmtune.data.prepare import prepare
-    from lmtune.models.load import load_tokenizer
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.load import load_tokenizer
+    from lmtune.runtime.rundir import RunDir
 
     cfg = _load_run_config(args.config, args.overrides)
     rundir = RunDir.for_config(cfg)
     rundir.write_config(cfg)
-    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model))
+    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
     print(json.dumps(prepared.stats, indent=2, default=str))
     return 0
 
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from lmtune.data.report import inspect, print_summary
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
 
     target = Path(args.target)
     if target.is_dir():
@@ -164,7 +167,7 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from lmtune.evaluate.run import run
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
 
     run(RunDir(Path(args.run_dir)))
     print((Path(args.run_dir) / "eval" / "summary.json").read_text())
@@ -173,7 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from lmtune.export.run import run
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
 
     rundir = RunDir(Path(args.run_dir))
     if args.combine is not None:
@@ -217,7 +220,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    from lmtune.environment import report
+    from lmtune.runtime.environment import report
 
     info = report()
     if args.json:
@@ -245,7 +248,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 
 def cmd_config_schema(args: argparse.Namespace) -> int:
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     print(json.dumps(RunConfig.model_json_schema(), indent=2))
     return 0
@@ -253,7 +256,7 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from lmtune.config.reference import render_reference
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     print(render_reference(RunConfig), end="")
     return 0
@@ -440,15 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every verb's entry, each process of `lmtune train --nproc N` included: lmtune's progress lines on
+    stderr, a user error as one `lmtune: error: ...` line and status 2."""
+    from lmtune.runtime.logs import console_logging
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.fn(args))
-    except LmtuneError as exc:
-        print(f"lmtune: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("lmtune: interrupted", file=sys.stderr)
-        return 130
+    with console_logging():
+        try:
+            return int(args.fn(args))
+        except LmtuneError as exc:
+            print(f"lmtune: error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("lmtune: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
 
-from lmtune.align.start import produces_policy
+from lmtune.config import combinations
+from lmtune.config.run import RunConfig, Stage
 from lmtune.errors import ConfigError
-from lmtune.methods import combinations
-from lmtune.rundir import RunDir, atomic_write_text
-from lmtune.schema import RunConfig, Stage
+from lmtune.runtime.console import summary_console
+from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.weights.view import produces_policy
 
 
 @dataclass
@@ -26,9 +27,9 @@ class PipelineResult:
 
 def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
     from lmtune.data.prepare import prepare
-    from lmtune.models.load import load_tokenizer
+    from lmtune.runtime.load import load_tokenizer
 
-    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model))
+    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
     result.artefacts["data"] = str(rundir.data)
     result.metrics["data"] = {
         k: prepared.stats.get(k) for k in ("read", "accepted", "rejected", "train", "eval")
@@ -173,10 +174,9 @@ def _fmt(value: Any) -> str:
 
 def print_summary(result: PipelineResult) -> None:
     """Metrics before/after, time per stage, where each artefact is."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = summary_console()
     evals = result.metrics.get("eval", {})
     if evals:
         table = Table(title="Held-out metrics: base vs tuned")

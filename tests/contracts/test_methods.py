@@ -17,13 +17,13 @@ import torch
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from lmtune import methods
+from lmtune.config.combinations import quantized_base_refusal
+from lmtune.config.methods import ALL_METHODS, AnyMethod
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.model import ModelConfig, Quantization
-from lmtune.methods import ALL_METHODS, AnyMethod
-from lmtune.methods.combinations import quantized_base_refusal
 from lmtune.methods.ia3 import Ia3Config
-from lmtune.methods.lora import LoraConfig
-from lmtune.models.load import load_model
-from lmtune.models.quantize import MERGE_REFUSAL, quantization_of
+from lmtune.runtime.load import load_model
+from lmtune.runtime.quantize import MERGE_REFUSAL, quantization_of
 
 CHATS = [
     [

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints
 from lmtune.train.sft import train_losses
 

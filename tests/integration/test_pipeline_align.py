@@ -52,7 +52,7 @@ def test_alignment_starts_from_the_merged_sft_model(run_dir: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from lmtune.models.load import resolve_model_path
+    from lmtune.runtime.load import resolve_model_path
 
     start = json.loads((run_dir / "align/start.json").read_text())["model_path"]
     assert Path(start) == run_dir / "align/start"

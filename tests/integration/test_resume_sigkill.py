@@ -20,7 +20,7 @@ CHILD = """
 import json, sys, time
 from transformers import TrainerCallback
 from lmtune.config.loader import build
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 from lmtune.train.sft import run
 
 class Slow(TrainerCallback):

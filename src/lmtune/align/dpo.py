@@ -5,30 +5,14 @@ The loss math is `lmtune.align.preference_losses.dpo_loss` (tested equal to TRL'
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.align.settings import AlignBase
 from lmtune.align.trl_run import run_trl
+from lmtune.config.align.dpo import DpoConfig
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
-    from lmtune.schema import RunConfig
-
-
-class DpoConfig(AlignBase):
-    """DPO on preference pairs: raise the policy's log-ratio (to the reference) of the chosen answer over
-    the rejected one. For turning pairs into behaviour without a reward model; costs two forward passes
-    per pair (policy and reference), the reference with the adapter disabled under an adapter method."""
-
-    type: Literal["dpo"] = "dpo"
-    beta: float = Field(default=0.1, gt=0)
-    """Strength of the pull towards the reference (IPO: its regularisation parameter)."""
-    loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
-    """`sigmoid` (DPO), `ipo` (squared loss to 1/(2 beta)), `hinge` (SLiC), `robust` (label-noise robust)."""
-    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)
-    """Probability that a preference label is flipped (sigmoid and robust losses)."""
+    from lmtune.config.run import RunConfig
 
 
 def run(cfg: RunConfig, objective: DpoConfig, resume: bool = False) -> AlignResult:

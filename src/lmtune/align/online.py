@@ -4,44 +4,15 @@ TRL's online trainers (the held-out mean reward before and after: `AlignBase.eva
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
-
-from lmtune.align.rewards import RewardFunction, RewardSpec, total_reward
-from lmtune.align.settings import AlignBase
+from lmtune.align.rewards import RewardFunction, total_reward
 from lmtune.align.trl_run import run_trl
+from lmtune.config.align.online import OnlineRlBase
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
-    from lmtune.schema import RunConfig
-
-
-class OnlineRlBase(AlignBase):
-    """Fields of the sampling objectives (GRPO, RLOO). `trainer.batch_size` counts completions:
-    prompts per step x `num_generations`."""
-
-    rewards: list[RewardSpec] = Field(min_length=1)
-    """Verifiable rewards, summed with their weights (see docs/alignment.md)."""
-    num_generations: int = Field(default=4, ge=2)
-    """Completions sampled per prompt (the group whose rewards are compared)."""
-    max_completion_length: int = Field(default=128, ge=1)
-    """Longest sampled completion, in tokens."""
-    temperature: float = Field(default=1.0, gt=0)
-    """Sampling temperature."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus sampling threshold."""
-    epsilon: float = Field(default=0.2, gt=0)
-    """Clipping range of the policy ratio."""
-
-    @model_validator(mode="after")
-    def _groups_fill_batches(self) -> Self:
-        if self.trainer.batch_size % self.num_generations:
-            raise ValueError(
-                f"align.trainer.batch_size ({self.trainer.batch_size}) counts completions and must be a "
-                f"multiple of align.num_generations ({self.num_generations})"
-            )
-        return self
+    from lmtune.config.run import RunConfig
 
 
 def trl_reward(specs: Sequence[Any], extra: Sequence[RewardFunction]) -> Any:

@@ -4,25 +4,14 @@ an odds-ratio penalty on the rejected one, in one stage and without a reference 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.align.settings import AlignBase
 from lmtune.align.trl_run import run_trl
+from lmtune.config.align.orpo import OrpoConfig
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult
-    from lmtune.schema import RunConfig
-
-
-class OrpoConfig(AlignBase):
-    """ORPO: SFT and preference alignment in one pass, reference-free (one forward pass per answer, no
-    reference) — for going straight from a base model to an aligned one."""
-
-    type: Literal["orpo"] = "orpo"
-    beta: float = Field(default=0.1, gt=0)
-    """Weight of the odds-ratio term against the chosen answer's NLL (lambda in the paper)."""
+    from lmtune.config.run import RunConfig
 
 
 def run(cfg: RunConfig, objective: OrpoConfig, resume: bool = False) -> AlignResult:

@@ -18,104 +18,23 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
-
-from lmtune.align.rewards import RewardSpec
-from lmtune.align.settings import AlignBase
+from lmtune.align.ppo_loop import Loop
+from lmtune.config.align.ppo import PpoConfig
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase
 
     from lmtune.align.rewards import RewardFunction
-    from lmtune.align.rollout import Batch, Sampling, Scorer
+    from lmtune.align.rollout import Batch
     from lmtune.align.session import AlignResult, Session
     from lmtune.align.value_head import ValueHead
-    from lmtune.methods import AnyMethod
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
 EVAL_FILE = "eval.json"
-
-
-class PpoConfig(AlignBase):
-    """PPO on prompts: sample completions, score them, and raise the score while a KL penalty keeps the
-    policy near the reference (the start model). A learned value head baselines each token (GAE). For a
-    reward model's preferences or verifiable rewards; costs a generation plus three forward passes per
-    rollout (policy, reference, and the updates), the reference with the adapter disabled under an
-    adapter method."""
-
-    type: Literal["ppo"] = "ppo"
-    reward_model: str | None = None
-    """Folder of a reward model (a `type: reward` run's `<run>/align/model`); its score of prompt +
-    completion is the sequence reward."""
-    rewards: list[RewardSpec] = Field(default_factory=list)
-    """Verifiable rewards (numeric_match, format, length_penalty), summed with their weights; used alone
-    when there is no reward model, or added to its score."""
-    kl_coef: float = Field(default=0.05, ge=0)
-    """Weight of the per-token KL penalty to the reference in the reward."""
-    gamma: float = Field(default=1.0, gt=0, le=1)
-    """Discount of future rewards."""
-    lam: float = Field(default=0.95, ge=0, le=1)
-    """GAE's lambda: 1 = Monte-Carlo returns, 0 = one-step temporal differences."""
-    clip_eps: float = Field(default=0.2, gt=0)
-    """Clip range of the policy's importance ratio."""
-    value_clip: float = Field(default=0.2, gt=0)
-    """Clip range of the value update around the rollout's values."""
-    vf_coef: float = Field(default=0.1, ge=0)
-    """Weight of the value loss in the total loss."""
-    ppo_epochs: int = Field(default=2, ge=1)
-    """Passes of mini-batch updates over each rollout."""
-    rollout_batch_size: int = Field(default=8, ge=1)
-    """Prompts sampled per step (one completion each)."""
-    mini_batch_size: int = Field(default=4, ge=1)
-    """Completions per optimizer update (at most `rollout_batch_size`)."""
-    max_new_tokens: int = Field(default=64, ge=1)
-    """Longest completion sampled, in tokens."""
-    temperature: float = Field(default=0.7, gt=0)
-    """Sampling temperature (the log-probs are those of the tempered distribution)."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus sampling: sample from the smallest set of tokens whose probability reaches top_p."""
-    whiten_advantages: bool = True
-    """Standardise the advantages over each rollout's completion tokens."""
-
-    @model_validator(mode="after")
-    def _ppo_fits(self) -> Self:
-        if self.reward_model is None and not self.rewards:
-            raise ValueError(
-                "no reward: set align.reward_model (a reward model folder) or align.rewards (verifiable "
-                "rewards such as numeric_match), or both"
-            )
-        if self.mini_batch_size > self.rollout_batch_size:
-            raise ValueError(
-                f"align.mini_batch_size ({self.mini_batch_size}) is larger than align.rollout_batch_size "
-                f"({self.rollout_batch_size})"
-            )
-        return self
-
-
-@dataclass
-class Loop:
-    """What a PPO step works with."""
-
-    objective: PpoConfig
-    method: AnyMethod
-    model: torch.nn.Module
-    head: ValueHead
-    frozen_reference: torch.nn.Module | None
-    """A frozen copy of the start model, or None when the policy's base view is the reference."""
-    tok: PreTrainedTokenizerBase
-    scorer: Scorer
-    sampling: Sampling
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    params: list[torch.nn.Parameter]
-    max_grad_norm: float
-    checkpoints: Path
 
 
 def run(
@@ -137,7 +56,7 @@ def run(
     from lmtune.align.rollout import Sampling, Scorer
     from lmtune.align.session import AlignResult
     from lmtune.align.value_head import VALUE_HEAD_FILE, ValueHead, hidden_size, save_value_head
-    from lmtune.rundir import atomic_write_text
+    from lmtune.runtime.rundir import atomic_write_text
     from lmtune.train import sft
 
     started = time.perf_counter()
@@ -397,7 +316,7 @@ def _frozen_reference(s: Session, model: torch.nn.Module, device: torch.device) 
     """None when the policy computes the reference with its adapter disabled; else a frozen copy of the
     start model (full fine-tuning, and methods whose base view is not the start model)."""
     from lmtune import methods
-    from lmtune.models.load import load_model
+    from lmtune.runtime.load import load_model
 
     if methods.base_view(model, s.view.method) is not None:
         return None
@@ -410,7 +329,7 @@ def _device(s: Session) -> torch.device:
     """trainer.device (`auto`: CUDA when present), like the Trainer-based objectives."""
     import torch
 
-    from lmtune.train.preflight import train_device
+    from lmtune.runtime.device import train_device
 
     return torch.device(train_device(s.view))
 

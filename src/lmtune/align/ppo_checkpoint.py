@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lmtune.align.ppo import Loop
+    from lmtune.align.ppo_loop import Loop
 
 STATE_FILE = "ppo_state.json"
 POLICY_FILE = "policy.safetensors"
@@ -33,7 +33,7 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     from lmtune.align.value_head import VALUE_HEAD_FILE, save_value_head
-    from lmtune.rundir import atomic_write_text
+    from lmtune.runtime.rundir import atomic_write_text
     from lmtune.train import checkpoints
 
     shutil.rmtree(folder, ignore_errors=True)

@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING
 
-from pydantic import Field, model_validator
-
-from lmtune.align.settings import AlignBase
+from lmtune.config.align.reward import RewardConfig
+from lmtune.config.methods.full import FullConfig
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.errors import ConfigError
-from lmtune.methods.full import FullConfig
-from lmtune.methods.lora import LoraConfig
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
 
     from lmtune.align.session import AlignResult, Session
-    from lmtune.schema import RunConfig
-
-
-class RewardConfig(AlignBase):
-    """A reward model from preference pairs: scores a (prompt, answer) so chosen > rejected. For PPO, for
-    ranking or filtering samples; costs one forward pass per answer. Method: `lora` (the score head
-    trains fully) or `full`."""
-
-    type: Literal["reward"] = "reward"
-    center_rewards_coefficient: float | None = Field(default=None, ge=0)
-    """Weight of a penalty on the mean squared reward, keeping rewards centred on zero (none: off)."""
-
-    @model_validator(mode="after")
-    def _method_fits(self) -> Self:
-        if not isinstance(self.method, LoraConfig | FullConfig):
-            raise ValueError(
-                f"align.method: a reward model trains with `lora` or `full`, not `{self.method.type}`"
-            )
-        return self
+    from lmtune.config.run import RunConfig
 
 
 def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignResult:
@@ -84,7 +64,7 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
     applied: LoRA on the body with the score head fully trained, or everything trained."""
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    from lmtune.models.load import resolve_model_path, torch_dtype
+    from lmtune.runtime.load import resolve_model_path, torch_dtype
 
     set_seed(s.cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -110,7 +90,7 @@ def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
     """Save the reward model as a plain transformers sequence-classification folder (LoRA merged in)."""
     from peft import PeftModel
 
-    from lmtune.export.save import save_folder
+    from lmtune.weights.save import save_folder
 
     plain: PreTrainedModel = model.merge_and_unload() if isinstance(model, PeftModel) else model  # type: ignore[assignment]
     save_folder(plain, tokenizer, out)  # type: ignore[arg-type]
@@ -120,7 +100,7 @@ def load_scorer(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
     """Load a saved reward model (frozen, eval mode)."""
     from transformers import AutoModelForSequenceClassification
 
-    from lmtune.models.load import torch_dtype
+    from lmtune.runtime.load import torch_dtype
 
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype(dtype)).eval()
     model.requires_grad_(False)

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from lmtune.align.rewards import AnyReward, RewardFunction, total_reward
+from lmtune.align.rewards import RewardFunction, total_reward
+from lmtune.config.align.rewards import AnyReward
 from lmtune.data.records import Conversation
 from lmtune.data.template import render, stop_token_ids
 

@@ -15,17 +15,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lmtune import methods
-from lmtune.align.start import align_dir, record_start, start_model
-from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.train import sft
+from lmtune.weights.view import align_dir, record_start, start_model
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
-    from lmtune.align.settings import AlignBase
-    from lmtune.schema import RunConfig
+    from lmtune.config.align.base import AlignBase
+    from lmtune.config.run import RunConfig
     from lmtune.train.callbacks import NonFiniteGuard
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class AlignResult:
 def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
     """Prepare `<run>/align/` (refusing to overwrite a finished checkpoint unless resuming) and the
     start model (merging the SFT weights first when alignment starts from them)."""
-    from lmtune.models.load import resolve_model_path
+    from lmtune.runtime.load import resolve_model_path
     from lmtune.train.lineage import training_lineage
 
     rundir = RunDir.for_config(cfg)
@@ -88,7 +88,7 @@ def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
 
 def tokenizer(session: Session) -> PreTrainedTokenizerBase:
     """The start model's tokenizer (pad = eos when it has none)."""
-    from lmtune.models.load import load_tokenizer
+    from lmtune.runtime.load import load_tokenizer
 
     return load_tokenizer(session.view.model)
 
@@ -97,8 +97,8 @@ def policy(session: Session) -> torch.nn.Module:
     """The start model with the objective's method applied (seeded, like SFT)."""
     from transformers import set_seed
 
-    from lmtune.models.load import load_model
-    from lmtune.train.preflight import train_device
+    from lmtune.runtime.device import train_device
+    from lmtune.runtime.load import load_model
 
     base = load_model(session.view.model, device=train_device(session.cfg))
     set_seed(session.cfg.seed)
@@ -110,8 +110,8 @@ def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | Non
     disabled (a PEFT adapter): then no second copy of the model is loaded."""
     from peft import PeftModel
 
-    from lmtune.models.load import load_model
-    from lmtune.train.preflight import train_device
+    from lmtune.runtime.device import train_device
+    from lmtune.runtime.load import load_model
 
     if isinstance(model, PeftModel):
         return None

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult, DataKind
-    from lmtune.align.settings import AlignBase
-    from lmtune.schema import RunConfig
+    from lmtune.config.align.base import AlignBase
+    from lmtune.config.run import RunConfig
 
 
 def run_trl(

@@ -1,8 +1,9 @@
 """Stage 1 settings: where records come from, how they are read, templated, truncated and split."""
 
+from difflib import get_close_matches
 from typing import Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from lmtune.config.base import StrictModel
@@ -13,6 +14,12 @@ SftFormat = Literal["alpaca", "messages", "prompt_completion", "text"]
 AlignFormat = Literal["preference", "kto", "prompt"]
 """Formats for alignment (`align.data.sources`): preference pairs, KTO examples, prompts for online RL."""
 RecordFormat = Literal[SftFormat, AlignFormat]
+
+CHAT_TEMPLATE_FAMILIES = ("chatml", "llama3", "gemma", "mistral")
+"""Chat templates known by name (`data.chat_template`); their Jinja text and special tokens are in
+`lmtune.runtime.chat_templates`."""
+JINJA_SUFFIXES = (".jinja", ".jinja2", ".j2")
+"""File suffixes that mark `data.chat_template` as a Jinja file (so does a path separator)."""
 
 
 class SourceConfig(StrictModel):
@@ -75,6 +82,13 @@ class DataConfig(StrictModel):
     """The sources, concatenated in order."""
     system_prompt: str | None = None
     """A system message prepended to every conversation that has none."""
+    chat_template: str | None = None
+    """The chat template conversations are rendered with, for a base model whose tokenizer has none (or
+    to replace the tokenizer's own): a known family (`chatml`, `llama3`, `gemma`, `mistral`) or the path
+    of a Jinja file (ending in .jinja/.j2, or containing a `/`). Special tokens the template writes that
+    the tokenizer lacks are added as special tokens and the model's embeddings grow to hold them (LoRA
+    then trains their embedding rows too; other adapter methods refuse new tokens); the saved weights
+    and the export carry the template and the tokens. None: the tokenizer's own template."""
     max_length: int = Field(default=1024, ge=8)
     """Longest tokenised example, in tokens."""
     truncation: Literal["drop", "truncate"] = "drop"
@@ -92,6 +106,23 @@ class DataConfig(StrictModel):
     mixture: MixtureConfig | None = None
     """Mix sources by weight or temperature and balance labels in the train split (None: the train split
     is the records as read)."""
+
+    @field_validator("chat_template")
+    @classmethod
+    def _known_template(cls, value: str | None) -> str | None:
+        """A known family name, or something that names a file (the file is read when training)."""
+        if value is None or value in CHAT_TEMPLATE_FAMILIES:
+            return value
+        if "/" in value or "\\" in value or value.lower().endswith(JINJA_SUFFIXES):
+            return value
+        close = get_close_matches(value.lower(), CHAT_TEMPLATE_FAMILIES, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise PydanticCustomError(
+            "unknown_chat_template",
+            "'{value}' is not a known chat template; {hint}known: {known}, or the path of a Jinja file "
+            "(.jinja/.j2)",
+            {"value": value, "hint": hint, "known": ", ".join(CHAT_TEMPLATE_FAMILIES)},
+        )
 
     @model_validator(mode="after")
     def _mixture_consistent(self) -> Self:

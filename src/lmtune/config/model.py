@@ -27,3 +27,13 @@ class ModelConfig(StrictModel):
     QLoRA paper's choice), `fp4` (4-bit float) or `int8` (LLM.int8); `none` keeps them in `dtype`. Only
     adapter methods can train on a quantized base (lora, ia3, vera, prompt_tuning, prefix_tuning); the
     base itself stays frozen."""
+
+
+MERGE_REFUSAL: dict[Quantization, str | None] = {
+    "none": None,
+    "nf4": None,
+    "fp4": None,
+    "int8": "model.quantization int8 (LLM.int8) also quantises the activations at run time, so no merged "
+    "float model computes what the trained model does",
+}
+"""Why a base with this quantization cannot be folded into a float export (None: it can, exactly)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lmtune.data.records import Location, RawItem, Reject
 from lmtune.errors import DataError
-from lmtune.models.load import package_dir
+from lmtune.runtime.load import package_dir
 
 GSM8K = "gsm8k"
 CHATTERBOT = "chatterbot"

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmtune.config.data import DataConfig
+from lmtune.config.data import CHAT_TEMPLATE_FAMILIES, DataConfig
+from lmtune.config.run import RunConfig
 from lmtune.data import assets
 from lmtune.data.curate import curate
 from lmtune.data.fingerprint import fingerprint, tokenizer_identity
@@ -49,8 +50,7 @@ from lmtune.data.stream import (
 from lmtune.data.template import IGNORE
 from lmtune.data.validate import read_records
 from lmtune.errors import DataError
-from lmtune.rundir import RunDir, atomic_write_text
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from datasets import Dataset, Features
@@ -254,7 +254,8 @@ def _check_inputs(data: DataConfig, tokenizer: PreTrainedTokenizerBase) -> None:
         raise DataError(f"tokenizer {tokenizer.name_or_path}: has no eos token")
     if any(src.format != "text" for src in data.sources) and not tokenizer.chat_template:
         raise DataError(
-            f"tokenizer {tokenizer.name_or_path}: has no chat template; use format `text` or a chat model"
+            f"tokenizer {tokenizer.name_or_path}: has no chat template; set data.chat_template "
+            f"({', '.join(CHAT_TEMPLATE_FAMILIES)} or a Jinja file), use format `text`, or use a chat model"
         )
 
 

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.runtime.console import summary_console
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from rich.console import Console
 
+    from lmtune.config.run import RunConfig
     from lmtune.data.prepare import PreparedData
-    from lmtune.schema import RunConfig
 
 HISTOGRAM_BINS = 20
 _KNOWN = {
@@ -55,9 +56,9 @@ def inspect(cfg: RunConfig, rundir: RunDir) -> ReportFiles:
         DataError: the data cannot be prepared (see `lmtune.data.prepare.prepare`).
     """
     from lmtune.data.prepare import load_or_prepare
-    from lmtune.models.load import load_tokenizer
+    from lmtune.runtime.load import load_tokenizer
 
-    prepared = load_or_prepare(cfg, rundir, load_tokenizer(cfg.model))
+    prepared = load_or_prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
     return write_report(rundir, prepared)
 
 
@@ -163,10 +164,9 @@ def length_summary(values: list[int]) -> dict[str, float | int | None]:
 
 def print_summary(report: dict[str, Any], console: Console | None = None) -> None:
     """The terminal summary: counts, sources, rejects by reason, splits, labels (rich tables)."""
-    from rich.console import Console
     from rich.table import Table
 
-    out = console or Console()
+    out = console or summary_console()
     counts = report["counts"]
     out.print(
         f"[bold]{report['run']}[/bold]: {counts['read']} read, {counts['accepted']} accepted, "

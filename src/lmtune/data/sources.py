@@ -19,6 +19,7 @@ from typing import Any
 
 from lmtune.config.data import SourceConfig
 from lmtune.data import assets
+from lmtune.data.corruption import gsm8k_pairs
 from lmtune.data.records import Location, RawItem, Reject
 from lmtune.errors import DataError
 
@@ -42,9 +43,8 @@ def read_source(src: SourceConfig) -> Iterator[RawItem | Reject]:
     if src.path == assets.CHATTERBOT:
         return assets.read_chatterbot()
     if src.path in (assets.GSM8K_PAIRS, assets.GSM8K_ANSWER_PAIRS):
-        from lmtune.data.pairs import gsm8k_pairs  # it reads GSM8K through this module
-
-        return gsm8k_pairs("answer" if src.path == assets.GSM8K_ANSWER_PAIRS else "mixed")
+        problems = _read_jsonl(assets.gsm8k_path())
+        return gsm8k_pairs(problems, "answer" if src.path == assets.GSM8K_ANSWER_PAIRS else "mixed")
     path = Path(src.path).expanduser()
     if path.is_dir():
         return _read_saved(path, src.split)

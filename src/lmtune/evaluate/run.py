@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.config.deploy import EvaluateConfig
+from lmtune.config.run import RunConfig
 from lmtune.errors import DataError
 from lmtune.evaluate import metrics
-from lmtune.evaluate.generate import Message, greedy_generate, render_prompt, stop_token_ids
 from lmtune.evaluate.loss import eval_loss
-from lmtune.evaluate.tuned import load_base, load_tuned
-from lmtune.rundir import RunDir, atomic_write_text
-from lmtune.schema import RunConfig
+from lmtune.runtime.generation import Message, greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.weights.load import load_base, load_tuned
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -62,13 +62,13 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
     Args:
         rundir: A run directory with config.yaml and a prepared eval split.
         weights: An adapter or full model folder to evaluate instead of the run's own final weights
-            (which are the aligned policy when the run has one: `lmtune.align.start.final_view`, whose
+            (which are the aligned policy when the run has one: `lmtune.weights.view.final_view`, whose
             "base" is then the model alignment started from).
 
     Returns:
         The tuned (and base) metrics and their comparison.
     """
-    from lmtune.align.start import final_view
+    from lmtune.weights.view import final_view
 
     cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
@@ -115,7 +115,7 @@ def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir
             base_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="base")
     elif cfg.evaluate.compare_base:
         del tuned  # one full model in memory at a time
-        base_report = evaluate_model(load_base(cfg.model), tok, examples, cfg.evaluate, label="base")
+        base_report = evaluate_model(load_base(cfg.model, len(tok)), tok, examples, cfg.evaluate, label="base")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import DataError, LmtuneError
-from lmtune.evaluate.generate import Generation, Message
-from lmtune.rundir import RunDir
+from lmtune.runtime.generation import Generation, Message
+from lmtune.runtime.rundir import RunDir
 
 if TYPE_CHECKING:
     import torch

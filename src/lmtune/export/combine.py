@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.config.deploy import Combination, CombineConfig, CombineSource
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.errors import ConfigError, ModelLoadError
 from lmtune.methods import adapters
-from lmtune.methods.lora import LoraConfig
-from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
-    from lmtune.export.run import ExportResult
+    from lmtune.export.folder import ExportResult
 
 COMBINED = "combined"
 """The combined adapter's folder under `<run>/export/`."""
@@ -85,9 +85,9 @@ def run(rundir: RunDir, combine: CombineConfig) -> ExportResult:
             the combination type.
         ExportCheckError: as for any export.
     """
-    from lmtune.evaluate.tuned import load_weights_tokenizer
-    from lmtune.export.run import export
-    from lmtune.models.load import resolve_model_path
+    from lmtune.export.folder import export
+    from lmtune.runtime.load import resolve_model_path
+    from lmtune.weights.load import load_weights_tokenizer
 
     cfg = rundir.load_config()
     base_dir = resolve_model_path(cfg.model.path)

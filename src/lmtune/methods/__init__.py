@@ -8,12 +8,27 @@ contract suite in tests/contracts then covers it automatically.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
-from pydantic import Field
-
+from lmtune.config.methods import (
+    AnyMethod,
+    FreezeConfig,
+    FullConfig,
+    HftConfig,
+    Ia3Config,
+    LohaConfig,
+    LokrConfig,
+    LoraConfig,
+    LoraExpertsConfig,
+    MemoryExpertsConfig,
+    PrefixTuningConfig,
+    PromptTuningConfig,
+    UpcycleConfig,
+    VeraConfig,
+)
 from lmtune.methods import (
     freeze,
     full,
@@ -29,64 +44,10 @@ from lmtune.methods import (
     upcycle,
     vera,
 )
-from lmtune.methods.freeze import FreezeConfig
-from lmtune.methods.full import FullConfig
-from lmtune.methods.hft import HftConfig
-from lmtune.methods.ia3 import Ia3Config
-from lmtune.methods.loha import LohaConfig
-from lmtune.methods.lokr import LokrConfig
-from lmtune.methods.lora import LoraConfig
-from lmtune.methods.lora_experts import LoraExpertsConfig
-from lmtune.methods.memory_experts import MemoryExpertsConfig
-from lmtune.methods.prefix_tuning import PrefixTuningConfig
-from lmtune.methods.prompt_tuning import PromptTuningConfig
-from lmtune.methods.upcycle import UpcycleConfig
-from lmtune.methods.vera import VeraConfig
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, TrainerCallback
-
-AnyMethod = (
-    FullConfig
-    | LoraConfig
-    | MemoryExpertsConfig
-    | FreezeConfig
-    | Ia3Config
-    | PromptTuningConfig
-    | PrefixTuningConfig
-    | VeraConfig
-    | LohaConfig
-    | LokrConfig
-    | LoraExpertsConfig
-    | UpcycleConfig
-    | HftConfig
-)
-MethodConfig = Annotated[AnyMethod, Field(discriminator="type")]
-
-ALL_METHODS: tuple[AnyMethod, ...] = (
-    FullConfig(),
-    HftConfig(round_steps=2),
-    LoraConfig(rank=4, alpha=8),
-    LoraConfig(rank=4, alpha=8, use_dora=True),
-    LoraConfig(rank=4, alpha=8, init="pissa", use_rslora=True),
-    LoraConfig(rank=4, alpha=8, init="olora"),
-    LoraConfig(rank=4, alpha=8, init="gaussian", loraplus_lr_ratio=4),
-    FreezeConfig(trainable=["model.layers.1", "lm_head"]),
-    Ia3Config(
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        feedforward_modules=["down_proj"],
-    ),
-    PromptTuningConfig(num_virtual_tokens=32),
-    PrefixTuningConfig(num_virtual_tokens=8),
-    VeraConfig(rank=16, target_modules="all-linear"),
-    LohaConfig(rank=4, alpha=8),
-    LokrConfig(rank=4, alpha=8),
-    MemoryExpertsConfig(layers=[0, 1], num_keys=16, topk=4, key_dim=16),
-    LoraExpertsConfig(num_experts=3, rank=4, alpha=8),
-    UpcycleConfig(num_experts=3, top_k=2),
-)
-"""One small instance of every method, for the contract suite."""
 
 
 class MethodModule(Protocol):
@@ -99,14 +60,6 @@ class MethodModule(Protocol):
 
     def trains(self, name: str, cfg: Any) -> bool:
         """Whether parameter `name` (as in `named_parameters()` after `prepare`) is meant to train."""
-        ...
-
-    def is_adapter(self, cfg: Any) -> bool:
-        """Whether the run saves an adapter on top of the base (`adapter/`) rather than a whole model."""
-        ...
-
-    def mergeable(self, cfg: Any) -> bool:
-        """Whether `merge` can fold the trained weights into a plain model with the same outputs."""
         ...
 
     def save(self, model: Any, cfg: Any, out_dir: Path) -> None:
@@ -170,9 +123,24 @@ def module_for(cfg: AnyMethod) -> MethodModule:
             assert_never(cfg)
 
 
-def prepare(model: PreTrainedModel, cfg: AnyMethod) -> torch.nn.Module:
-    """Make `model` trainable according to `cfg`."""
+def prepare(model: PreTrainedModel, cfg: AnyMethod, train_tokens: Sequence[int] = ()) -> torch.nn.Module:
+    """Make `model` trainable according to `cfg`.
+
+    `train_tokens`: token ids whose embedding rows should train as well (a chat template's tokens, new
+    in the vocabulary or never trained in a base model). LoRA trains them (PEFT trainable tokens, saved
+    with the adapter); full fine-tuning trains every row anyway; the other methods leave them as they
+    are (see `holds_new_tokens` for tokens added to the vocabulary).
+    """
+    if train_tokens and isinstance(cfg, LoraConfig):
+        return lora.prepare(model, cfg, train_tokens)
     return module_for(cfg).prepare(model, cfg)
+
+
+def holds_new_tokens(cfg: AnyMethod) -> bool:
+    """Whether the method's saved weights keep embedding rows added to the vocabulary: LoRA trains and
+    saves them (trainable tokens); a method that saves a whole model saves them with it. Other adapters
+    keep only their own weights, so the new rows would be neither trained nor reproduced on loading."""
+    return not cfg.is_adapter or isinstance(cfg, LoraConfig)
 
 
 def trains(name: str, cfg: AnyMethod) -> bool:
@@ -182,12 +150,12 @@ def trains(name: str, cfg: AnyMethod) -> bool:
 
 def is_adapter(cfg: AnyMethod) -> bool:
     """Whether the method saves an adapter (base stays untouched) rather than full weights."""
-    return module_for(cfg).is_adapter(cfg)
+    return cfg.is_adapter
 
 
 def mergeable(cfg: AnyMethod) -> bool:
     """Whether `merge` can fold the trained weights into a plain model with the same outputs."""
-    return module_for(cfg).mergeable(cfg)
+    return cfg.mergeable
 
 
 def save_weights(model: torch.nn.Module, cfg: AnyMethod, out_dir: str | Path) -> None:

@@ -144,12 +144,14 @@ def load_adapters(
     from peft import PeftModel
 
     from lmtune.config.model import ModelConfig
-    from lmtune.models.load import load_model
+    from lmtune.methods.peft_adapter import fit_saved_vocab
+    from lmtune.runtime.load import load_model
 
     if not adapters:
         raise ConfigError("no adapters to load")
     (first, first_dir), *rest = adapters.items()
     base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
+    fit_saved_vocab(base, adapters.values())
     model = PeftModel.from_pretrained(base, str(first_dir), adapter_name=first, autocast_adapter_dtype=False)
     for name, folder in rest:
         model.load_adapter(str(folder), adapter_name=name, autocast_adapter_dtype=False)

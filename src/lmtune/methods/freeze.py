@@ -4,13 +4,11 @@ every other weight frozen. Saves, loads and exports the whole model, like full f
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.freeze import FreezeConfig
 from lmtune.errors import ConfigError
-from lmtune.methods.full import base_view, callbacks, is_adapter, load, merge, mergeable, param_groups, save
+from lmtune.methods.full import base_view, callbacks, load, merge, param_groups, save
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -19,29 +17,14 @@ __all__ = [
     "FreezeConfig",
     "base_view",
     "callbacks",
-    "is_adapter",
     "load",
     "matches",
     "merge",
-    "mergeable",
     "param_groups",
     "prepare",
     "save",
     "trains",
 ]
-
-
-class FreezeConfig(StrictModel):
-    """Train only the listed modules; the rest of the model stays frozen. Memory for gradients and AdamW
-    state scales with what is trained (e.g. the last 2 of SmolLM2's 30 layers: 7.1 M weights, 5.3% of
-    them), and the result is a whole model, mergeable and servable like full fine-tuning."""
-
-    type: Literal["freeze"] = "freeze"
-    trainable: list[str] = Field(min_length=1)
-    """Module names (as in `model.named_modules()`) whose parameters train, e.g.
-    `["model.layers.28", "model.layers.29", "lm_head"]`; `*` matches any run of characters, e.g.
-    `model.layers.*.mlp` trains every MLP. Every entry must match at least one parameter. On a model with
-    tied embeddings `lm_head` and `model.embed_tokens` are one tensor: training either trains both."""
 
 
 def matches(name: str, patterns: list[str]) -> bool:

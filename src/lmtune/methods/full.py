@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.full import FullConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, TrainerCallback
-
-
-class FullConfig(StrictModel):
-    """Train every weight of the model. Highest quality ceiling, highest memory (weights + grads +
-    two AdamW moments)."""
-
-    type: Literal["full"] = "full"
 
 
 def prepare(model: PreTrainedModel, cfg: FullConfig) -> PreTrainedModel:
@@ -41,19 +34,9 @@ def load(
     """Load the saved full model; the base folder is not needed (the weights folder is a whole model)."""
     from transformers import AutoModelForCausalLM
 
-    from lmtune.models.load import torch_dtype
+    from lmtune.runtime.load import torch_dtype
 
     return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
-
-
-def is_adapter(cfg: FullConfig) -> bool:
-    """Full fine-tuning saves the whole model."""
-    return False
-
-
-def mergeable(cfg: FullConfig) -> bool:
-    """Trivially: the trained model is already a plain model."""
-    return True
 
 
 def base_view(model: PreTrainedModel, cfg: FullConfig) -> None:

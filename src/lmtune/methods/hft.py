@@ -30,20 +30,23 @@ Weights are saved, loaded and merged as in full fine-tuning (the trained model i
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+import torch
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.hft import HftConfig
 from lmtune.methods import full
 
 if TYPE_CHECKING:
-    import torch
-    from transformers import PreTrainedModel, TrainerCallback
+    from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
 
 OUTER = ""
 """Block key of the parameters outside every transformer block (embeddings, final norm, head)."""
@@ -52,19 +55,6 @@ NORM_CATEGORY = "norm"
 
 Blocks = Mapping[str, Mapping[str, Sequence[str]]]
 """block -> category -> the names of its parameter groups."""
-
-
-class HftConfig(StrictModel):
-    """Half Fine-Tuning (Hui et al., 2024): each round, a random half of every transformer block's
-    parameter groups trains and the other half stays frozen, to forget less of what the model knew than
-    full fine-tuning does (measured in docs/methods.md). Costs: full fine-tuning's weights and checkpoint
-    size; gradients and AdamW moments for half the weights; backward skips the frozen half's weight
-    gradients."""
-
-    type: Literal["hft"] = "hft"
-    round_steps: int = Field(default=100, ge=1)
-    """Optimizer steps per round: every `round_steps` steps a new random half is selected (the paper
-    re-selects per training stage; about one epoch's steps is the closest setting)."""
 
 
 _applied: dict[HftConfig, frozenset[str]] = {}
@@ -200,8 +190,6 @@ def param_groups(model: torch.nn.Module, cfg: HftConfig, learning_rate: float) -
 def callbacks(model: torch.nn.Module, cfg: HftConfig) -> list[TrainerCallback]:
     """The round callback: re-selects at training start (the round of a resumed step) and at every round
     boundary."""
-    from lmtune.methods.hft_rounds import HftRoundCallback
-
     return [HftRoundCallback(model, cfg)]
 
 
@@ -217,16 +205,6 @@ def load(
     return full.load(base_dir, weights_dir, full.FullConfig(), dtype)
 
 
-def is_adapter(cfg: HftConfig) -> bool:
-    """HFT saves the whole model."""
-    return False
-
-
-def mergeable(cfg: HftConfig) -> bool:
-    """Trivially: the trained model is a plain model."""
-    return True
-
-
 def base_view(model: PreTrainedModel, cfg: HftConfig) -> None:
     """The trained half changed in place: the base must be loaded on its own."""
     return None
@@ -235,3 +213,38 @@ def base_view(model: PreTrainedModel, cfg: HftConfig) -> None:
 def merge(model: PreTrainedModel, cfg: HftConfig) -> PreTrainedModel:
     """Nothing to fold in: the trained model already is the merged model."""
     return model
+
+
+class HftRoundCallback(TrainerCallback):
+    """Apply round r = floor(global_step / round_steps)'s selection, seeded by the run seed (`args.seed`):
+    when training starts (round 0, or the round of the step a resumed run starts from) and after every
+    optimizer step that ends a round."""
+
+    def __init__(self, model: torch.nn.Module, cfg: HftConfig) -> None:
+        self.model = model
+        self.cfg = cfg
+        self.round: int | None = None
+        """The round applied last (None before training starts)."""
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self._apply(args, state, kwargs.get("optimizer"))
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        if state.global_step % self.cfg.round_steps == 0:
+            self._apply(args, state, kwargs.get("optimizer"))
+
+    def _apply(self, args: TrainingArguments, state: TrainerState, optimizer: Any) -> None:
+        self.round = round_of(state.global_step, self.cfg.round_steps)
+        trainable = apply_round(self.model, self.cfg, args.seed, self.round, optimizer)
+        log.info(
+            "HFT round %d (from step %d, seed %d): %d of %d parameter tensors train",
+            self.round,
+            state.global_step,
+            args.seed,
+            len(trainable),
+            sum(1 for _ in self.model.parameters()),
+        )

@@ -3,19 +3,15 @@ product of two low-rank matrices, dW = (alpha/r) (B1 A1) * (B2 A2)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.loha import LohaConfig
 from lmtune.methods import peft_adapter
 from lmtune.methods.peft_adapter import (
     base_view,
     callbacks,
-    is_adapter,
     load,
     merge,
-    mergeable,
     param_groups,
     save,
 )
@@ -28,29 +24,13 @@ __all__ = [
     "LohaConfig",
     "base_view",
     "callbacks",
-    "is_adapter",
     "load",
     "merge",
-    "mergeable",
     "param_groups",
     "prepare",
     "save",
     "trains",
 ]
-
-
-class LohaConfig(StrictModel):
-    """Low-rank Hadamard product: with two rank-r factors the update can reach rank r^2, for twice LoRA's
-    parameters at the same r (rank 8 on SmolLM2: 4.9 M, as many as LoRA at rank 16). Merges. Not
-    supported on a quantized base."""
-
-    type: Literal["loha"] = "loha"
-    rank: int = Field(default=8, ge=1)
-    """Rank r of each of the two factors."""
-    alpha: float = Field(default=8, gt=0)
-    """Scaling numerator: the update is multiplied by alpha / rank."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names to adapt, or `all-linear` for every linear layer except the output head."""
 
 
 def prepare(model: PreTrainedModel, cfg: LohaConfig) -> PeftModel:

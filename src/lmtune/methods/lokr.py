@@ -3,19 +3,15 @@ matrix and a low-rank one, dW = (alpha/r) C kron (B A)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.lokr import LokrConfig
 from lmtune.methods import peft_adapter
 from lmtune.methods.peft_adapter import (
     base_view,
     callbacks,
-    is_adapter,
     load,
     merge,
-    mergeable,
     param_groups,
     save,
 )
@@ -28,28 +24,13 @@ __all__ = [
     "LokrConfig",
     "base_view",
     "callbacks",
-    "is_adapter",
     "load",
     "merge",
-    "mergeable",
     "param_groups",
     "prepare",
     "save",
     "trains",
 ]
-
-
-class LokrConfig(StrictModel):
-    """Low-rank Kronecker product: a full-rank-capable update from very few parameters (rank 8 on
-    SmolLM2: 0.2 M, vs 4.9 M for LoRA at rank 16). Merges. Not supported on a quantized base."""
-
-    type: Literal["lokr"] = "lokr"
-    rank: int = Field(default=8, ge=1)
-    """Rank r of the low-rank Kronecker factor."""
-    alpha: float = Field(default=8, gt=0)
-    """Scaling numerator: the update is multiplied by alpha / rank."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names to adapt, or `all-linear` for every linear layer except the output head."""
 
 
 def prepare(model: PreTrainedModel, cfg: LokrConfig) -> PeftModel:

@@ -4,15 +4,12 @@ rates, and a quantized base (QLoRA, `model.quantization`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_core import PydanticCustomError
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.lora import REWRITES_BASE, LoraConfig, LoraInit
 from lmtune.methods import lora_residual, peft_adapter
 
 if TYPE_CHECKING:
@@ -21,9 +18,6 @@ if TYPE_CHECKING:
     from peft import PeftModel
     from transformers import PreTrainedModel, TrainerCallback
 
-LoraInit = Literal["default", "gaussian", "pissa", "olora"]
-REWRITES_BASE: tuple[LoraInit, ...] = ("pissa", "olora")
-"""Initialisations that replace each adapted base weight by a residual (see `lora_residual`)."""
 _PEFT_INIT: dict[LoraInit, Literal[True, "gaussian", "pissa", "olora"]] = {
     "default": True,
     "gaussian": "gaussian",
@@ -32,55 +26,13 @@ _PEFT_INIT: dict[LoraInit, Literal[True, "gaussian", "pissa", "olora"]] = {
 }
 
 
-class LoraConfig(StrictModel):
-    """Low-rank adapters on chosen linear layers; the base model stays frozen."""
-
-    type: Literal["lora"] = "lora"
-    rank: int = Field(default=16, ge=1)
-    """Rank r of each update."""
-    alpha: float = Field(default=32, gt=0)
-    """Scaling numerator: the update is multiplied by alpha / rank."""
-    dropout: float = Field(default=0.0, ge=0, lt=1)
-    """Dropout on the adapter input."""
-    target_modules: list[str] | str = "all-linear"
-    """Module names to adapt, or `all-linear` for every linear layer except the output head."""
-    target_parameters: list[str] | None = None
-    """Parameter names to adapt directly, for weights that are not linear layers: the fused 3-D expert
-    weights of mixture-of-experts models, e.g. `[mlp.experts.gate_up_proj, mlp.experts.down_proj]`
-    (Mixtral, Qwen-MoE in transformers 5), one rank-r update per expert. Needs `dropout: 0`."""
-    use_rslora: bool = False
-    """rsLoRA (Kalajdzievski, 2023): scale the update by alpha / sqrt(rank) instead of alpha / rank, so
-    that higher ranks keep learning at the same speed. Free."""
-    init: LoraInit = "default"
-    """How A and B start. `default`: A Kaiming-uniform, B = 0 (the update starts at zero); `gaussian`:
-    A ~ N(0, 1/rank), B = 0; `pissa` (Meng et al., 2024): A, B from the top-rank singular vectors of
-    each weight; `olora` (Buyukakyuz, 2024): A, B from its QR decomposition. pissa and olora replace each
-    adapted weight W by the residual W - (alpha/rank) B A (often faster convergence; one SVD/QR per
-    layer at start) and save the trained adapter as a plain LoRA of rank 2 x rank on the unchanged base."""
-    use_dora: bool = False
-    """DoRA (Liu et al., 2024): W' = m (W + s B A) / ||W + s B A|| (column norms), with the magnitude
-    vector m trained too; closer to full fine-tuning at low rank, at a slower step than LoRA (the norm of
-    every adapted weight is recomputed each step). Merges into the weights like LoRA."""
-    loraplus_lr_ratio: float | None = Field(default=None, gt=0)
-    """LoRA+ (Hayou et al., 2024): the B matrices learn at `trainer.learning_rate` x this ratio (the paper
-    uses 2-16; 16 for its main results), everything else at `trainer.learning_rate`; none: one rate."""
-
-    @model_validator(mode="after")
-    def _dora_needs_plain_init(self) -> Self:
-        if self.use_dora and self.init in REWRITES_BASE:
-            raise PydanticCustomError(
-                "lora_combination",
-                "use_dora cannot be combined with init '{init}': a DoRA update is not linear in A and B, "
-                "so the adapter trained on the residual base cannot be converted for the original base; "
-                "use init: default or gaussian with DoRA",
-                {"init": self.init},
-            )
-        return self
-
-
-def prepare(model: PreTrainedModel, cfg: LoraConfig) -> PeftModel:
-    """Wrap `model` with LoRA adapters; only adapter weights train."""
-    wrapped = peft_adapter.wrap(model, peft_config(cfg))
+def prepare(model: PreTrainedModel, cfg: LoraConfig, train_tokens: Sequence[int] = ()) -> PeftModel:
+    """Wrap `model` with LoRA adapters; only adapter weights train, plus the embedding (and untied
+    output-head) rows of `train_tokens` as PEFT trainable tokens (see `peft_adapter.token_targets`)."""
+    config = peft_config(cfg)
+    if train_tokens:
+        config.trainable_token_indices = peft_adapter.token_targets(model, train_tokens)
+    wrapped = peft_adapter.wrap(model, config)
     if cfg.init in REWRITES_BASE:
         lora_residual.remember_initial(wrapped)
     return wrapped
@@ -106,8 +58,13 @@ def peft_config(cfg: LoraConfig, task_type: str = "CAUSAL_LM") -> PeftLoraConfig
 
 def trains(name: str, cfg: LoraConfig) -> bool:
     """Whether parameter `name` is meant to train under `cfg`: exactly the LoRA A and B matrices (and
-    DoRA's magnitude vectors)."""
-    markers = (".lora_A.", ".lora_B.", *((".lora_magnitude_vector.",) if cfg.use_dora else ()))
+    DoRA's magnitude vectors), and the token rows `prepare` was asked to train."""
+    markers = (
+        ".lora_A.",
+        ".lora_B.",
+        peft_adapter.TRAINABLE_TOKENS,
+        *((".lora_magnitude_vector.",) if cfg.use_dora else ()),
+    )
     return peft_adapter.trains_any(name, markers)
 
 
@@ -124,16 +81,6 @@ def load(base_dir: str | Path, weights_dir: str | Path, cfg: LoraConfig, dtype: 
     """Load the base model from `base_dir` (quantized when the adapter was trained on a quantized base)
     and attach the adapter saved in `weights_dir` (frozen)."""
     return peft_adapter.load(base_dir, weights_dir, cfg, dtype)
-
-
-def is_adapter(cfg: LoraConfig) -> bool:
-    """LoRA saves only the adapter; the base stays untouched."""
-    return True
-
-
-def mergeable(cfg: LoraConfig) -> bool:
-    """W + (alpha/r) B A folds into W exactly."""
-    return True
 
 
 def base_view(model: PeftModel, cfg: LoraConfig) -> AbstractContextManager[None] | None:

@@ -17,11 +17,9 @@ import json
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.lora_experts import LoraExpertsConfig
 from lmtune.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -31,24 +29,6 @@ if TYPE_CHECKING:
 WEIGHTS_NAME = "lora_experts.safetensors"
 CONFIG_NAME = "lora_experts_config.json"
 _TRAINED_SUFFIXES = (".lora_A", ".lora_B", ".lora_gate.weight")
-
-
-class LoraExpertsConfig(StrictModel):
-    """Mixture of LoRA experts: `num_experts` LoRA updates per target linear, mixed per token by a
-    learned softmax gate; the base stays frozen. Costs `num_experts` times the adapter parameters of
-    LoRA at the same rank (plus a small gate), every expert runs on every token, and it cannot be merged
-    into the base weights."""
-
-    type: Literal["lora_experts"] = "lora_experts"
-    num_experts: int = Field(default=4, ge=2)
-    """LoRA experts K per target linear."""
-    rank: int = Field(default=8, ge=1)
-    """Rank r of each expert."""
-    alpha: float = Field(default=16, gt=0)
-    """Scaling numerator: each expert's update is multiplied by alpha / rank."""
-    target_modules: list[str] | str = "all-linear"
-    """Linear layers to adapt (last component of the module name, e.g. `q_proj`), or `all-linear` for
-    every linear layer except the output head."""
 
 
 def _targets(model: PreTrainedModel, cfg: LoraExpertsConfig) -> list[str]:
@@ -120,7 +100,7 @@ def load(
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from lmtune.models.load import torch_dtype
+    from lmtune.runtime.load import torch_dtype
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype(dtype))
     model = _wrap(base, cfg)
@@ -134,16 +114,6 @@ def load(
     model.load_state_dict(saved, strict=False)
     model.requires_grad_(False)
     return model
-
-
-def is_adapter(cfg: LoraExpertsConfig) -> bool:
-    """Only the experts and gates are saved; the base stays untouched."""
-    return True
-
-
-def mergeable(cfg: LoraExpertsConfig) -> bool:
-    """No: the mixture weights g(x) depend on each token, so no single weight matrix equals the update."""
-    return False
 
 
 @contextmanager

@@ -1,7 +1,8 @@
 """What every PEFT adapter method shares (LoRA and its variants, IA3, VeRA, LoHa, LoKr, prompt and prefix
 tuning): wrapping a (possibly quantized) base, saving and loading the adapter in PEFT's standard layout,
 the base function with adapters disabled, and merging (through an exact dequantisation when the base is
-4-bit). Each method module adds its own config, `prepare`, `trains` and `mergeable`.
+4-bit). Each method module adds its own `prepare` and `trains`; its config (in `lmtune.config.methods`) states
+its capabilities.
 
 An adapter trained on a quantized base records that quantization beside itself (`QUANTIZATION_FILE`), so
 loading it for evaluation or export rebuilds the same quantized base and reproduces the trained model.
@@ -10,13 +11,14 @@ loading it for evaluation or export rebuilds the same quantized base and reprodu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from lmtune.config.model import Quantization
 from lmtune.errors import ModelLoadError
+from lmtune.runtime.chat_templates import fit_embeddings, saved_vocab_size
 
 if TYPE_CHECKING:
     from peft import PeftConfig, PeftModel
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 QUANTIZATION_FILE = "base_quantization.json"
 """Written beside an adapter trained on a quantized base: {"quantization": "nf4" | "fp4" | "int8"}."""
+TRAINABLE_TOKENS = ".trainable_tokens_delta."
+"""Marks the parameters of PEFT trainable tokens (embedding rows trained along an adapter)."""
 
 
 def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
@@ -38,7 +42,7 @@ def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from lmtune.models.quantize import quantization_of
+    from lmtune.runtime.quantize import quantization_of
 
     bf16 = model.dtype == torch.bfloat16
     if quantization_of(model) != "none" and not bf16:
@@ -52,27 +56,34 @@ def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
     return wrapped
 
 
+def token_targets(model: PreTrainedModel, token_ids: Sequence[int]) -> dict[str, list[int]]:
+    """PEFT `trainable_token_indices` training the rows of `token_ids` (e.g. the chat template's tokens,
+    new in the vocabulary or never trained in a base model): in the input embeddings, and in the output
+    head too when it is not tied to them (a tied head follows the embeddings). Their values are saved
+    with the adapter and written into the base on merge."""
+    names = {id(module): name for name, module in model.named_modules()}
+    embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
+    ids = sorted(set(token_ids))
+    targets = {names[id(embeddings)]: ids}
+    if head is not None and head.weight is not embeddings.weight:
+        targets[names[id(head)]] = ids
+    return targets
+
+
 def trains_any(name: str, markers: Iterable[str]) -> bool:
     """Whether parameter `name` contains one of the adapter's parameter markers (e.g. `.lora_A.`)."""
     return any(marker in name for marker in markers)
 
 
-def is_adapter(cfg: object) -> bool:
-    """An adapter method saves only the adapter; the base stays untouched."""
-    return True
-
-
-def mergeable(cfg: object) -> bool:
-    """The adapter's update is a function of the weights alone, so it folds into them."""
-    return True
-
-
 def save(model: PeftModel, cfg: object, out_dir: Path) -> None:
     """Write the adapter only (adapter_config.json + adapter_model.safetensors, PEFT's standard layout),
     plus `QUANTIZATION_FILE` when the base it was trained on is quantized."""
-    from lmtune.models.quantize import quantization_of
+    from lmtune.runtime.quantize import quantization_of
 
-    model.save_pretrained(str(out_dir))
+    # With trainable tokens the adapter holds every row that differs from the base (the new rows
+    # included), so PEFT need not save whole embedding matrices when the vocabulary grew.
+    tokens = getattr(model.active_peft_config, "trainable_token_indices", None) is not None
+    model.save_pretrained(str(out_dir), save_embedding_layers=False if tokens else "auto")
     quantization = quantization_of(model)
     if quantization != "none":
         (Path(out_dir) / QUANTIZATION_FILE).write_text(json.dumps({"quantization": quantization}) + "\n")
@@ -100,16 +111,27 @@ def saved_quantization(weights_dir: str | Path) -> Quantization:
 
 
 def load(base_dir: str | Path, weights_dir: str | Path, cfg: object, dtype: str = "float32") -> PeftModel:
-    """Load the base model from `base_dir` (quantized as the adapter records) and attach the adapter
-    saved in `weights_dir` (frozen)."""
+    """Load the base model from `base_dir` (quantized as the adapter records), its embeddings grown to
+    the saved tokenizer's size (tokens a chat template added), and attach the adapter saved in
+    `weights_dir` (frozen)."""
     from peft import PeftModel
 
     from lmtune.config.model import ModelConfig
-    from lmtune.models.load import load_model
+    from lmtune.runtime.load import load_model
 
     quantization = saved_quantization(weights_dir)
     base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
+    fit_saved_vocab(base, [weights_dir])
     return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
+
+
+def fit_saved_vocab(base: PreTrainedModel, weights_dirs: Iterable[str | Path]) -> None:
+    """Grow `base`'s embeddings to the largest tokenizer saved beside the adapters in `weights_dirs`
+    (training grew them so for tokens a chat template added; the adapter's trainable tokens hold
+    the trained rows, so the new rows' starting values do not matter)."""
+    sizes = [n for n in (saved_vocab_size(d) for d in weights_dirs) if n is not None]
+    if sizes:
+        fit_embeddings(base, max(sizes))
 
 
 def base_view(model: PeftModel, cfg: object) -> AbstractContextManager[None]:
@@ -121,14 +143,14 @@ def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
     """Fold the adapter into the base weights and drop the PEFT wrappers.
 
     On a 4-bit base, PEFT's own merge would re-quantise W + dW (a lossy round trip). Instead the adapter is
-    taken off, the base dequantised exactly (`lmtune.models.quantize.dequantize`: float layers holding
+    taken off, the base dequantised exactly (`lmtune.runtime.quantize.dequantize`: float layers holding
     deq(W)), the same adapter put back on the float base and merged: the result computes deq(W) + dW, the
     function the trained model computes, as a plain float model.
 
     Raises:
         ConfigError: the base is int8, which no float model reproduces.
     """
-    from lmtune.models.quantize import dequantize, quantization_of
+    from lmtune.runtime.quantize import dequantize, quantization_of
 
     if quantization_of(model) == "none":
         return model.merge_and_unload()

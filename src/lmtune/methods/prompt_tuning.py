@@ -3,14 +3,12 @@ every input; the model itself is untouched."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
-
-from lmtune.config.base import StrictModel
+from lmtune.config.methods.prompt_tuning import PromptTuningConfig
 from lmtune.errors import ConfigError
 from lmtune.methods import peft_adapter
-from lmtune.methods.peft_adapter import base_view, callbacks, is_adapter, load, param_groups, save
+from lmtune.methods.peft_adapter import base_view, callbacks, load, param_groups, save
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -20,29 +18,13 @@ __all__ = [
     "PromptTuningConfig",
     "base_view",
     "callbacks",
-    "is_adapter",
     "load",
     "merge",
-    "mergeable",
     "param_groups",
     "prepare",
     "save",
     "trains",
 ]
-
-
-class PromptTuningConfig(StrictModel):
-    """Learn `num_virtual_tokens` input embeddings prepended to every prompt (num_virtual_tokens x hidden
-    numbers: ~12 K for SmolLM2 at 20 tokens). Cheapest to store; every request pays for the extra
-    tokens, and it works best on large models. Not mergeable: exported as an adapter (PEFT)."""
-
-    type: Literal["prompt_tuning"] = "prompt_tuning"
-    num_virtual_tokens: int = Field(default=20, ge=1)
-    """Virtual tokens prepended to every input."""
-    init_text: str | None = None
-    """Start the virtual tokens from the embeddings of this text's tokens (repeated to fill
-    `num_virtual_tokens`), e.g. a task instruction; none: embeddings of randomly sampled vocabulary
-    tokens."""
 
 
 def prepare(model: PreTrainedModel, cfg: PromptTuningConfig) -> PeftModel:
@@ -66,11 +48,6 @@ def prepare(model: PreTrainedModel, cfg: PromptTuningConfig) -> PeftModel:
 def trains(name: str, cfg: PromptTuningConfig) -> bool:
     """Whether parameter `name` is meant to train under `cfg`: exactly the virtual-token embeddings."""
     return name.startswith("prompt_encoder.")
-
-
-def mergeable(cfg: PromptTuningConfig) -> bool:
-    """No: virtual tokens are extra inputs, not a change of weights."""
-    return False
 
 
 def merge(model: PeftModel, cfg: PromptTuningConfig) -> PreTrainedModel:

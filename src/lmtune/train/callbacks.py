@@ -12,7 +12,7 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from lmtune.errors import TrainingError
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints
 
 _TRAIN_KEYS = {

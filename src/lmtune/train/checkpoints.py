@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from lmtune.rundir import atomic_write_text
+from lmtune.runtime.rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,13 @@
 """Training on several processes (and machines) through accelerate: the launch command, and which
 process writes the run directory.
 
-`lmtune train CONFIG --nproc N` runs `accelerate launch ... -m lmtune.train CONFIG`: accelerate (with
-torch's elastic launcher underneath) starts the N processes and sets up the process group, and
-transformers' Trainer wraps the model — DDP by default; FSDP (FSDP2) or DeepSpeed ZeRO when an accelerate
-config file (`configs/accelerate/`) says so. lmtune has no launcher or collective code of its own: this
-module only builds accelerate's command line and answers "am I the process that writes?".
+`lmtune train CONFIG --nproc N` runs accelerate's launcher (`accelerate launch ... -m lmtune.cli train
+CONFIG`): accelerate (with torch's elastic launcher underneath) starts the N processes, each entering
+through the same `lmtune` CLI, and sets up the process group, and transformers' Trainer wraps the model —
+DDP by default; FSDP (FSDP2) or DeepSpeed ZeRO when an accelerate config file (`configs/accelerate/`) says
+so. lmtune has no launcher or collective code of its own: this module builds accelerate's command line,
+reports a failed run the way a one-process run reports it (`failures_to_launcher`), and answers "am I
+the process that writes?".
 
 Each process trains on its own micro-batches of `trainer.batch_size` rows, so the global batch is
 nproc x batch_size x grad_accum. The loss is averaged over the tokens of the whole global batch
@@ -15,21 +17,29 @@ process with twice the batch.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lmtune.errors import ConfigError
+from lmtune import errors as lmtune_errors
+from lmtune.errors import ConfigError, LmtuneError
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,7 @@ class Launch:
 
 
 def launch_command(launch: Launch, config: str, overrides: Sequence[str], resume: bool) -> list[str]:
-    """`python -m accelerate.commands.launch ... -m lmtune.train CONFIG [overrides] [--resume]`.
+    """`python -m accelerate.commands.launch ... -m lmtune.cli train CONFIG [overrides] [--resume]`.
 
     Raises:
         ConfigError: bad process counts, a missing accelerate config, or several machines without the
@@ -86,25 +96,143 @@ def launch_command(launch: Launch, config: str, overrides: Sequence[str], resume
     ]
     if launch.main_address:
         cmd += ["--main_process_ip", launch.main_address]
-    cmd += ["-m", "lmtune.train", config, *overrides]
+    cmd += ["-m", "lmtune.cli", "train", config, *overrides]
     return cmd + (["--resume"] if resume else [])
 
 
 def launch_processes(
     launch: Launch, cfg: RunConfig, config: str, overrides: Sequence[str], resume: bool
 ) -> int:
-    """Check the engine suits `cfg`'s device, run `launch_command` in the foreground, return its status.
+    """Check the engine suits `cfg`'s device, run `launch_command`'s launch in the foreground, and report
+    its outcome as one process would: 0 when every process finished; when one failed, the run's first
+    failure, once (see `failures_to_launcher`): a user error is raised, a crash's traceback is printed
+    (status 1), a process killed by a signal gives 128 + the signal.
 
     Raises:
         ConfigError: as `launch_command`, or an FSDP / DeepSpeed config for a run on CPU.
+        LmtuneError: the user error (of the class the process raised) that stopped the run.
     """
-    from lmtune.train.preflight import train_device
+    from lmtune.runtime.device import train_device
 
     engine = config_engine(launch.accelerate_config) if launch.accelerate_config else None
     if engine in CUDA_ONLY_ENGINES and train_device(cfg) != "cuda":
         raise ConfigError(_cpu_refusal(engine))
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    return subprocess.run(launch_command(launch, config, overrides, resume), env=env, check=False).returncode
+    cmd = launch_command(launch, config, overrides, resume)
+    with tempfile.TemporaryDirectory(prefix="lmtune-failures-") as reports:
+        env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), FAILURES_ENV: reports}
+        failed = _run_launcher(cmd, env)
+        return 0 if failed is None else _report(Path(reports), *failed)
+
+
+FAILURES_ENV = "LMTUNE_FAILURE_REPORTS"
+"""Set by `launch_processes` for the processes it starts: the folder where a failing process writes what
+went wrong (`failures_to_launcher`)."""
+
+
+@contextmanager
+def failures_to_launcher() -> Iterator[None]:
+    """In a process started by `launch_processes`: a failure in the block is written for the launcher,
+    and the process exits without printing it (status 2 for a user error, 1 for a crash, 130 on Ctrl-C).
+
+    The launcher then reports the run's first failure once, as a one-process run would — not once per
+    process, and not followed by what it caused in the others (a collective whose peer is gone). Outside
+    such a process (one process, or `accelerate launch -m lmtune.cli train` by hand) it does nothing.
+    """
+    folder = os.environ.get(FAILURES_ENV)
+    if not folder:
+        yield
+        return
+    try:
+        yield
+    except LmtuneError as exc:
+        _write_report(Path(folder), "error", type(exc).__name__, str(exc))
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None  # the launcher got the same Ctrl-C and says so
+    except Exception as exc:
+        _write_report(Path(folder), "crash", type(exc).__name__, traceback.format_exc())
+        raise SystemExit(1) from None
+
+
+def _write_report(folder: Path, kind: str, error: str, message: str) -> None:
+    rank = os.environ.get("RANK", "0")
+    report = {"kind": kind, "error": error, "message": message, "rank": int(rank), "time_ns": time.time_ns()}
+    part = folder / f"{rank}.json.part"
+    part.write_text(json.dumps(report), encoding="utf-8")
+    part.replace(folder / f"{rank}.json")
+
+
+def _run_launcher(cmd: list[str], env: dict[str, str]) -> tuple[int, int] | None:
+    """Run accelerate's launcher for `cmd` (`launch_command`) in this process with `env` added to the
+    environment; None when every process finished, else the (rank, exit status) of the first to fail.
+
+    In this process rather than as a child so that a failure comes back as a value to report, not as
+    the launcher's own traceback; torch's elastic agent's log lines about stopping the other processes
+    are muted meanwhile (the failure is reported instead).
+    """
+    import torch.distributed.run  # noqa: F401  (creates the elastic agent's loggers muted below)
+    from accelerate.commands.launch import launch_command as accelerate_launch
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    args = launch_command_parser().parse_args(cmd[3:])  # after `python -m accelerate.commands.launch`
+    agent_logs = [
+        logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if name.startswith("torch.distributed.elastic") and isinstance(logger, logging.Logger)
+    ]
+    saved_env = {key: os.environ.get(key) for key in env}
+    saved_disabled = [logger.disabled for logger in agent_logs]
+    os.environ.update(env)
+    for logger in agent_logs:
+        logger.disabled = True
+    try:
+        accelerate_launch(args)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        return rank, failure.exitcode
+    except subprocess.CalledProcessError as exc:  # one process (an accelerate config for one)
+        return 0, exc.returncode
+    except SignalException as exc:  # the agent stopped the processes on this signal
+        if exc.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        return 0, -int(exc.sigval)
+    finally:
+        for logger, disabled in zip(agent_logs, saved_disabled, strict=True):
+            logger.disabled = disabled
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return None
+
+
+def _report(reports: Path, rank: int, status: int) -> int:
+    """The exit status of a failed launch, after reporting its first failure: the earliest user error
+    written by a process (raised again here), else the earliest crash (its traceback), else how the
+    first process to fail ended."""
+    found = sorted(
+        (json.loads(path.read_text(encoding="utf-8")) for path in reports.glob("*.json")),
+        key=lambda report: int(report["time_ns"]),
+    )
+    errors = [report for report in found if report["kind"] == "error"]
+    if errors:
+        cls = getattr(lmtune_errors, errors[0]["error"], None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, LmtuneError) else LmtuneError
+        raise cls(errors[0]["message"])
+    if found:
+        print(found[0]["message"], end="", file=sys.stderr)
+        return 1
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        print(f"lmtune: process {rank} was killed by {name}", file=sys.stderr)
+        return 128 - status
+    return status
 
 
 def free_port() -> int:
@@ -130,7 +258,7 @@ def process_state(cfg: RunConfig) -> PartialState:
 
     from accelerate import PartialState
 
-    from lmtune.train.preflight import train_device
+    from lmtune.runtime.device import train_device
 
     on_cpu = train_device(cfg) != "cuda"
     sharded = [name for name in CUDA_ONLY_ENGINES if _engine_on(name)]

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from lmtune.environment import git_commit, library_versions
+from lmtune.runtime.environment import git_commit, library_versions
 from lmtune.train.checkpoints import sha256_file
 
 _MODEL_FILES = ("config.json", "generation_config.json")

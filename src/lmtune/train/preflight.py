@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import PreflightError
+from lmtune.runtime.device import train_device
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
+    from lmtune.config.run import RunConfig
     from lmtune.config.training import TrainerConfig
-    from lmtune.schema import RunConfig
 
 IGNORE = -100
 GIB = 1 << 30
@@ -282,25 +283,6 @@ def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
     import psutil
 
     return int(psutil.virtual_memory().available) + resident, "available RAM"
-
-
-def train_device(cfg: RunConfig) -> str:
-    """`cuda` or `cpu` for `trainer.device` (`auto` picks CUDA when present).
-
-    Raises:
-        PreflightError: `cuda` was asked for and no CUDA device is visible.
-    """
-    import torch
-
-    match cfg.trainer.device:
-        case "cpu":
-            return "cpu"
-        case "cuda":
-            if not torch.cuda.is_available():
-                raise PreflightError("trainer.device is 'cuda' but no CUDA device is available")
-            return "cuda"
-        case "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def liger_on(cfg: RunConfig) -> bool:

@@ -17,16 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
+from lmtune.config.run import RunConfig
 from lmtune.config.training import TrainerConfig
 from lmtune.errors import ConfigError, TrainingError
-from lmtune.rundir import RunDir, atomic_write_text
-from lmtune.schema import RunConfig
+from lmtune.runtime import chat_templates
+from lmtune.runtime.device import train_device
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.train import checkpoints, distributed
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
-    from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
     from lmtune.train.callbacks import NonFiniteGuard
 
@@ -71,7 +73,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     from transformers import set_seed
 
     from lmtune.data.prepare import load_or_prepare, load_prepared
-    from lmtune.models.load import load_model, load_tokenizer, resolve_model_path
+    from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
     from lmtune.train import preflight
     from lmtune.train.callbacks import AlreadyFinished
     from lmtune.train.lineage import training_lineage
@@ -79,7 +81,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     started = time.perf_counter()
     state = distributed.process_state(cfg)
     rundir = RunDir.for_config(cfg)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.data.chat_template)
     # Several processes (`--nproc`): the main one clears, records and prepares the run directory, then
     # the others read it (one process: just runs the block).
     with state.main_process_first():
@@ -98,10 +100,11 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
             f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
             "shards: use DDP (`--nproc N` without a sharding config) or ZeRO-2"
         )
-    base = load_model(cfg.model, device=preflight.train_device(cfg))
+    base = load_model(cfg.model, device=train_device(cfg))
     use_cache = base.config.use_cache
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
-    model = methods.prepare(base, cfg.method)
+    fit_chat_template(base, tokenizer, cfg)
+    model = methods.prepare(base, cfg.method, chat_templates.token_ids(tokenizer, cfg.data.chat_template))
     report = preflight.check(
         model,
         tokenizer,
@@ -159,6 +162,31 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         weights_path=weights,
         seconds=time.perf_counter() - started,
     )
+
+
+def fit_chat_template(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig) -> None:
+    """With `data.chat_template`: make `base` stop generating at the template's end of turn, and grow
+    its embeddings to hold the tokens the template added to the tokenizer.
+
+    Raises:
+        ConfigError: tokens were added and the method is an adapter that cannot keep new rows
+            (`methods.holds_new_tokens`).
+    """
+    if cfg.data.chat_template is None:
+        return
+    chat_templates.stop_at_end_of_turn(base, tokenizer)
+    rows = int(base.get_input_embeddings().weight.shape[0])
+    if len(tokenizer) <= rows:
+        return
+    if not methods.holds_new_tokens(cfg.method):
+        added = tokenizer.convert_ids_to_tokens(list(range(rows, len(tokenizer))))
+        raise ConfigError(
+            f"data.chat_template '{cfg.data.chat_template}' adds {', '.join(map(str, added))} to the "
+            f"vocabulary, and method '{cfg.method.type}' keeps no new embedding rows: use lora or a method "
+            "that trains the whole model, or a template whose tokens the tokenizer has (mistral adds none)"
+        )
+    chat_templates.fit_embeddings(base, len(tokenizer))
+    log.info("embeddings grown from %d to %d rows for the chat template's tokens", rows, len(tokenizer))
 
 
 def build_trainer(

@@ -6,8 +6,8 @@ import pytest
 
 from lmtune.cli import main
 from lmtune.config import loader
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.schema import RunConfig
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from lmtune import align
 from lmtune.align import session
 from lmtune.config import loader
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 
 def dpo_config(out: Path, pairs: Path, **trainer: object) -> RunConfig:

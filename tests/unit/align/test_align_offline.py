@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from lmtune import align
 from lmtune.config import loader
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 OBJECTIVES = [
     ({"type": "dpo", "loss_type": "ipo"}, "preference"),

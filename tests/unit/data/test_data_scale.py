@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.data import SourceConfig
+from lmtune.config.run import RunConfig
 from lmtune.data import prepare as prepare_module
 from lmtune.data.curate import curate
 from lmtune.data.examples import encode_example
@@ -23,8 +24,7 @@ from lmtune.data.records import Location, RawItem, RecordRejected, Reject, Rejec
 from lmtune.data.split import split_indices
 from lmtune.data.stream import ChunkEncoder, add_curation_stats, encode_batch
 from lmtune.data.validate import Accepted, read_records
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 
 def _same(result: Any, reference: Any) -> bool:

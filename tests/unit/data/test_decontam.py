@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from lmtune.config.curation import EvalSetConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.decontam import build_index
 from lmtune.data.prepare import prepare
 from lmtune.errors import DataError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 EVAL_Q = "A train leaves the station at noon travelling sixty miles an hour toward a city 200 miles away"
 EVAL_A = "It arrives after three hours and twenty minutes. #### 200/60"

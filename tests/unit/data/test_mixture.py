@@ -16,6 +16,7 @@ import pytest
 
 from lmtune.config import loader
 from lmtune.config.data import DataConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.mixture import (
     apportion,
     class_weights,
@@ -29,8 +30,7 @@ from lmtune.data.mixture import (
 )
 from lmtune.data.prepare import prepare
 from lmtune.errors import ConfigError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 
 def test_temperature_shares_follow_n_to_the_one_over_t() -> None:

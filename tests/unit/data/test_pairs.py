@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from lmtune.cli import main
-from lmtune.data.pairs import (
+from lmtune.data.corruption import (
     NUMBER,
-    build_pairs,
     corrupt_final,
     corrupt_solution,
     corrupt_step,
@@ -20,6 +19,7 @@ from lmtune.data.pairs import (
     final_answer,
     plausible_wrong,
 )
+from lmtune.data.pairs import build_pairs
 from lmtune.data.records import RecordRejected
 from lmtune.data.validate import validate_file
 

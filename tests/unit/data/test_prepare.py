@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_or_prepare, load_prepared, prepare
 from lmtune.data.template import IGNORE
 from lmtune.errors import DataError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 
 def _chat(i: int) -> str:
@@ -192,7 +192,7 @@ def test_bad_setup_is_a_data_error(tmp_path: Path, sources: dict, tiny_tokenizer
         prepare(RunConfig(), rundir, tiny_tokenizer)
     no_template = copy.deepcopy(tiny_tokenizer)
     no_template.chat_template = None
-    with pytest.raises(DataError, match="has no chat template; use format `text` or a chat model"):
+    with pytest.raises(DataError, match=r"has no chat template; set data\.chat_template .*, use format `text`, or use a chat model"):
         prepare(_cfg(tmp_path, sources), rundir, no_template)
     missing = RunConfig.model_validate({"data": {"sources": [{"path": str(tmp_path / "gone.jsonl")}]}})
     with pytest.raises(DataError, match=r"gone\.jsonl: no such file"):

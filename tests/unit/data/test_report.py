@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from lmtune.cli import main
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import PreparedData, load_prepared, prepare
 from lmtune.data.report import build_report, histogram, histogram_edges, length_summary, write_report
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 
 def _write_sources(folder: Path) -> tuple[Path, Path]:
@@ -160,9 +160,8 @@ def test_cli_inspect_prepares_then_reuses(tmp_path: Path, capsys: pytest.Capture
     assert main(["data", "inspect", str(config)]) == 0
     out = capsys.readouterr().out
     stats = json.loads((run / "data" / "stats.json").read_text())
-    assert f"{run}: 121 read, {stats['accepted']} accepted, {stats['rejected']} rejected" in out.replace(
-        "\n", ""
-    )
+    # one line, however long the path and whatever the console width (output captured: not a terminal)
+    assert f"{run}: 121 read, {stats['accepted']} accepted, {stats['rejected']} rejected" in out.splitlines()
     assert "rejects by reason" in out and "malformed_json" in out and "labels" not in out
     report = json.loads((run / "data" / "data_report.json").read_text())
     assert report["labels"] is None and report["counts"]["read"] == 121

@@ -661,7 +661,7 @@ def test_cli_takes_curation_from_a_run_config(tmp_path: Path, monkeypatch: pytes
 
 
 def test_shipped_config_curates_as_synthesis_does_by_default() -> None:
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
     path = Path(__file__).resolve().parents[3] / "configs" / "synthesize_gsm8k.yaml"
     cfg = loader.load(RunConfig, path)

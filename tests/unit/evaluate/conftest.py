@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tuned_run import make_run
 
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

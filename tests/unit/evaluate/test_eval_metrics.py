@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmtune.evaluate import metrics
+from lmtune.runtime import answers
 
 
 @pytest.mark.parametrize(
@@ -22,7 +23,7 @@ from lmtune.evaluate import metrics
     ],
 )
 def test_normalize_number(text: str, expected: str | None) -> None:
-    assert metrics.normalize_number(text) == expected
+    assert answers.normalize_number(text) == expected
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_normalize_number(text: str, expected: str | None) -> None:
     ],
 )
 def test_reference_answer(reference: str, expected: str | None) -> None:
-    assert metrics.reference_answer(reference) == expected
+    assert answers.reference_answer(reference) == expected
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_reference_answer(reference: str, expected: str | None) -> None:
     ],
 )
 def test_predicted_answer(prediction: str, expected: str | None) -> None:
-    assert metrics.predicted_answer(prediction) == expected
+    assert answers.predicted_answer(prediction) == expected
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_predicted_answer(prediction: str, expected: str | None) -> None:
     [("#### 72", True), ("####-3", True), ("#### $1,234.5", True), ("#### seven", False), ("72", False)],
 )
 def test_has_answer_format(text: str, expected: bool) -> None:
-    assert metrics.has_answer_format(text) is expected
+    assert answers.has_answer_format(text) is expected
 
 
 def test_numeric_score_compares_normalised_answers() -> None:

@@ -13,10 +13,10 @@ from tuned_run import TEXT_STYLE, make_run, prepare_data
 
 from lmtune.errors import DataError, ModelLoadError
 from lmtune.evaluate import metrics
-from lmtune.evaluate.generate import greedy_generate, render_prompt, stop_token_ids
 from lmtune.evaluate.loss import eval_loss
 from lmtune.evaluate.run import SUMMARY_METRICS, EvalSummary, run
-from lmtune.rundir import RunDir
+from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.rundir import RunDir
 
 PREDICTION_KEYS = {
     "prompt",

@@ -13,11 +13,11 @@ from typing import Any
 
 from lmtune.config.data import DataConfig, SourceConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig
+from lmtune.config.methods.full import FullConfig
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.model import ModelConfig
-from lmtune.methods.full import FullConfig
-from lmtune.methods.lora import LoraConfig
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 GSM8K_STYLE = [
     [

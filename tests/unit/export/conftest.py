@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "evaluate"))
 from tuned_run import make_run
 
 from lmtune.export.run import ExportResult, run
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ from tuned_run import make_run
 from lmtune.cli import main
 from lmtune.config import loader
 from lmtune.config.deploy import CombineConfig, CombineSource
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError, ModelLoadError
 from lmtune.export import combine as export_combine
 from lmtune.export.run import run as export_run
 from lmtune.methods import adapters
-from lmtune.models.tiny import save_tiny
-from lmtune.schema import RunConfig
+from lmtune.runtime.tiny import save_tiny
 
 TOL = 1e-4
 QV_DOWN = ["q_proj", "v_proj", "down_proj"]
@@ -445,9 +445,9 @@ def qlora_adapter(base_dir: Path, out: Path, seed: int) -> Path:
     """A LoRA adapter trained (here: perturbed) on the tiny model loaded 4-bit nf4, saved by lmtune's LoRA
     method (which records the quantized base next to the adapter)."""
     from lmtune import methods
+    from lmtune.config.methods.lora import LoraConfig
     from lmtune.config.model import ModelConfig
-    from lmtune.methods.lora import LoraConfig
-    from lmtune.models.load import load_model
+    from lmtune.runtime.load import load_model
 
     torch.manual_seed(seed)
     cfg = LoraConfig(rank=4, alpha=8)

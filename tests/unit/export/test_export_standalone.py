@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from tuned_run import GSM8K_STYLE, make_run
 
 from lmtune.export.run import ExportResult, run
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 
 # Runs in a subprocess: load the folder, apply its chat template, generate with its generation config.
 STANDALONE = """

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.config.loader import build
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 CHATS = [
     [

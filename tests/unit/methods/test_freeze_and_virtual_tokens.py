@@ -11,11 +11,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
 from lmtune import methods
+from lmtune.config.methods.freeze import FreezeConfig
+from lmtune.config.methods.prefix_tuning import PrefixTuningConfig
+from lmtune.config.methods.prompt_tuning import PromptTuningConfig
 from lmtune.errors import ConfigError
 from lmtune.evaluate.loss import eval_loss
-from lmtune.methods.freeze import FreezeConfig, matches
-from lmtune.methods.prefix_tuning import PrefixTuningConfig
-from lmtune.methods.prompt_tuning import PromptTuningConfig
+from lmtune.methods.freeze import matches
 
 IDS = torch.tensor([[1, 5, 9, 40, 77, 120, 3, 8]])
 

@@ -21,9 +21,11 @@ from transformers import (
 
 from lmtune import methods
 from lmtune.config.loader import build
+from lmtune.config.methods.hft import HftConfig
+from lmtune.config.run import RunConfig
 from lmtune.methods.hft import (
     OUTER,
-    HftConfig,
+    HftRoundCallback,
     apply_round,
     blocks_of,
     group_of,
@@ -31,9 +33,7 @@ from lmtune.methods.hft import (
     round_of,
     select_groups,
 )
-from lmtune.methods.hft_rounds import HftRoundCallback
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import run
 
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")

@@ -13,9 +13,10 @@ from transformers import AutoModelForCausalLM, TrainerCallback, set_seed
 
 from lmtune import methods
 from lmtune.config.loader import build
-from lmtune.methods.lora import LoraConfig, loraplus_groups
+from lmtune.config.methods.lora import LoraConfig
+from lmtune.config.run import RunConfig
+from lmtune.methods.lora import loraplus_groups
 from lmtune.methods.lora_residual import delta_adapter, doubled_rank_alpha
-from lmtune.schema import RunConfig
 
 IDS = torch.tensor([[1, 5, 9, 40, 77, 120, 3, 8], [2, 6, 11, 50, 99, 7, 300, 2]])
 

@@ -15,11 +15,11 @@ from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase, set_seed
 
 from lmtune import methods
+from lmtune.config.methods.memory_experts import MemoryExpertsConfig
 from lmtune.errors import ConfigError
 from lmtune.methods.memory_experts import (
     CONFIG_FILE,
     WEIGHTS_FILE,
-    MemoryExpertsConfig,
     disabled,
     memory_layers,
     parameter_count,
@@ -380,10 +380,10 @@ def test_train_evaluate_export_through_the_stages(tmp_path: Path, tiny_model_dir
     """`lmtune train` -> evaluate -> export with memory experts: a self-contained `model/` folder, the base
     view in evaluation, an unmerged export that reloads to the same greedy answers, and resume."""
     from lmtune.config.loader import build
+    from lmtune.config.run import RunConfig
     from lmtune.evaluate.run import run as evaluate
     from lmtune.export.run import run as export
-    from lmtune.rundir import RunDir
-    from lmtune.schema import RunConfig
+    from lmtune.runtime.rundir import RunDir
     from lmtune.train.sft import run as train
 
     chats = tmp_path / "chats.jsonl"

@@ -9,8 +9,8 @@ import pytest
 
 from lmtune.config.deploy import ExportConfig
 from lmtune.config.loader import load
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.schema import RunConfig
 
 ADAPTERS = "lora, ia3, vera, prompt_tuning, prefix_tuning"
 LEAVE_MERGE = "leave export.merge unset (the adapter is exported instead) or set it to false"

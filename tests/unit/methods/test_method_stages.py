@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lmtune.config.loader import build
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 CHATS = [
     [

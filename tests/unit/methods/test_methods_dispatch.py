@@ -9,9 +9,9 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from lmtune import methods
-from lmtune.methods import ALL_METHODS, MethodConfig
-from lmtune.methods.full import FullConfig
-from lmtune.methods.lora import LoraConfig
+from lmtune.config.methods import ALL_METHODS, MethodConfig
+from lmtune.config.methods.full import FullConfig
+from lmtune.config.methods.lora import LoraConfig
 
 
 def test_every_method_of_the_union_is_in_the_contract_suite() -> None:

@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerControl, TrainerState, TrainingArguments
 
 from lmtune import methods
-from lmtune.methods.lora import LoraConfig
-from lmtune.models.tiny import save_tiny_moe
-from lmtune.rundir import RunDir
+from lmtune.config.methods.lora import LoraConfig
+from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.tiny import save_tiny_moe
 from lmtune.train import moe
 from lmtune.train.sft import run
 

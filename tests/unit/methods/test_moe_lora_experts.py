@@ -12,10 +12,11 @@ from moe_runs import records, run_config, save_scaled
 from transformers import AutoModelForCausalLM
 
 from lmtune import methods
+from lmtune.config.methods.lora_experts import LoraExpertsConfig
 from lmtune.errors import ConfigError, ModelLoadError
-from lmtune.methods.lora_experts import CONFIG_NAME, WEIGHTS_NAME, LoraExpertsConfig
+from lmtune.methods.lora_experts import CONFIG_NAME, WEIGHTS_NAME
 from lmtune.methods.lora_experts_layer import LoraExpertsLinear, lora_mixture
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import run
 
 CFG = LoraExpertsConfig(num_experts=3, rank=4, alpha=8)

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lmtune.config.loader import build
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.rundir import RunDir
 
 pytestmark = [
     pytest.mark.gpu,
@@ -25,8 +25,8 @@ def test_qlora_nf4_trains_evaluates_and_exports_on_cuda(tiny_model_dir: Path, tm
     from lmtune import methods
     from lmtune.evaluate.run import run as evaluate
     from lmtune.export.run import run as export
-    from lmtune.models.load import load_model
-    from lmtune.models.quantize import quantization_of
+    from lmtune.runtime.load import load_model
+    from lmtune.runtime.quantize import quantization_of
     from lmtune.train.sft import run as train
 
     chat = [

@@ -13,12 +13,12 @@ import torch
 from transformers import AutoModelForCausalLM, set_seed
 
 from lmtune import methods
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.model import ModelConfig, Quantization
 from lmtune.errors import ConfigError, ModelLoadError
-from lmtune.methods.lora import LoraConfig
 from lmtune.methods.peft_adapter import QUANTIZATION_FILE, saved_quantization
-from lmtune.models.load import load_model
-from lmtune.models.quantize import bnb_config, dequantize, quantization_of
+from lmtune.runtime.load import load_model
+from lmtune.runtime.quantize import bnb_config, dequantize, quantization_of
 
 IDS = torch.tensor([[1, 5, 9, 40, 77, 120, 3, 8]])
 

@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerBase
 
 from lmtune import methods
+from lmtune.config.methods.upcycle import UpcycleConfig
 from lmtune.errors import ConfigError
-from lmtune.methods.upcycle import UpcycleConfig
-from lmtune.models.tiny import save_tiny_moe
-from lmtune.rundir import RunDir
+from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.tiny import save_tiny_moe
 from lmtune.train.sft import run
 
 

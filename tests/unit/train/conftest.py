@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.loader import build
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
 
 CHATS = [
     [

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.schema import RunConfig
 from lmtune.train import distributed
 from lmtune.train.distributed import Launch, launch_command
 
@@ -31,7 +31,8 @@ def test_plain_nproc_is_ddp_through_accelerate_launch() -> None:
         "0",
     )
     assert 1024 <= int(_flag(cmd, "--main_process_port")) <= 65535
-    assert cmd[-5:] == ["-m", "lmtune.train", "run.yaml", "trainer.batch_size=2", "--resume"]
+    # Each process enters through the same CLI as every verb.
+    assert cmd[-6:] == ["-m", "lmtune.cli", "train", "run.yaml", "trainer.batch_size=2", "--resume"]
 
 
 def test_config_file_and_several_machines() -> None:
@@ -48,7 +49,7 @@ def test_config_file_and_several_machines() -> None:
     assert _flag(cmd, "--num_processes") == "16"  # accelerate counts processes over all machines
     assert (_flag(cmd, "--num_machines"), _flag(cmd, "--machine_rank")) == ("2", "1")
     assert (_flag(cmd, "--main_process_ip"), _flag(cmd, "--main_process_port")) == ("10.1.2.3", "29555")
-    assert cmd[-3:] == ["-m", "lmtune.train", "run.yaml"]
+    assert cmd[-4:] == ["-m", "lmtune.cli", "train", "run.yaml"]
 
 
 @pytest.mark.parametrize(

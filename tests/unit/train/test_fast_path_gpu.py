@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.config.run import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import run, train_losses
 
 pytestmark = [
@@ -45,7 +45,7 @@ def _train(cfg: RunConfig) -> list[float]:
 
 def test_lora_adapters_are_bf16_on_cuda_by_default(run_config: Callable[..., RunConfig]) -> None:
     from lmtune import methods
-    from lmtune.models.load import load_model
+    from lmtune.runtime.load import load_model
 
     cfg = run_config(name="dtypes", method={"type": "lora", "rank": 8}, trainer={"device": "cuda"})
     assert cfg.model.dtype == "auto"

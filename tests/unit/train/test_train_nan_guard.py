@@ -13,9 +13,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from lmtune import methods
+from lmtune.config.run import RunConfig
 from lmtune.errors import TrainingError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import build_trainer, run
 
 

@@ -12,10 +12,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lmtune import methods
+from lmtune.config.methods.full import FullConfig
+from lmtune.config.methods.lora import LoraConfig
+from lmtune.config.run import RunConfig
 from lmtune.errors import PreflightError
-from lmtune.methods.full import FullConfig
-from lmtune.methods.lora import LoraConfig
-from lmtune.schema import RunConfig
+from lmtune.runtime.device import train_device
 from lmtune.train import preflight
 from lmtune.train.preflight import GIB, check, estimate_memory, layer_activation_elements
 
@@ -182,7 +183,7 @@ def test_processes_on_one_cpu_machine_share_its_ram(
 
 
 def test_trainer_gets_the_preflight_decision(run_config: Callable[..., RunConfig], tmp_path: Path) -> None:
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
     from lmtune.train.sft import training_arguments
 
     cfg = run_config()
@@ -232,7 +233,7 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal when no CUDA device exists")
 def test_cuda_requested_without_a_device(run_config: Callable[..., RunConfig]) -> None:
     with pytest.raises(PreflightError, match=r"^trainer.device is 'cuda' but no CUDA device is available$"):
-        preflight.train_device(run_config(trainer={"device": "cuda"}))
+        train_device(run_config(trainer={"device": "cuda"}))
 
 
 def test_liger_and_compile_reach_the_trainer_arguments(
@@ -241,7 +242,7 @@ def test_liger_and_compile_reach_the_trainer_arguments(
     import importlib.util
 
     from lmtune.errors import ConfigError
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
     from lmtune.train.preflight import use_liger
     from lmtune.train.sft import training_arguments
 

@@ -15,9 +15,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from lmtune.config.loader import load
+from lmtune.config.run import RunConfig
 from lmtune.errors import TrainingError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints
 from lmtune.train.sft import run
 
@@ -141,19 +141,32 @@ def test_unpacked_rows_train_with_an_attention_mask(run_config: Callable[..., Ru
     assert {"input_ids", "labels", "attention_mask"} <= keys and "position_ids" not in keys
 
 
-def test_module_entry_point_trains_and_reports_user_errors(
+def test_train_verb_trains_logs_and_reports_user_errors(
     run_config: Callable[..., RunConfig], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """`lmtune train` shows lmtune's progress lines (the preflight; the resume point on --resume) and a
+    user error as one line with status 2."""
+    from lmtune.cli import main
     from lmtune.config.loader import dump
-    from lmtune.train.__main__ import main
 
     path = tmp_path / "run.yaml"
     path.write_text(dump(run_config()))
-    assert main([str(path), "trainer.max_steps=1", "name=cli"]) == 0
-    assert "trained 1 steps -> " in capsys.readouterr().out
+    args = ["train", str(path), "name=cli", "trainer.save_steps=1"]
+    assert main([*args, "trainer.max_steps=1"]) == 0
+    out, err = capsys.readouterr()
+    assert "trained 1 steps -> " in out
+    assert "lmtune: preflight: " in err and " trained tokens, peak memory ~" in err
+    assert "lmtune: resuming from" not in err
     assert (tmp_path / "runs" / "cli" / "adapter" / "adapter_model.safetensors").is_file()
-    assert main([str(path), "trainer.max_steps=1", "name=cli"]) == 2
-    assert "already holds the complete checkpoint checkpoint-1" in capsys.readouterr().err
+    assert main([*args, "trainer.max_steps=2", "--resume"]) == 0
+    out, err = capsys.readouterr()
+    assert f"lmtune: resuming from {tmp_path / 'runs' / 'cli' / 'checkpoints' / 'checkpoint-1'}\n" in err
+    assert "trained 2 steps -> " in out
+    assert main([*args, "trainer.max_steps=2"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("lmtune: error: ")]
+    assert len(errors) == 1 and "already holds the complete checkpoint checkpoint-2" in errors[0]
+    assert "Traceback" not in err
 
 
 @pytest.mark.real

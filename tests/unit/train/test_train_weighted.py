@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from lmtune.config import loader
+from lmtune.config.run import RunConfig
 from lmtune.data.prepare import prepare
 from lmtune.errors import ConfigError
-from lmtune.rundir import RunDir
-from lmtune.schema import RunConfig
+from lmtune.runtime.rundir import RunDir
 from lmtune.train.weighted import weighted_token_loss
 
 
@@ -110,7 +110,7 @@ def test_weighted_loss_with_gradient_accumulation_is_a_mean_not_a_sum(
 ) -> None:
     """Two micro-batches of 2 log about the loss of one batch of 4 (the same rows, a near-zero learning
     rate), not twice it: each micro-batch's weighted mean is divided by the accumulation steps."""
-    from lmtune.rundir import RunDir
+    from lmtune.runtime.rundir import RunDir
     from lmtune.train.sft import run, train_losses
 
     source = _labelled(tmp_path)

@@ -9,9 +9,9 @@ from pydantic import Field, field_validator
 
 from lmtune.config.base import StrictModel
 from lmtune.config.data import SourceConfig
+from lmtune.config.methods import MethodConfig
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.training import TrainerConfig
-from lmtune.methods import MethodConfig
-from lmtune.methods.lora import LoraConfig
 
 
 class AlignDataConfig(StrictModel):

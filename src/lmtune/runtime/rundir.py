@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.config import loader
+from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
-from lmtune.schema import RunConfig
 
 
 @dataclass(frozen=True)

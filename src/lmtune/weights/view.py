@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from lmtune import methods
 from lmtune.errors import ConfigError
-from lmtune.rundir import RunDir, atomic_write_text
+from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
-    from lmtune.align.settings import AlignBase
-    from lmtune.schema import RunConfig
+    from lmtune.config.align.base import AlignBase
+    from lmtune.config.run import RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,9 @@ def _stamp(weights: Path) -> list[tuple[str, int, int]]:
 
 
 def _merge_sft(cfg: RunConfig, weights: Path, out: Path) -> None:
-    from lmtune.evaluate.tuned import load_weights_tokenizer
-    from lmtune.export.save import save_folder
-    from lmtune.models.load import resolve_model_path
+    from lmtune.runtime.load import resolve_model_path
+    from lmtune.weights.load import load_weights_tokenizer
+    from lmtune.weights.save import save_folder
 
     log.info("merging the SFT weights %s into %s (alignment's start)", weights, out)
     model = methods.load_for_inference(

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.errors import LmtuneError
-from lmtune.evaluate.generate import stop_token_ids
+from lmtune.runtime.generation import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase
 
-    from lmtune.methods import AnyMethod
+    from lmtune.config.methods import AnyMethod
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 """Weight files that would need an unpickler to load; an export must contain none."""

@@ -1,17 +1,21 @@
 """Which method settings work with which run settings. Each function returns why a combination cannot
-work (one line, for the config error the loader shows) or None; `lmtune.schema.RunConfig` checks them
+work (one line, for the config error the loader shows) or None; `lmtune.config.run.RunConfig` checks them
 when the config is loaded, before any model is."""
 
 from __future__ import annotations
 
-from lmtune.config.model import Quantization
-from lmtune.methods import AnyMethod, is_adapter, mergeable
-from lmtune.methods.lora import REWRITES_BASE, LoraConfig
+from typing import get_args
 
-QUANTIZABLE = ("lora", "ia3", "vera", "prompt_tuning", "prefix_tuning")
-"""Methods that train on a bitsandbytes-quantized base (PEFT wraps its 4-bit/8-bit layers)."""
-VIRTUAL_TOKENS = ("prompt_tuning", "prefix_tuning")
-"""Methods that prepend learned virtual tokens to every row."""
+from lmtune.config.methods import AnyMethod
+from lmtune.config.methods.lora import REWRITES_BASE, LoraConfig
+from lmtune.config.model import MERGE_REFUSAL, Quantization
+
+
+def quantizable_methods() -> list[str]:
+    """The `type` of every method that trains on a quantized base (`MethodBase.quantizable`): the weight
+    adapters first, then the virtual-token methods."""
+    quantizable = [cls for cls in get_args(AnyMethod) if cls.quantizable]
+    return [cls.model_fields["type"].default for cls in sorted(quantizable, key=lambda c: c.virtual_tokens)]
 
 
 def quantized_base_refusal(method: AnyMethod, quantization: Quantization) -> str | None:
@@ -19,9 +23,9 @@ def quantized_base_refusal(method: AnyMethod, quantization: Quantization) -> str
     if quantization == "none":
         return None
     where = f"model.quantization: {quantization}"
-    adapters = ", ".join(QUANTIZABLE)
-    if method.type not in QUANTIZABLE:
-        if not is_adapter(method):
+    adapters = ", ".join(quantizable_methods())
+    if not method.quantizable:
+        if not method.is_adapter:
             return (
                 f"method '{method.type}' trains the base model's own weights, which cannot be trained while "
                 f"quantized ({where}); use an adapter method ({adapters}) on the quantized base, or "
@@ -42,16 +46,14 @@ def quantized_base_refusal(method: AnyMethod, quantization: Quantization) -> str
 
 def merge_refusal(method: AnyMethod, quantization: Quantization) -> str | None:
     """Why the trained weights cannot be folded into a plain float model on export (None: they can)."""
-    from lmtune.models.quantize import MERGE_REFUSAL
-
-    if not mergeable(method):
+    if not method.mergeable:
         return f"method '{method.type}' cannot be merged into the base weights"
     return MERGE_REFUSAL[quantization]
 
 
 def packing_refusal(method: AnyMethod, packing: bool) -> str | None:
     """Why `method` cannot train on packed rows (None: it can)."""
-    if packing and method.type in VIRTUAL_TOKENS:
+    if packing and method.virtual_tokens:
         return (
             f"method '{method.type}' cannot train on packed rows (data.packing: true): its virtual tokens "
             "are prepended once per row, not to each example packed into it; set data.packing: false"

@@ -132,8 +132,11 @@ def tiny_shape(vocab_size: int, eos_token_id: int) -> dict[str, Any]:
     }
 
 
-def build_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on a generated corpus and wrap it with a ChatML template."""
+def build_tokenizer(vocab_size: int = 512, base: bool = False) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on a generated corpus and wrap it with a ChatML template.
+
+    `base`: a base model's tokenizer instead: no chat template and no turn markers, `<|endoftext|>` as
+    bos, eos and unk (as a GPT-2 style base model has), no pad."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -142,11 +145,14 @@ def build_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerFast:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,
+        special_tokens=SPECIAL_TOKENS[:1] if base else SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
+    if base:
+        end = SPECIAL_TOKENS[0]
+        return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=end, eos_token=end, unk_token=end)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<|im_start|>",
@@ -168,9 +174,12 @@ def build_model(vocab_size: int, seed: int = 0, eos_token_id: int = 2) -> LlamaF
     return LlamaForCausalLM(config)
 
 
-def save_tiny(path: str | Path, seed: int = 0) -> Path:
-    """Build the tiny model + tokenizer and save both as a standard folder; returns the folder."""
-    return _save(path, build_model, seed)
+def save_tiny(path: str | Path, seed: int = 0, base: bool = False) -> Path:
+    """Build the tiny model + tokenizer and save both as a standard folder; returns the folder.
+
+    `base`: a base model instead of a chat model: its tokenizer has no chat template and no turn markers
+    (`build_tokenizer(base=True)`), eos `<|endoftext|>`."""
+    return _save(path, build_model, seed, base)
 
 
 def build_mixtral(
@@ -213,17 +222,17 @@ def save_tiny_moe(path: str | Path, arch: Literal["mixtral", "qwen3_moe"], seed:
     return _save(path, build_mixtral if arch == "mixtral" else build_qwen_moe, seed)
 
 
-def _save(path: str | Path, build: Callable[..., PreTrainedModel], seed: int) -> Path:
-    """`build(vocab_size, seed=, eos_token_id=)` with the tiny tokenizer, eos = `<|im_end|>`, saved with
-    the tokenizer and a generation config that stops there."""
+def _save(path: str | Path, build: Callable[..., PreTrainedModel], seed: int, base: bool = False) -> Path:
+    """`build(vocab_size, seed=, eos_token_id=)` with the tiny tokenizer, eos = `<|im_end|>` (base:
+    `<|endoftext|>`), saved with the tokenizer and a generation config that stops there."""
     from transformers import GenerationConfig
 
     out = Path(path)
-    tok = build_tokenizer()
-    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    tok = build_tokenizer(base=base)
+    eos = tok.convert_tokens_to_ids(tok.eos_token)
     assert isinstance(eos, int)
     model = build(len(tok), seed=seed, eos_token_id=eos)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=1)
+    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=tok.bos_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

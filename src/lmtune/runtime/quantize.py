@@ -15,21 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lmtune.config.model import Quantization
+from lmtune.config.model import MERGE_REFUSAL, Quantization
 from lmtune.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
     from transformers import BitsAndBytesConfig, PreTrainedModel
-
-MERGE_REFUSAL: dict[Quantization, str | None] = {
-    "none": None,
-    "nf4": None,
-    "fp4": None,
-    "int8": "model.quantization int8 (LLM.int8) also quantises the activations at run time, so no merged "
-    "float model computes what the trained model does",
-}
-"""Why a base with this quantization cannot be folded into a float export (None: it can, exactly)."""
 
 
 def bnb_config(quantization: Quantization, dtype: torch.dtype) -> BitsAndBytesConfig | None:

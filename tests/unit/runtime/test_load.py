@@ -5,7 +5,7 @@ import pytest
 
 from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
-from lmtune.models.load import load_model, load_tokenizer, resolve_model_path
+from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
 
 
 def test_hub_id_offline_fails_fast(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +62,7 @@ def test_smollm2_alias_is_a_real_safetensors_folder(smollm2_dir: Path) -> None:
 def test_auto_dtype_is_bf16_only_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from lmtune.models.load import torch_dtype
+    from lmtune.runtime.load import torch_dtype
 
     assert torch_dtype("float16") == torch.float16 and torch_dtype("float32", "cuda") == torch.float32
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -82,8 +82,8 @@ def test_adapters_follow_a_bf16_base_without_float32_copies(tiny_model_dir: Path
     import torch
 
     from lmtune import methods
+    from lmtune.config.methods.lora import LoraConfig
     from lmtune.methods.ia3 import Ia3Config
-    from lmtune.methods.lora import LoraConfig
 
     for dtype, expected in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
         for method in (LoraConfig(rank=4), Ia3Config()):
@@ -97,7 +97,7 @@ def test_a_quantized_bf16_base_keeps_bf16_norms_and_bf16_adapters(tiny_model_dir
     import torch
 
     from lmtune import methods
-    from lmtune.methods.lora import LoraConfig
+    from lmtune.config.methods.lora import LoraConfig
 
     base = load_model(ModelConfig(path=str(tiny_model_dir), dtype="bfloat16", quantization="nf4"))
     model = methods.prepare(base, LoraConfig(rank=4))

@@ -7,14 +7,15 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from lmtune.align import AlignConfig
+from lmtune.config import combinations
+from lmtune.config.align import AlignConfig
 from lmtune.config.base import StrictModel
 from lmtune.config.data import DataConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig, MonitorConfig, ServeConfig
+from lmtune.config.methods import MethodConfig
+from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.model import ModelConfig
 from lmtune.config.training import TrainerConfig
-from lmtune.methods import MethodConfig, combinations
-from lmtune.methods.lora import LoraConfig
 
 Stage = Literal["data", "train", "align", "evaluate", "export", "serve"]
 ALL_STAGES: tuple[Stage, ...] = ("data", "train", "align", "evaluate", "export", "serve")
@@ -65,7 +66,7 @@ class RunConfig(StrictModel):
 
     @model_validator(mode="after")
     def _settings_combine(self) -> Self:
-        """Refuse a method with run settings it cannot work with (`lmtune.methods.combinations`)."""
+        """Refuse a method with run settings it cannot work with (`lmtune.config.combinations`)."""
         reasons = [
             combinations.quantized_base_refusal(self.method, self.model.quantization),
             combinations.packing_refusal(self.method, self.data.packing),

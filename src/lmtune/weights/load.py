@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, cast
 
 from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
+from lmtune.runtime.device import inference_device
 
 if TYPE_CHECKING:
-    from lmtune.schema import RunConfig
+    from lmtune.config.run import RunConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -27,18 +28,11 @@ class Tuned:
     weights: Path
 
 
-def device() -> str:
-    """Where evaluation runs: CUDA when present."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def load_weights_tokenizer(weights: Path, base: ModelConfig) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the weights (training saves it with its chat template), else the base's."""
     from transformers import AutoTokenizer
 
-    from lmtune.models.load import load_tokenizer
+    from lmtune.runtime.load import load_tokenizer
 
     if not (weights / "tokenizer_config.json").is_file():
         return load_tokenizer(base)
@@ -52,7 +46,7 @@ def load_full(path: Path, base: ModelConfig) -> PreTrainedModel:
     """A full model folder, in the run's dtype, on the evaluation device, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    from lmtune.models.load import torch_dtype
+    from lmtune.runtime.load import torch_dtype
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -60,14 +54,20 @@ def load_full(path: Path, base: ModelConfig) -> PreTrainedModel:
         )
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load model folder ({exc})") from None
-    return model.to(device()).eval()  # type: ignore[arg-type]
+    return model.to(inference_device()).eval()  # type: ignore[arg-type]
 
 
-def load_base(base: ModelConfig) -> PreTrainedModel:
-    """The base model of the run, on the evaluation device, in eval mode."""
-    from lmtune.models.load import load_model
+def load_base(base: ModelConfig, vocab_size: int | None = None) -> PreTrainedModel:
+    """The base model of the run, on the evaluation device, in eval mode; with `vocab_size` (the run's
+    tokenizer), its embeddings grown to that many rows when they have fewer (tokens a chat template
+    added: the base never learnt them)."""
+    from lmtune.runtime.chat_templates import fit_embeddings
+    from lmtune.runtime.load import load_model
 
-    return load_model(base).to(device()).eval()  # type: ignore[arg-type]
+    model = load_model(base)
+    if vocab_size is not None:
+        fit_embeddings(model, vocab_size)
+    return model.to(inference_device()).eval()  # type: ignore[arg-type]
 
 
 def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
@@ -78,7 +78,7 @@ def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
         ModelLoadError: `weights` holds no trained weights.
     """
     from lmtune import methods
-    from lmtune.models.load import resolve_model_path
+    from lmtune.runtime.load import resolve_model_path
 
     if not weights.is_dir() or not any(weights.iterdir()):
         raise ModelLoadError(
@@ -89,7 +89,7 @@ def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
         model = methods.load_for_inference(base_dir, weights, cfg.method, cfg.model.dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{weights}: cannot load the trained weights ({exc})") from None
-    model = model.to(device()).eval()
+    model = model.to(inference_device()).eval()
     # A PeftModel forwards every attribute (generate, config, ...) to the model it wraps.
     return Tuned(
         cast("PreTrainedModel", model),

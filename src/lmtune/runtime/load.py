@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
+from lmtune.runtime import chat_templates
 
 if TYPE_CHECKING:
     import torch
@@ -88,7 +89,7 @@ def resolve_model_path(path: str) -> str:
             _convert_smollm2(out)
         return str(out)
     if path == TINY_ALIAS:
-        from lmtune.models.tiny import save_tiny
+        from lmtune.runtime.tiny import save_tiny
 
         out = cache_dir() / "models" / TINY_ALIAS
         if not (out / "config.json").is_file():
@@ -114,7 +115,15 @@ def resolve_model_path(path: str) -> str:
     )
 
 
-def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
+def load_tokenizer(cfg: ModelConfig, chat_template: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of `cfg.model`, with pad set to eos when it has none. With `chat_template`
+    (`data.chat_template`: a known family or a Jinja file) that template replaces the tokenizer's own
+    and its missing special tokens are added (`lmtune.runtime.chat_templates.apply`; the model's
+    embeddings must then grow to `len(tokenizer)`: `chat_templates.fit_embeddings`).
+
+    Raises:
+        ModelLoadError: the tokenizer cannot be loaded. ConfigError: `chat_template` names no template.
+    """
     from transformers import AutoTokenizer
 
     where = resolve_model_path(cfg.path)
@@ -124,6 +133,8 @@ def load_tokenizer(cfg: ModelConfig) -> PreTrainedTokenizerBase:
         )
     except OSError as exc:
         raise ModelLoadError(f"model.path '{cfg.path}': cannot load tokenizer ({exc})") from None
+    if chat_template is not None:
+        chat_templates.apply(tok, chat_template)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
@@ -142,10 +153,10 @@ def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
 
 def load_model(cfg: ModelConfig, device: str | None = None, **kwargs: Any) -> PreTrainedModel:
     """The base model of `cfg`, in `cfg.dtype` (`auto` resolved for `device`, see `torch_dtype`); with
-    `cfg.quantization` its linear layers are loaded quantized by bitsandbytes (`lmtune.models.quantize`)."""
+    `cfg.quantization` its linear layers are loaded quantized by bitsandbytes (`lmtune.runtime.quantize`)."""
     from transformers import AutoModelForCausalLM
 
-    from lmtune.models.quantize import bnb_config, exact_cpu_kernels
+    from lmtune.runtime.quantize import bnb_config, exact_cpu_kernels
 
     where = resolve_model_path(cfg.path)
     dtype = torch_dtype(cfg.dtype, device)

@@ -1,0 +1,114 @@
+"""Export one weights folder as a standard model folder and check it reproduces the in-memory model
+(the body of `lmtune.export.run` and of `lmtune.export.combine`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lmtune import methods
+from lmtune.config import combinations
+from lmtune.config.run import RunConfig
+from lmtune.export.check import (
+    ExportCheck,
+    ExportCheckError,
+    check_conversations,
+    max_abs_diff,
+    sequence_logits,
+)
+from lmtune.runtime.generation import Generation, greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.weights.load import load_full, load_tuned, load_weights_tokenizer
+from lmtune.weights.save import save_folder
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and how its check came out."""
+
+    path: Path
+    """The exported folder: `<run>/export/merged` (or `<run>/export/adapter` when not merging)."""
+    merged: bool
+    """Whether the folder is a full model (loads without PEFT)."""
+    check: ExportCheck
+    files: dict[str, str]
+    """{weight file name: sha256}."""
+
+
+def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
+    """Export the trained weights in `weights` (saved by `cfg.method`) into `rundir`'s export folder,
+    with the export check (see `run`)."""
+    from transformers import GenerationConfig
+
+    tuned = load_tuned(weights, cfg)
+    conversations = check_conversations(rundir, cfg.export.check_prompts)
+    before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, cfg, stops=None)
+    # Logits on the same token sequences (prompt + answer before export) on both sides.
+    before_logits = sequence_logits(tuned.model, sequences)
+
+    # export.merge unset: merge whenever the method and the base's quantization allow it (an explicit
+    # true that cannot be honoured was refused when the config was loaded).
+    can_merge = combinations.merge_refusal(cfg.method, cfg.model.quantization) is None
+    merged = cfg.export.merge is not False and can_merge
+    out = rundir.merged if merged else rundir.export / "adapter"
+    if merged:
+        files = save_folder(methods.merge(tuned.model, cfg.method), tuned.tokenizer, out)
+    else:
+        files = save_folder(tuned.model, tuned.tokenizer, out, cfg.method)
+    del tuned  # one model in memory at a time
+
+    reloaded = load_full(out, cfg.model) if merged else load_tuned(out, cfg).model
+    tokenizer = load_weights_tokenizer(out, cfg.model)
+    eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
+    stops = eos if isinstance(eos, list) else [eos]
+    after, _ = _answers(reloaded, tokenizer, conversations, cfg, stops=stops)
+    after_logits = sequence_logits(reloaded, sequences)
+
+    check = ExportCheck(
+        prompts=[render_prompt(tokenizer, c) for c in conversations],
+        before=before,
+        after=after,
+        max_logit_diff=max_abs_diff(before_logits, after_logits),
+    )
+    atomic_write_text(rundir.export / "export_check.json", json.dumps(check.as_dict(), indent=2) + "\n")
+    rundir.update_lineage(
+        export={
+            "path": str(out),
+            "merged": merged,
+            "files": files,
+            "identical": check.identical,
+            "max_logit_diff": check.max_logit_diff,
+        }
+    )
+    if not check.identical:
+        raise ExportCheckError(f"{out}: the export does not reproduce the trained model: {check.failure()}")
+    return ExportResult(path=out, merged=merged, check=check, files=files)
+
+
+def _answers(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[list[dict[str, str]]],
+    cfg: RunConfig,
+    *,
+    stops: list[int] | None,
+) -> tuple[list[Generation], list[list[int]]]:
+    """Greedy answers to the check prompts, and each prompt + answer as token ids."""
+    if not conversations:
+        return [], []
+    prompts = [render_prompt(tokenizer, c) for c in conversations]
+    answers = greedy_generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.export.check_max_new_tokens,
+        batch_size=cfg.evaluate.batch_size,
+        stop_ids=stops if stops is not None else stop_token_ids(tokenizer),
+    )
+    prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    return answers, [p + a.token_ids for p, a in zip(prompt_ids, answers, strict=True)]

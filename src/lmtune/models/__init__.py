@@ -1,1 +1,0 @@
-"""Stage 2: model resolution and loading; the tiny model factory for tests."""

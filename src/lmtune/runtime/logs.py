@@ -1,0 +1,59 @@
+"""How lmtune's own progress lines reach the console: `lmtune: message` on stderr, set up once by the
+CLI for every verb (and for each process of `lmtune train --nproc N`, which enter through the same CLI).
+
+Only the `lmtune` loggers are configured: the libraries keep their own levels and handlers, so their
+debug and info output stays out of the normal output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+ROOT = "lmtune"
+"""The logger every lmtune module's `logging.getLogger(__name__)` descends from."""
+
+
+def process_rank() -> int:
+    """This process's global rank in a multi-process run (`RANK`, set by the launcher); 0 otherwise."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on whatever `sys.stderr` is when a record is written (not when the handler was
+    made), so that a CLI called in-process (tests, notebooks) writes where its caller's stderr now is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:  # logging.StreamHandler assigns it in __init__
+        pass
+
+
+@contextmanager
+def console_logging(rank: int | None = None) -> Iterator[None]:
+    """lmtune's loggers write `lmtune: message` lines to stderr while the block runs: INFO and above on
+    the main process (`rank` 0, the default when not launched), errors only on the other processes of a
+    multi-process run (their progress and warnings repeat the main process's). Their previous level and
+    handlers are restored afterwards, so an in-process caller keeps its own logging set-up."""
+    rank = process_rank() if rank is None else rank
+    logger = logging.getLogger(ROOT)
+    handler = _CurrentStderr()
+    handler.setFormatter(logging.Formatter("lmtune: %(message)s" if rank == 0 else f"lmtune[{rank}]: %(message)s"))
+    previous = logger.level
+    logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -1,0 +1,144 @@
+"""The layers of docs/architecture.md hold: import-linter's contracts (pyproject.toml), zero import cycles
+counting every import statement (also inside functions and under TYPE_CHECKING), and a config layer that
+loads no ML library."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src"
+
+
+def module_files(src: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module under `src`."""
+    found = {}
+    for path in sorted(src.rglob("*.py")):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        found[".".join(parts)] = path
+    return found
+
+
+def _imported_names(tree: ast.AST, module: str, is_package: bool) -> Iterator[str]:
+    """Every module an import statement anywhere in `tree` names (`from a import b` names `a.b` too)."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield target
+            yield from (f"{target}.{alias.name}" for alias in node.names)
+
+
+def import_graph(src: Path, root: str = "lmtune") -> dict[str, set[str]]:
+    """module -> the project modules it imports. Importing `a.b.c` also imports the packages `a.b` and
+    `a`, except the importer's own packages (which Python always initialises before the importer)."""
+    files = module_files(src)
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        own = {module.rsplit(".", k)[0] for k in range(1, module.count(".") + 1)}
+        edges = graph.setdefault(module, set())
+        for name in _imported_names(ast.parse(path.read_text()), module, path.name == "__init__.py"):
+            while name and name.split(".")[0] == root:
+                if name in files and name != module and name not in own:
+                    edges.add(name)
+                name = name.rpartition(".")[0]
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph)))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph(SRC)
+    assert len(graph) > 100 and sum(map(len, graph.values())) > 300  # the whole package was read
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_finds_cycles(tmp_path: Path) -> None:
+    """A planted cycle through a function-level import, a TYPE_CHECKING import and a package __init__."""
+    pkg = tmp_path / "lmtune"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from lmtune.sub import a\n")
+    (pkg / "sub" / "a.py").write_text("def f():\n    from lmtune import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import lmtune.c\n")
+    (pkg / "c.py").write_text("from lmtune.sub.a import f\n")  # imports lmtune.sub (its __init__) too
+    (pkg / "d.py").write_text("from .c import f\n")  # relative, not in a cycle
+    graph = import_graph(tmp_path)
+    assert graph["lmtune.d"] == {"lmtune.c"}
+    assert cycles(graph) == [["lmtune.b", "lmtune.c", "lmtune.sub", "lmtune.sub.a"]]
+
+
+def test_import_contracts_hold(capsys: pytest.CaptureFixture[str]) -> None:
+    """The layers and the pure config layer, as `make lint` checks them (pyproject's [tool.importlinter])."""
+    from importlinter.cli import lint_imports
+
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 kept, 0 broken" in out
+
+
+def test_config_loads_no_ml_library() -> None:
+    """Reading and validating a run config imports neither torch nor transformers (nor any stage)."""
+    code = (
+        "import json, sys\n"
+        "from lmtune.config import loader\n"
+        "from lmtune.config.run import RunConfig\n"
+        f"loader.load(RunConfig, {str(ROOT / 'configs' / 'sft_lora.yaml')!r}, [])\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = json.loads(done.stdout)
+    heavy = [m for m in loaded if m.split(".")[0] in ("torch", "transformers", "peft", "trl", "datasets")]
+    assert heavy == []
+    stages = {m.split(".")[1] for m in loaded if m.startswith("lmtune.")}
+    assert stages <= {"config", "errors"}, stages
