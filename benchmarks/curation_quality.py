@@ -3,7 +3,7 @@
 1. Near duplicates: the real GSM8K test set (1,319 question + answer records) and the English
    chatterbot corpus (exchanges with a unique normalised text) are the distinct records; `--planted`
    near copies of them (case/spacing, punctuation, reordered sentences, reworded: see
-   `lmtune.data.curation_measure`) are appended. Exact then near dedup (default settings: Jaccard 0.8 on
+   `benchmarks/curation_support.py`) are appended. Exact then near dedup (default settings: Jaccard 0.8 on
    character 5-shingles) run over all of them. Reported: share of planted copies removed (target >= 0.95) and
    share of distinct records removed (target <= 0.01), per source and per perturbation.
 2. PII: `tests/fixtures/pii_cases.jsonl` (labelled positives and look-alike negatives): recall (target
@@ -26,15 +26,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lmtune.config.curation import PII_TYPES, NearDedupConfig
-from lmtune.data import pii
-from lmtune.data.curation_measure import (
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from curation_support import (
     chatterbot_records,
     gsm8k_records,
     near_dup_scores,
     pii_scores,
     planted_fixture,
 )
+
+from lmtune.config.curation import PII_TYPES, NearDedupConfig
+from lmtune.data import pii
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "tests" / "fixtures" / "pii_cases.jsonl"

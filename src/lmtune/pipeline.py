@@ -8,11 +8,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
 
+from lmtune import align
 from lmtune.config import combinations
 from lmtune.config.run import RunConfig, Stage
+from lmtune.data.prepare import prepare
 from lmtune.errors import ConfigError
+from lmtune.evaluate import run as evaluate_run
+from lmtune.export import run as export_run
+from lmtune.monitor.store import RequestStore
 from lmtune.runtime.console import summary_console
+from lmtune.runtime.load import load_tokenizer
+from lmtune.runtime.records import EvalSummaryFile
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.serve.run import background_server
+from lmtune.train import sft
 from lmtune.weights.view import produces_policy
 
 
@@ -26,9 +35,6 @@ class PipelineResult:
 
 
 def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
-    from lmtune.data.prepare import prepare
-    from lmtune.runtime.load import load_tokenizer
-
     prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
     result.artefacts["data"] = str(rundir.data)
     result.metrics["data"] = {
@@ -37,16 +43,12 @@ def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
 
 
 def _train(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool) -> None:
-    from lmtune.train.sft import run
-
-    trained = run(cfg, resume=resume)
+    trained = sft.run(cfg, resume=resume)
     result.artefacts["weights"] = str(trained.weights_path)
     result.artefacts["metrics"] = str(rundir.metrics)
 
 
 def _align(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool) -> None:
-    from lmtune import align
-
     if cfg.align is None:
         return
     aligned = align.run(cfg, resume=resume)
@@ -55,18 +57,14 @@ def _align(cfg: RunConfig, rundir: RunDir, result: PipelineResult, resume: bool)
 
 
 def _evaluate(rundir: RunDir, result: PipelineResult) -> None:
-    from lmtune.evaluate.run import run
-
-    run(rundir)
+    evaluate_run.run(rundir)
     summary = rundir.eval / "summary.json"
-    result.metrics["eval"] = json.loads(summary.read_text())
+    result.metrics["eval"] = EvalSummaryFile.model_validate_json(summary.read_text()).model_dump()
     result.artefacts["eval"] = str(rundir.eval)
 
 
 def _export(rundir: RunDir, result: PipelineResult) -> None:
-    from lmtune.export.run import run
-
-    exported = run(rundir)
+    exported = export_run.run(rundir)
     result.artefacts["export"] = str(exported.path)
     result.artefacts["export_check"] = str(rundir.export / "export_check.json")
 
@@ -74,9 +72,6 @@ def _export(rundir: RunDir, result: PipelineResult) -> None:
 def _serve(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
     """Serve the exported folder on a free local port, send one OpenAI-style chat request, log it."""
     import httpx
-
-    from lmtune.monitor.store import RequestStore
-    from lmtune.serve.run import background_server
 
     db = Path(cfg.monitor.db_path) if cfg.monitor.db_path else rundir.monitor / "requests.sqlite"
     store = RequestStore(db)

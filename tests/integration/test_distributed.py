@@ -1,5 +1,7 @@
 """Training on 2 processes (DDP over gloo, launched by accelerate through `lmtune train --nproc 2`): the
-same loss curve as 1 process with the same global batch, and its checkpoints resume in 1 process."""
+same loss curve as 1 process with the same global batch, and its checkpoints resume in 1 process; the
+processes enter through the same CLI as one process: the same progress lines, once, and a user error is
+the same one `lmtune: error:` line and exit status."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import yaml
 
 from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints
-from lmtune.train.sft import train_losses
+from lmtune.train.run_metrics import train_losses
 
 STEPS = 6
 CHATS = [
@@ -61,7 +63,7 @@ def _write_config(root: Path, model_dir: Path, name: str, **trainer: Any) -> Pat
     return path
 
 
-def _train(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _train(config: Path, *args: str, status: int = 0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     res = subprocess.run(
         [sys.executable, "-m", "lmtune.cli", "train", str(config), *args],
@@ -71,8 +73,12 @@ def _train(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=600,
         check=False,
     )
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == status, res.stderr[-3000:]
     return res
+
+
+def _lines(stderr: str, prefix: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(prefix)]
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -83,7 +89,7 @@ def _losses(run_dir: Path) -> dict[int, float]:
 def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("ddp")
     single = _write_config(root, tiny_model_dir, "single")
-    _train(single)
+    one = _train(single)
     double = _write_config(root, tiny_model_dir, "double")
     out = _train(double, "trainer.batch_size=2", "--nproc", "2")
     return {
@@ -91,6 +97,8 @@ def runs(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
         "single": root / "runs/single",
         "double": root / "runs/double",
         "stdout": out.stdout,
+        "stderr": out.stderr,
+        "single_stderr": one.stderr,
     }
 
 
@@ -102,6 +110,43 @@ def test_two_processes_follow_the_one_process_loss_curve(runs: dict[str, Any]) -
     assert single[STEPS] < single[1]  # it trains
     # One line from the run, not one per process.
     assert runs["stdout"].count("trained 6 steps") == 1
+
+
+def test_both_paths_log_lmtunes_progress_lines_once(runs: dict[str, Any]) -> None:
+    """The preflight line shows in `lmtune train` (one process) and once in `--nproc 2`, with the line
+    naming the processes; the other process repeats none of them."""
+    assert len(_lines(runs["single_stderr"], "lmtune: preflight: ")) == 1
+    assert _lines(runs["single_stderr"], "lmtune: training on ") == []
+    assert len(_lines(runs["stderr"], "lmtune: preflight: ")) == 1
+    assert _lines(runs["stderr"], "lmtune: training on ") == [
+        "lmtune: training on 2 processes (MULTI_CPU, backend gloo): global batch 4 rows"
+    ]
+    assert _lines(runs["stderr"], "lmtune[1]") == [] and "Traceback" not in runs["stderr"]
+
+
+def test_a_user_error_in_the_processes_is_one_line_and_status_2(runs: dict[str, Any]) -> None:
+    """Training a finished run again without --resume: the processes find the complete checkpoints (in
+    the worker, past the config check) and the run stops as one process stops: status 2, the same single
+    `lmtune: error:` line, no traceback (not the other process's lost connection, nor the launcher's)."""
+    config = runs["root"] / "double.yaml"
+    one = _train(config, "trainer.batch_size=2", status=2)
+    two = _train(config, "trainer.batch_size=2", "--nproc", "2", status=2)
+    expected = _lines(one.stderr, "lmtune: error: ")
+    assert len(expected) == 1 and "already holds the complete checkpoint checkpoint-6" in expected[0]
+    assert _lines(two.stderr, "lmtune: error: ") == expected
+    assert "Traceback" not in two.stderr and "ChildFailedError" not in two.stderr
+    assert two.stdout == ""
+
+
+def test_an_error_every_process_raises_is_reported_once(runs: dict[str, Any], tiny_model_dir: Path) -> None:
+    """FSDP2 with a method whose weights lmtune cannot gather: both processes refuse it at once (after
+    the data stage); the run reports it once, with status 2."""
+    config = _write_config(runs["root"], tiny_model_dir, "fsdp_freeze", max_steps=2)
+    _set_method(config, {"type": "freeze", "trainable": ["lm_head"]})
+    res = _train(config, "--nproc", "2", "--accelerate-config", str(FSDP2), status=2)
+    (error,) = _lines(res.stderr, "lmtune: error: ")
+    assert error.startswith("lmtune: error: method 'freeze' saves its own format, which lmtune cannot gather")
+    assert "Traceback" not in res.stderr
 
 
 def test_two_process_run_saves_one_set_of_weights_and_manifests(runs: dict[str, Any]) -> None:
@@ -125,7 +170,10 @@ def test_two_process_checkpoint_resumes_in_one_process(runs: dict[str, Any], tin
     # Two processes stop at step 3 (checkpoint-3); one process resumes with the same global batch.
     half = _write_config(root, tiny_model_dir, "half", max_steps=3)
     _train(half, "trainer.batch_size=2", "--nproc", "2")
-    _train(half, "trainer.max_steps=6", "--resume")
+    resume = _train(half, "trainer.max_steps=6", "--resume")
+    assert _lines(resume.stderr, "lmtune: resuming from ") == [
+        f"lmtune: resuming from {root / 'runs/half/checkpoints/checkpoint-3'}"
+    ]
     resumed, single = _losses(root / "runs/half"), _losses(runs["single"])
     assert sorted(resumed) == list(range(1, STEPS + 1))
     for step in range(4, STEPS + 1):

@@ -40,9 +40,9 @@ def test_every_declared_dependency_is_pinned_inside_its_range() -> None:
     missing = [r.name for r in declared() if canonicalize_name(r.name) not in pinned]
     assert missing == []
     outside = [
-        f"{r.name}: constraints.txt has {pinned[canonicalize_name(r.name)]}, pyproject.toml allows {r.specifier}"
+        f"{r.name}: constraints.txt has {pin}, pyproject.toml allows {r.specifier}"
         for r in declared()
-        if not r.specifier.contains(pinned[canonicalize_name(r.name)], prereleases=True)
+        if not r.specifier.contains(pin := pinned[canonicalize_name(r.name)], prereleases=True)
     ]
     assert outside == []
 

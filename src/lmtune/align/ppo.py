@@ -21,8 +21,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune import methods
+from lmtune.align import session
+from lmtune.align.policy_losses import gae, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
+from lmtune.align.ppo_checkpoint import load_checkpoint, save_checkpoint
 from lmtune.align.ppo_loop import Loop
+from lmtune.align.rollout import EVAL_STEP, Sampling, Scorer, prompt_indices, sample, step_seed, token_rewards
+from lmtune.align.session import AlignResult
+from lmtune.align.value_head import (
+    VALUE_HEAD_FILE,
+    ValueHead,
+    completion_logps_values,
+    hidden_size,
+    save_value_head,
+)
 from lmtune.config.align.ppo import PpoConfig
+from lmtune.errors import ConfigError, TrainingError
+from lmtune.runtime.device import train_device
+from lmtune.runtime.load import load_model
+from lmtune.runtime.rundir import atomic_write_text
+from lmtune.train import checkpoints, sft
+from lmtune.train.callbacks import _first_non_finite
+from lmtune.train.run_metrics import last_train_loss
 
 if TYPE_CHECKING:
     import torch
@@ -50,14 +70,6 @@ def run(
         TrainingError: a complete checkpoint exists and `resume` is off, or a non-finite loss/gradient/weight.
     """
     from tqdm.auto import tqdm
-
-    from lmtune.align import session
-    from lmtune.align.ppo_checkpoint import load_checkpoint, save_checkpoint
-    from lmtune.align.rollout import Sampling, Scorer
-    from lmtune.align.session import AlignResult
-    from lmtune.align.value_head import VALUE_HEAD_FILE, ValueHead, hidden_size, save_value_head
-    from lmtune.runtime.rundir import atomic_write_text
-    from lmtune.train import sft
 
     started = time.perf_counter()
     reward_model = _reward_model(objective)
@@ -122,7 +134,7 @@ def run(
     return AlignResult(
         run_dir=s.aligned.root,
         steps=step,
-        train_loss=sft.last_train_loss(s.aligned),
+        train_loss=last_train_loss(s.aligned),
         metrics=metrics,
         weights_path=weights,
         seconds=time.perf_counter() - started,
@@ -132,10 +144,6 @@ def run(
 def ppo_step(loop: Loop, train: Dataset, step: int) -> dict[str, float]:
     """One PPO step (rollout, advantages, `ppo_epochs` passes of mini-batch updates); its metrics."""
     import torch
-
-    from lmtune.align.policy_losses import gae, masked_mean, ppo_policy_loss, ppo_value_loss, whiten
-    from lmtune.align.rollout import prompt_indices, sample, step_seed, token_rewards
-    from lmtune.align.value_head import completion_logps_values
 
     o = loop.objective
     rows = prompt_indices(len(train), o.rollout_batch_size, step, loop.sampling.seed)
@@ -198,7 +206,6 @@ def reference_logps(loop: Loop, batch: Batch) -> torch.Tensor:
     disabled (`lmtune.methods.base_view`: no second copy in memory)."""
     if loop.frozen_reference is not None:
         return _logps_values(loop, batch, None, loop.frozen_reference)[0]
-    from lmtune import methods
 
     view = methods.base_view(loop.model, loop.method)
     assert view is not None  # else `_frozen_reference` loaded a copy
@@ -210,8 +217,6 @@ def evaluate(loop: Loop, evals: Dataset | None) -> dict[str, float]:
     """Mean sequence reward and mean summed KL (policy vs reference) of completions sampled for the
     held-out prompts with a fixed seed (the same before and after training); empty without held-out data."""
     import torch
-
-    from lmtune.align.rollout import EVAL_STEP, sample
 
     if evals is None:
         return {}
@@ -234,8 +239,6 @@ def _update(loop: Loop, loss: torch.Tensor, step: int) -> float:
     saved from the step that failed). Returns the gradient norm before clipping."""
     import torch
 
-    from lmtune.train.callbacks import _first_non_finite
-
     if not torch.isfinite(loss):
         _stop(loop, step, f"non-finite loss ({float(loss.detach())})")
     loop.optimizer.zero_grad(set_to_none=True)
@@ -252,9 +255,6 @@ def _update(loop: Loop, loss: torch.Tensor, step: int) -> float:
 
 
 def _stop(loop: Loop, step: int, what: str) -> None:
-    from lmtune.errors import TrainingError
-    from lmtune.train import checkpoints
-
     last = checkpoints.latest_complete(loop.checkpoints)
     kept = f"the last complete checkpoint is {last}" if last else "no checkpoint was written"
     raise TrainingError(
@@ -271,8 +271,6 @@ def _named(loop: Loop) -> list[tuple[str, torch.nn.Parameter]]:
 def _logps_values(
     loop: Loop, batch: Batch, head: ValueHead | None, model: torch.nn.Module | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    from lmtune.align.value_head import completion_logps_values
-
     return completion_logps_values(
         model if model is not None else loop.model,
         head,
@@ -290,8 +288,6 @@ def _optimizer(
     at trainer.learning_rate, with trainer.lr_scheduler stepped once per PPO step."""
     import torch
     from transformers import get_scheduler
-
-    from lmtune import methods
 
     t = s.view.trainer
     groups = methods.param_groups(model, s.view.method, t.learning_rate) or [
@@ -315,8 +311,6 @@ def _total_steps(objective: PpoConfig, prompts: int) -> int:
 def _frozen_reference(s: Session, model: torch.nn.Module, device: torch.device) -> torch.nn.Module | None:
     """None when the policy computes the reference with its adapter disabled; else a frozen copy of the
     start model (full fine-tuning, and methods whose base view is not the start model)."""
-    from lmtune import methods
-    from lmtune.runtime.load import load_model
 
     if methods.base_view(model, s.view.method) is not None:
         return None
@@ -329,15 +323,10 @@ def _device(s: Session) -> torch.device:
     """trainer.device (`auto`: CUDA when present), like the Trainer-based objectives."""
     import torch
 
-    from lmtune.runtime.device import train_device
-
     return torch.device(train_device(s.view))
 
 
 def _check_method(s: Session, model: torch.nn.Module) -> None:
-    from lmtune import methods
-    from lmtune.errors import ConfigError
-
     if methods.callbacks(model, s.view.method):
         raise ConfigError(
             f"align.method: PPO runs its own loop, which does not drive the trainer callbacks that "
@@ -346,8 +335,6 @@ def _check_method(s: Session, model: torch.nn.Module) -> None:
 
 
 def _reward_model(objective: PpoConfig) -> Path | None:
-    from lmtune.errors import ConfigError
-
     if objective.reward_model is None:
         return None
     folder = Path(objective.reward_model).expanduser()

@@ -15,6 +15,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune.align.value_head import VALUE_HEAD_FILE, load_value_head, save_value_head
+from lmtune.errors import TrainingError
+from lmtune.runtime.rundir import atomic_write_text
+from lmtune.train import checkpoints
+
 if TYPE_CHECKING:
     from lmtune.align.ppo_loop import Loop
 
@@ -31,10 +36,6 @@ def save_checkpoint(
     then keep the newest `keep` checkpoints."""
     import torch
     from safetensors.torch import save_file
-
-    from lmtune.align.value_head import VALUE_HEAD_FILE, save_value_head
-    from lmtune.runtime.rundir import atomic_write_text
-    from lmtune.train import checkpoints
 
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -67,9 +68,6 @@ def load_checkpoint(loop: Loop, folder: Path) -> tuple[int, dict[str, float]]:
     """
     import torch
     from safetensors.torch import load_file
-
-    from lmtune.align.value_head import VALUE_HEAD_FILE, load_value_head
-    from lmtune.errors import TrainingError
 
     state = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
     if state["sampling"] != loop.sampling.as_dict():

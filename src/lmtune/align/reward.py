@@ -11,10 +11,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lmtune.align import session
 from lmtune.config.align.reward import RewardConfig
 from lmtune.config.methods.full import FullConfig
 from lmtune.config.methods.lora import LoraConfig
 from lmtune.errors import ConfigError
+from lmtune.methods.lora import peft_config
+from lmtune.methods.peft_adapter import peft_call
+from lmtune.runtime.load import resolve_model_path, torch_dtype
+from lmtune.weights.save import save_folder
 
 if TYPE_CHECKING:
     import torch
@@ -29,8 +34,6 @@ def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignR
     the result's metrics (`eval_accuracy`)."""
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
-
-    from lmtune.align import session
 
     started = time.perf_counter()
     s = session.open_session(cfg, objective, resume)
@@ -64,8 +67,6 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
     applied: LoRA on the body with the score head fully trained, or everything trained."""
     from transformers import AutoModelForSequenceClassification, set_seed
 
-    from lmtune.runtime.load import resolve_model_path, torch_dtype
-
     set_seed(s.cfg.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         resolve_model_path(s.view.model.path),
@@ -81,16 +82,13 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
         raise ConfigError(f"align.method: a reward model trains with `lora` or `full`, not `{method.type}`")
     from peft import get_peft_model
 
-    from lmtune.methods.lora import peft_config
-
-    return get_peft_model(model, peft_config(method, task_type="SEQ_CLS"))  # the score head trains fully
+    with peft_call():
+        return get_peft_model(model, peft_config(method, task_type="SEQ_CLS"))  # the score head trains fully
 
 
 def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
     """Save the reward model as a plain transformers sequence-classification folder (LoRA merged in)."""
     from peft import PeftModel
-
-    from lmtune.weights.save import save_folder
 
     plain: PreTrainedModel = model.merge_and_unload() if isinstance(model, PeftModel) else model  # type: ignore[assignment]
     save_folder(plain, tokenizer, out)  # type: ignore[arg-type]
@@ -99,8 +97,6 @@ def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
 def load_scorer(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
     """Load a saved reward model (frozen, eval mode)."""
     from transformers import AutoModelForSequenceClassification
-
-    from lmtune.runtime.load import torch_dtype
 
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype(dtype)).eval()
     model.requires_grad_(False)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from lmtune.align.reward import load_scorer
 from lmtune.align.rewards import RewardFunction, total_reward
 from lmtune.config.align.rewards import AnyReward
 from lmtune.data.records import Conversation
@@ -196,8 +197,6 @@ class Scorer:
         self.tokenizer: PreTrainedTokenizerBase | None = None
         if reward_model is not None:
             from transformers import AutoTokenizer
-
-            from lmtune.align.reward import load_scorer
 
             self.model = load_scorer(reward_model, dtype)
             self.model.to(device)  # type: ignore[arg-type]  # transformers types `.to` narrowly

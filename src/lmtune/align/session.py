@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lmtune import methods
+from lmtune.data.align_prepare import prepare_align, split_align
+from lmtune.data.records import RejectLog, open_rejects
+from lmtune.runtime.device import train_device
+from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.train import sft
+from lmtune.train.callbacks import AlreadyFinished
+from lmtune.train.lineage import training_lineage
+from lmtune.train.run_metrics import last_train_loss
 from lmtune.weights.view import align_dir, record_start, start_model
 
 if TYPE_CHECKING:
@@ -64,8 +71,6 @@ class AlignResult:
 def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
     """Prepare `<run>/align/` (refusing to overwrite a finished checkpoint unless resuming) and the
     start model (merging the SFT weights first when alignment starts from them)."""
-    from lmtune.runtime.load import resolve_model_path
-    from lmtune.train.lineage import training_lineage
 
     rundir = RunDir.for_config(cfg)
     aligned = align_dir(rundir)
@@ -88,7 +93,6 @@ def open_session(cfg: RunConfig, objective: AlignBase, resume: bool) -> Session:
 
 def tokenizer(session: Session) -> PreTrainedTokenizerBase:
     """The start model's tokenizer (pad = eos when it has none)."""
-    from lmtune.runtime.load import load_tokenizer
 
     return load_tokenizer(session.view.model)
 
@@ -96,9 +100,6 @@ def tokenizer(session: Session) -> PreTrainedTokenizerBase:
 def policy(session: Session) -> torch.nn.Module:
     """The start model with the objective's method applied (seeded, like SFT)."""
     from transformers import set_seed
-
-    from lmtune.runtime.device import train_device
-    from lmtune.runtime.load import load_model
 
     base = load_model(session.view.model, device=train_device(session.cfg))
     set_seed(session.cfg.seed)
@@ -109,9 +110,6 @@ def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | Non
     """The frozen reference model TRL needs, or None when it can use the policy with its adapter
     disabled (a PEFT adapter): then no second copy of the model is loaded."""
     from peft import PeftModel
-
-    from lmtune.runtime.device import train_device
-    from lmtune.runtime.load import load_model
 
     if isinstance(model, PeftModel):
         return None
@@ -136,8 +134,6 @@ def datasets(
 ) -> tuple[Dataset, Dataset | None]:
     """The objective's (train, eval) datasets in TRL's conversational layout; rejects are written to
     `<run>/align/data/rejects.jsonl` and counts to `<run>/align/data/stats.json`."""
-    from lmtune.data.align_prepare import prepare_align, split_align
-    from lmtune.data.records import RejectLog, open_rejects
 
     data = session.objective.data
     sink = open_rejects(session.aligned.rejects)
@@ -190,7 +186,6 @@ def finish(
     """Evaluate on the held-out split (when `eval_before` is on and the run starts fresh: the metrics
     come back with a `_before` suffix), train (resuming when asked), evaluate again, and save the final
     weights into `<run>/align/adapter/` or `model/` (unless `save` is off: the objective saves them)."""
-    from lmtune.train.callbacks import AlreadyFinished
 
     before: dict[str, float] = {}
     if session.objective.eval_before and trainer.eval_dataset is not None and session.resume_from is None:
@@ -212,7 +207,7 @@ def finish(
     return AlignResult(
         run_dir=session.aligned.root,
         steps=trainer.state.global_step,
-        train_loss=sft.last_train_loss(session.aligned),
+        train_loss=last_train_loss(session.aligned),
         metrics=final,
         weights_path=weights,
         seconds=time.perf_counter() - started,

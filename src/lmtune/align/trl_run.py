@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from lmtune.align import session
+
 if TYPE_CHECKING:
     from lmtune.align.session import AlignResult, DataKind
     from lmtune.config.align.base import AlignBase
@@ -34,7 +36,6 @@ def run_trl(
             reference-free objectives (ORPO, CPO/SimPO, GRPO/RLOO with their own KL handling) pass False.
         trainer_kwargs: more keyword arguments of the trainer (e.g. GRPO's `reward_funcs`).
     """
-    from lmtune.align import session
 
     config_cls, trainer_cls = trainer_classes
     started = time.perf_counter()

@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from lmtune.config.base import StrictModel
+from lmtune.config.suites import SuiteConfig, default_suites
 
 Combination = Literal["cat", "linear", "svd"]
 """How `export.combine` joins LoRA adapters (see docs/methods.md, "Several adapters on one base")."""
@@ -21,6 +22,9 @@ class EvaluateConfig(StrictModel):
     """Prompts per generation batch."""
     compare_base: bool = True
     """Also evaluate the base model (adapter disabled) so the report shows before and after."""
+    suites: list[SuiteConfig] = Field(default_factory=default_suites, min_length=1)
+    """What to measure, in this order (`type`: `perplexity`, `exact_match`, `format_compliance`). The
+    greedy answers are generated once per model, for the suites that score them."""
 
 
 class CombineSource(StrictModel):

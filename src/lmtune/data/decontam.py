@@ -16,6 +16,7 @@ from lmtune.config.curation import EvalSetConfig
 from lmtune.config.data import SourceConfig
 from lmtune.data.curation_text import ngrams, words
 from lmtune.data.records import Reject
+from lmtune.data.validate import read_records
 from lmtune.errors import DataError
 
 
@@ -63,7 +64,6 @@ def build_index(eval_sets: Iterable[EvalSetConfig], n: int) -> NgramIndex:
         DataError: an eval set cannot be read, or not one of its records is readable (a wrong format or
             `columns` would otherwise silently protect nothing).
     """
-    from lmtune.data.validate import read_records
 
     index = NgramIndex(n)
     for es in eval_sets:

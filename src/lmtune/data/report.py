@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmtune.data.prepare import load_or_prepare
+from lmtune.data.report_html import render_html
 from lmtune.runtime.console import summary_console
+from lmtune.runtime.load import load_tokenizer
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
@@ -55,8 +58,6 @@ def inspect(cfg: RunConfig, rundir: RunDir) -> ReportFiles:
     Raises:
         DataError: the data cannot be prepared (see `lmtune.data.prepare.prepare`).
     """
-    from lmtune.data.prepare import load_or_prepare
-    from lmtune.runtime.load import load_tokenizer
 
     prepared = load_or_prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
     return write_report(rundir, prepared)
@@ -64,7 +65,6 @@ def inspect(cfg: RunConfig, rundir: RunDir) -> ReportFiles:
 
 def write_report(rundir: RunDir, prepared: PreparedData) -> ReportFiles:
     """Write `data/data_report.json` and `data/data_report.html` for prepared data."""
-    from lmtune.data.report_html import render_html
 
     report = build_report(rundir, prepared)
     json_path = rundir.data / "data_report.json"

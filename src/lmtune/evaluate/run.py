@@ -6,12 +6,14 @@ run(rundir)
      prompts, scored against the reference answers
   -> base (when `evaluate.compare_base`): the same, with the adapter disabled (LoRA: the same PeftModel,
      no second copy) or the base model loaded after the tuned one is released (full fine-tuning)
-  -> eval/tuned.json, eval/base.json, eval/summary.json, one `{"eval": summary}` line in metrics.jsonl
+  -> eval/tuned.json, eval/base.json, eval/summary.json, and one `{"kind": "eval_summary", "eval": summary}`
+     line in metrics.jsonl
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,20 +21,20 @@ from typing import TYPE_CHECKING, Any
 from lmtune import methods
 from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.run import RunConfig
+from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
-from lmtune.evaluate import metrics
-from lmtune.evaluate.loss import eval_loss
-from lmtune.runtime.generation import Message, greedy_generate, render_prompt, stop_token_ids
+from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
+from lmtune.runtime.generation import stop_token_ids
+from lmtune.runtime.records import EvalSummaryFile, EvalSummaryLog
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.weights.load import load_base, load_tuned
+from lmtune.weights.view import final_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SUMMARY_METRICS = ("eval_loss", "perplexity", "exact_match", "format_compliance")
-"""The metrics compared base vs tuned in summary.json."""
-
-Metrics = dict[str, float | int | None]
+"""The metrics compared base vs tuned in summary.json with the default suites."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,6 @@ class EvalSummary:
     out_dir: Path
 
 
-@dataclass(frozen=True)
-class EvalExample:
-    """One held-out example: tokenised for the loss, and as a conversation for generation."""
-
-    tokens: dict[str, list[int]]
-    prompt_messages: list[Message]
-    reference: str
-
-
 def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
     """Evaluate a run directory's trained weights on its eval split and write `<run>/eval/`.
 
@@ -68,18 +61,16 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
     Returns:
         The tuned (and base) metrics and their comparison.
     """
-    from lmtune.weights.view import final_view
 
     cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
     result = evaluate(cfg, final, examples, rundir.eval)
-    rundir.append_metrics({"eval": result.summary})
+    rundir.append_metrics(EvalSummaryLog(eval=EvalSummaryFile.model_validate(result.summary).root))
     return result
 
 
 def load_eval_examples(rundir: RunDir) -> list[EvalExample]:
     """The run's prepared eval split (written by the data stage) as `EvalExample`s."""
-    from lmtune.data.prepare import load_prepared
 
     examples = [to_example(row, i) for i, row in enumerate(load_prepared(rundir).eval)]
     if not examples:
@@ -115,7 +106,9 @@ def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir
             base_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="base")
     elif cfg.evaluate.compare_base:
         del tuned  # one full model in memory at a time
-        base_report = evaluate_model(load_base(cfg.model, len(tok)), tok, examples, cfg.evaluate, label="base")
+        base_report = evaluate_model(
+            load_base(cfg.model, len(tok)), tok, examples, cfg.evaluate, label="base"
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})
@@ -124,7 +117,8 @@ def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
-    summary = compare(tuned_report["metrics"], base_metrics)
+    names = [name for suite in cfg.evaluate.suites for name in suite.metrics]
+    summary = compare(tuned_report["metrics"], base_metrics, names)
     _write_json(out_dir / "summary.json", summary)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
 
@@ -137,55 +131,28 @@ def evaluate_model(
     *,
     label: str,
 ) -> dict[str, Any]:
-    """Loss on every example, generation metrics on the first `cfg.max_samples`.
+    """Every suite of `cfg.suites` on `model`, in order (generation metrics on the first
+    `cfg.max_samples` examples).
 
     Returns:
         {"metrics": {...}, "predictions": [{prompt, reference, prediction, reference_answer,
         predicted_answer, correct, has_format}, ...]}
     """
-    stops = stop_token_ids(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    loss = eval_loss(model, [e.tokens for e in examples], batch_size=cfg.batch_size, pad_id=pad_id)
-
-    sampled = examples[: cfg.max_samples]
-    prompts = [render_prompt(tokenizer, e.prompt_messages) for e in sampled]
-    generations = greedy_generate(
-        model,
-        tokenizer,
-        prompts,
-        max_new_tokens=cfg.max_new_tokens,
-        batch_size=cfg.batch_size,
-        stop_ids=stops,
-        desc=f"generate ({label})",
-    )
-    scores = [metrics.score(g.text, e.reference) for g, e in zip(generations, sampled, strict=True)]
-    predictions = [
-        {
-            "prompt": prompt,
-            "reference": e.reference,
-            "prediction": g.text,
-            "reference_answer": s.reference_answer,
-            "predicted_answer": s.predicted_answer,
-            "correct": s.correct,
-            "has_format": s.has_format,
-        }
-        for prompt, e, g, s in zip(prompts, sampled, generations, scores, strict=True)
-    ]
-    found: Metrics = {
-        "eval_loss": loss.loss,
-        "perplexity": loss.perplexity,
-        "eval_tokens": loss.tokens,
-        "exact_match": metrics.exact_match(scores),
-        "format_compliance": metrics.format_compliance(scores),
-        "samples": len(sampled),
-    }
-    return {"metrics": found, "predictions": predictions}
+    answers = Answers(model, tokenizer, examples, cfg, stop_token_ids(tokenizer), label)
+    found: Metrics = {}
+    for suite in cfg.suites:
+        found |= run_suite(suite, answers)
+    if any(suite.generates for suite in cfg.suites):
+        found["samples"] = len(examples[: cfg.max_samples])
+    return {"metrics": found, "predictions": answers.predictions()}
 
 
-def compare(tuned: Metrics, base: Metrics | None) -> dict[str, dict[str, float | None]]:
-    """{metric: {base, tuned, delta}} for `SUMMARY_METRICS`; delta = tuned - base."""
+def compare(
+    tuned: Metrics, base: Metrics | None, names: Sequence[str] = SUMMARY_METRICS
+) -> dict[str, dict[str, float | None]]:
+    """{metric: {base, tuned, delta}} for the metrics `names`; delta = tuned - base."""
     out: dict[str, dict[str, float | None]] = {}
-    for name in SUMMARY_METRICS:
+    for name in names:
         t = tuned.get(name)
         b = base.get(name) if base is not None else None
         delta = t - b if t is not None and b is not None else None

@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError, LmtuneError
 from lmtune.runtime.generation import Generation, Message
+from lmtune.runtime.records import ExportCheckRecord, GenerationRecord
 from lmtune.runtime.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -48,17 +50,22 @@ class ExportCheck:
         """Whether every output matches token for token."""
         return [g.token_ids for g in self.before] == [g.token_ids for g in self.after]
 
-    def as_dict(self) -> dict[str, Any]:
-        def gens(items: list[Generation]) -> list[dict[str, Any]]:
-            return [{"text": g.text, "token_ids": g.token_ids} for g in items]
+    def record(self) -> ExportCheckRecord:
+        """What `export_check.json` holds."""
 
-        return {
-            "prompts": self.prompts,
-            "before": gens(self.before),
-            "after": gens(self.after),
-            "identical": self.identical,
-            "max_logit_diff": self.max_logit_diff,
-        }
+        def gens(items: list[Generation]) -> list[GenerationRecord]:
+            return [GenerationRecord(text=g.text, token_ids=g.token_ids) for g in items]
+
+        return ExportCheckRecord(
+            prompts=self.prompts,
+            before=gens(self.before),
+            after=gens(self.after),
+            identical=self.identical,
+            max_logit_diff=self.max_logit_diff,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.record().model_dump(mode="json")
 
     def failure(self) -> str:
         """A one-line description of the first differing output."""
@@ -73,7 +80,6 @@ class ExportCheck:
 
 def check_conversations(rundir: RunDir, count: int) -> list[list[Message]]:
     """The first `count` eval prompts (all turns but the reference answer), topped up with built-ins."""
-    from lmtune.data.prepare import load_prepared
 
     try:
         rows = load_prepared(rundir).eval

@@ -24,8 +24,11 @@ from lmtune import methods
 from lmtune.config.deploy import Combination, CombineConfig, CombineSource
 from lmtune.config.methods.lora import LoraConfig
 from lmtune.errors import ConfigError, ModelLoadError
+from lmtune.export.folder import export
 from lmtune.methods import adapters
+from lmtune.runtime.load import resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.weights.load import load_weights_tokenizer
 
 if TYPE_CHECKING:
     from lmtune.export.folder import ExportResult
@@ -85,9 +88,6 @@ def run(rundir: RunDir, combine: CombineConfig) -> ExportResult:
             the combination type.
         ExportCheckError: as for any export.
     """
-    from lmtune.export.folder import export
-    from lmtune.runtime.load import resolve_model_path
-    from lmtune.weights.load import load_weights_tokenizer
 
     cfg = rundir.load_config()
     base_dir = resolve_model_path(cfg.model.path)

@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.deploy import Combination
-from lmtune.config.model import Quantization
+from lmtune.config.model import ModelConfig, Quantization
 from lmtune.errors import ConfigError, ModelLoadError
+from lmtune.methods.peft_adapter import fit_saved_vocab, peft_call, saved_quantization
+from lmtune.runtime.load import load_model
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -59,7 +61,6 @@ def read_adapter(path: Path) -> AdapterInfo:
         ModelLoadError: no adapter_config.json, or it is unreadable.
         ConfigError: not a LoRA adapter, or a DoRA adapter (its magnitude vectors do not combine).
     """
-    from lmtune.methods.peft_adapter import saved_quantization
 
     config_path = path / "adapter_config.json"
     try:
@@ -143,16 +144,15 @@ def load_adapters(
     """
     from peft import PeftModel
 
-    from lmtune.config.model import ModelConfig
-    from lmtune.methods.peft_adapter import fit_saved_vocab
-    from lmtune.runtime.load import load_model
-
     if not adapters:
         raise ConfigError("no adapters to load")
     (first, first_dir), *rest = adapters.items()
     base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
     fit_saved_vocab(base, adapters.values())
-    model = PeftModel.from_pretrained(base, str(first_dir), adapter_name=first, autocast_adapter_dtype=False)
+    with peft_call():
+        model = PeftModel.from_pretrained(
+            base, str(first_dir), adapter_name=first, autocast_adapter_dtype=False
+        )
     for name, folder in rest:
         model.load_adapter(str(folder), adapter_name=name, autocast_adapter_dtype=False)
     return model.eval()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmtune.config.methods.full import FullConfig
+from lmtune.runtime.load import torch_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, TrainerCallback
@@ -33,8 +34,6 @@ def load(
 ) -> PreTrainedModel:
     """Load the saved full model; the base folder is not needed (the weights folder is a whole model)."""
     from transformers import AutoModelForCausalLM
-
-    from lmtune.runtime.load import torch_dtype
 
     return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from lmtune.config.methods.lora_experts import LoraExpertsConfig
 from lmtune.errors import ConfigError, ModelLoadError
+from lmtune.methods.lora_experts_layer import LoraExpertsLinear
+from lmtune.runtime.load import torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -51,8 +53,6 @@ def _targets(model: PreTrainedModel, cfg: LoraExpertsConfig) -> list[str]:
 
 
 def _wrap(model: PreTrainedModel, cfg: LoraExpertsConfig) -> PreTrainedModel:
-    from lmtune.methods.lora_experts_layer import LoraExpertsLinear
-
     names = _targets(model, cfg)
     if not names:
         raise ConfigError(
@@ -100,8 +100,6 @@ def load(
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from lmtune.runtime.load import torch_dtype
-
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype(dtype))
     model = _wrap(base, cfg)
     saved = load_file(str(Path(weights_dir) / WEIGHTS_NAME))
@@ -118,8 +116,6 @@ def load(
 
 @contextmanager
 def _experts_off(model: torch.nn.Module) -> Iterator[None]:
-    from lmtune.methods.lora_experts_layer import LoraExpertsLinear
-
     wrappers = [m for m in model.modules() if isinstance(m, LoraExpertsLinear)]
     for w in wrappers:
         w.enabled = False

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.config.methods.memory_experts import MemoryExpertsConfig
 from lmtune.errors import ConfigError
+from lmtune.methods.memory_layer import MemoryLayer
+from lmtune.runtime.load import torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -115,7 +117,6 @@ def insert(model: PreTrainedModel, cfg: MemoryExpertsConfig) -> PreTrainedModel:
     Raises:
         ConfigError: a block does not exist, or the model already carries memory layers.
     """
-    from lmtune.methods.memory_layer import MemoryLayer
 
     blocks = decoder_blocks(model)
     if memory_layers(model):
@@ -186,8 +187,6 @@ def load(
     """
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
-
-    from lmtune.runtime.load import torch_dtype
 
     folder = Path(weights_dir)
     meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))

@@ -11,14 +11,17 @@ loading it for evaluation or export rebuilds the same quantized base and reprodu
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from contextlib import AbstractContextManager
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
-from lmtune.config.model import Quantization
+from lmtune.config.model import ModelConfig, Quantization
 from lmtune.errors import ModelLoadError
 from lmtune.runtime.chat_templates import fit_embeddings, saved_vocab_size
+from lmtune.runtime.load import load_model
+from lmtune.runtime.quantize import dequantize, quantization_of
 
 if TYPE_CHECKING:
     from peft import PeftConfig, PeftModel
@@ -28,6 +31,20 @@ QUANTIZATION_FILE = "base_quantization.json"
 """Written beside an adapter trained on a quantized base: {"quantization": "nf4" | "fp4" | "int8"}."""
 TRAINABLE_TOKENS = ".trainable_tokens_delta."
 """Marks the parameters of PEFT trainable tokens (embedding rows trained along an adapter)."""
+PEFT_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)
+"""transformers deprecation warnings (FutureWarning) raised by PEFT's own code, not lmtune's: PEFT 0.21
+asks every model it wraps or loads for `is_gradient_checkpointing`, which transformers 5 renamed
+`is_activation_checkpointing`. A user cannot act on them, so `peft_call` keeps them off the console."""
+
+
+@contextmanager
+def peft_call() -> Iterator[None]:
+    """Around a call into PEFT that wraps or loads a model: silences `PEFT_DEPRECATIONS` there only, so
+    that lmtune's own use of a deprecated API still warns (tests/unit/train/test_train_warnings.py)."""
+    with warnings.catch_warnings():
+        for message in PEFT_DEPRECATIONS:
+            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
 
 
 def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
@@ -42,12 +59,11 @@ def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
-    from lmtune.runtime.quantize import quantization_of
-
     bf16 = model.dtype == torch.bfloat16
     if quantization_of(model) != "none" and not bf16:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    wrapped = get_peft_model(model, peft_config, autocast_adapter_dtype=not bf16)
+    with peft_call():
+        wrapped = get_peft_model(model, peft_config, autocast_adapter_dtype=not bf16)
     if bf16:
         # PEFT matches an adapter to its base layer's dtype, except over a quantized (uint8) weight.
         for param in wrapped.parameters():
@@ -78,7 +94,6 @@ def trains_any(name: str, markers: Iterable[str]) -> bool:
 def save(model: PeftModel, cfg: object, out_dir: Path) -> None:
     """Write the adapter only (adapter_config.json + adapter_model.safetensors, PEFT's standard layout),
     plus `QUANTIZATION_FILE` when the base it was trained on is quantized."""
-    from lmtune.runtime.quantize import quantization_of
 
     # With trainable tokens the adapter holds every row that differs from the base (the new rows
     # included), so PEFT need not save whole embedding matrices when the vocabulary grew.
@@ -116,13 +131,11 @@ def load(base_dir: str | Path, weights_dir: str | Path, cfg: object, dtype: str 
     `weights_dir` (frozen)."""
     from peft import PeftModel
 
-    from lmtune.config.model import ModelConfig
-    from lmtune.runtime.load import load_model
-
     quantization = saved_quantization(weights_dir)
     base = load_model(ModelConfig(path=str(base_dir), dtype=dtype, quantization=quantization))
     fit_saved_vocab(base, [weights_dir])
-    return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
+    with peft_call():
+        return PeftModel.from_pretrained(base, str(weights_dir), autocast_adapter_dtype=False)
 
 
 def fit_saved_vocab(base: PreTrainedModel, weights_dirs: Iterable[str | Path]) -> None:
@@ -150,7 +163,6 @@ def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
     Raises:
         ConfigError: the base is int8, which no float model reproduces.
     """
-    from lmtune.runtime.quantize import dequantize, quantization_of
 
     if quantization_of(model) == "none":
         return model.merge_and_unload()
@@ -160,7 +172,8 @@ def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
     peft_config = model.peft_config[adapter]
     weights = get_peft_model_state_dict(model, adapter_name=adapter)
     base = dequantize(_without_adapter_layers(model))
-    float_model = get_peft_model(base, peft_config)
+    with peft_call():
+        float_model = get_peft_model(base, peft_config)
     set_peft_model_state_dict(float_model, weights)
     merged: Any = float_model.merge_and_unload()
     return merged

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from lmtune.config.methods.upcycle import UPCYCLABLE, UpcycleConfig
 from lmtune.errors import ConfigError
+from lmtune.runtime.load import torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -197,8 +198,6 @@ def load(
 ) -> PreTrainedModel:
     """Load the saved MoE model; the dense base is not needed (the folder is a whole model)."""
     from transformers import AutoModelForCausalLM
-
-    from lmtune.runtime.load import torch_dtype
 
     return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
 

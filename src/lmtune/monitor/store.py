@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from lmtune.runtime.records import RequestRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -34,40 +36,7 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
 """
 
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One served request as the store keeps it."""
-
-    ts: float
-    """Unix time (seconds) the request arrived."""
-    endpoint: str
-    """Request path, e.g. `/v1/chat/completions`."""
-    status: int
-    """HTTP status code sent back."""
-    latency_ms: float
-    """Arrival to last byte sent (for streams: to `[DONE]`)."""
-    model: str | None = None
-    """The `model` the request named (None when the body could not be read)."""
-    prompt_tokens: int | None = None
-    """Tokens in the templated prompt (None when generation did not start)."""
-    completion_tokens: int | None = None
-    """Tokens generated, the stopping eos token included."""
-    stream: bool = False
-    """Whether the client asked for Server-Sent Events."""
-    finish_reason: str | None = None
-    """`stop` or `length` for completed generations, `cancelled` for streams the client left early."""
-    error_type: str | None = None
-    """OpenAI error type for rejected requests (e.g. `invalid_request_error`)."""
-    prompt: str | None = None
-    """Prompt messages as JSON — only when prompt logging is on."""
-    completion: str | None = None
-    """Generated text — only when prompt logging is on."""
-    id: int | None = None
-    """Row id, set when read back from the store."""
-
-
-_COLUMNS = tuple(f.name for f in fields(RequestRecord) if f.name != "id")
+_COLUMNS = tuple(name for name in RequestRecord.model_fields if name != "id")
 
 
 @dataclass(frozen=True)
@@ -121,7 +90,7 @@ class RequestStore:
 
     def record(self, rec: RequestRecord) -> int:
         """Insert one request; returns its row id."""
-        values = asdict(rec)
+        values = rec.model_dump()
         values["stream"] = int(rec.stream)
         row = tuple(values[c] for c in _COLUMNS)
         sql = f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"

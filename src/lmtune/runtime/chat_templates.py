@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lmtune.config.data import CHAT_TEMPLATE_FAMILIES
 from lmtune.errors import ConfigError
@@ -169,11 +169,16 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, spec: str | None) -> list[int]
     return sorted({vocab[t] for t in resolve(spec).tokens if t in vocab})
 
 
+def embedding_rows(model: PreTrainedModel) -> int:
+    """How many token rows `model`'s input embeddings have (at least its tokenizer's size)."""
+    embeddings: Any = model.get_input_embeddings()
+    return int(embeddings.weight.shape[0])
+
+
 def fit_embeddings(model: PreTrainedModel, size: int) -> bool:
     """Grow `model`'s input embeddings (and its output head) to `size` rows when it has fewer; new rows
     start at the old rows' mean (plus noise, transformers' `mean_resizing`). Returns whether it grew."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    if size <= rows:
+    if size <= embedding_rows(model):
         return False
     model.resize_token_embeddings(size)
     return True

@@ -23,14 +23,11 @@ def process_rank() -> int:
     return int(os.environ.get("RANK", "0") or 0)
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+class _CurrentStderr(logging.StreamHandler):
     """A stream handler on whatever `sys.stderr` is when a record is written (not when the handler was
     made), so that a CLI called in-process (tests, notebooks) writes where its caller's stderr now is."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> TextIO:
         return sys.stderr
 
@@ -48,7 +45,9 @@ def console_logging(rank: int | None = None) -> Iterator[None]:
     rank = process_rank() if rank is None else rank
     logger = logging.getLogger(ROOT)
     handler = _CurrentStderr()
-    handler.setFormatter(logging.Formatter("lmtune: %(message)s" if rank == 0 else f"lmtune[{rank}]: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("lmtune: %(message)s" if rank == 0 else f"lmtune[{rank}]: %(message)s")
+    )
     previous = logger.level
     logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
     logger.addHandler(handler)

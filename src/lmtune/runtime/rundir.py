@@ -22,6 +22,7 @@ from typing import Any
 from lmtune.config import loader
 from lmtune.config.run import RunConfig
 from lmtune.errors import ConfigError
+from lmtune.runtime.records import MetricsRecord, metrics_line, metrics_record, read_metrics
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,16 @@ class RunDir:
         current.update(fields)
         atomic_write_text(self.lineage, json.dumps(current, indent=2, sort_keys=True, default=str))
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
+    def append_metrics(self, record: MetricsRecord | dict[str, Any]) -> None:
+        """Append one record to metrics.jsonl (a dict is validated as a `MetricsRecord` first)."""
+        typed = metrics_record(record) if isinstance(record, dict) else record
         self.root.mkdir(parents=True, exist_ok=True)
         with self.metrics.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(metrics_line(typed) + "\n")
+
+    def read_metrics(self) -> list[MetricsRecord]:
+        """Every record of metrics.jsonl, typed (none before the first is written)."""
+        return list(read_metrics(self.metrics))
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -232,7 +232,9 @@ def _save(path: str | Path, build: Callable[..., PreTrainedModel], seed: int, ba
     eos = tok.convert_tokens_to_ids(tok.eos_token)
     assert isinstance(eos, int)
     model = build(len(tok), seed=seed, eos_token_id=eos)
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=eos, bos_token_id=tok.bos_token_id)
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos, pad_token_id=eos, bos_token_id=tok.bos_token_id
+    )
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

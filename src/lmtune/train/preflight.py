@@ -14,8 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lmtune.errors import PreflightError
+from lmtune import methods
+from lmtune.errors import ConfigError, PreflightError
 from lmtune.runtime.device import train_device
+from lmtune.train import distributed
 
 if TYPE_CHECKING:
     import torch
@@ -292,8 +294,6 @@ def liger_on(cfg: RunConfig) -> bool:
 
 def sharded_adapter(cfg: RunConfig) -> bool:
     """Whether this process trains an adapter over weights FSDP / ZeRO-3 holds sharded."""
-    from lmtune import methods
-    from lmtune.train import distributed
 
     return distributed.weights_sharded() and methods.is_adapter(cfg.method)
 
@@ -307,8 +307,6 @@ def use_liger(t: TrainerConfig, on_cuda: bool, sharded_adapter: bool = False) ->
         ConfigError: `liger: true` on CPU, without the package, or for a sharded adapter run.
     """
     import importlib.util
-
-    from lmtune.errors import ConfigError
 
     installed = importlib.util.find_spec("liger_kernel") is not None
     if t.liger is True:

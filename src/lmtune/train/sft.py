@@ -6,7 +6,6 @@ transformers' Trainer (our collator and callbacks) -> final eval -> weights writ
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,7 +21,7 @@ from lmtune.config.training import TrainerConfig
 from lmtune.errors import ConfigError, TrainingError
 from lmtune.runtime import chat_templates
 from lmtune.runtime.device import train_device
-from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints, distributed
 
 if TYPE_CHECKING:
@@ -30,12 +29,11 @@ if TYPE_CHECKING:
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
 
-    from lmtune.train.callbacks import NonFiniteGuard
+    from lmtune.train.run_metrics import drop_training_metrics_after, last_train_loss
+from lmtune.train.callbacks import NonFiniteGuard
 
 log = logging.getLogger(__name__)
 
-TRAINING_KINDS = ("train", "eval", "train_summary")
-"""`kind` of the metrics.jsonl records this stage writes (see `callbacks.MetricsCallback`)."""
 MODEL_COLUMNS = ("input_ids", "labels", "position_ids", "weight")
 
 
@@ -175,7 +173,7 @@ def fit_chat_template(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
     if cfg.data.chat_template is None:
         return
     chat_templates.stop_at_end_of_turn(base, tokenizer)
-    rows = int(base.get_input_embeddings().weight.shape[0])
+    rows = chat_templates.embedding_rows(base)
     if len(tokenizer) <= rows:
         return
     if not methods.holds_new_tokens(cfg.method):
@@ -366,39 +364,10 @@ def resume_point(rundir: RunDir, resume: bool, clear: bool = True) -> Path | Non
     if not clear:
         return latest
     checkpoints.remove_after(rundir.checkpoints, step if step is not None else -1)
-    _drop_training_metrics_after(rundir, step if step is not None else -1)
+    drop_training_metrics_after(rundir, step if step is not None else -1)
     if latest is not None:
         log.info("resuming from %s", latest)
     return latest
-
-
-def _drop_training_metrics_after(rundir: RunDir, step: int) -> None:
-    if not rundir.metrics.is_file():
-        return
-    kept = []
-    for line in rundir.metrics.read_text(encoding="utf-8").splitlines():
-        record: dict[str, Any] = json.loads(line) if line.strip() else {}
-        if record and not (record.get("kind") in TRAINING_KINDS and record.get("step", 0) > step):
-            kept.append(line)
-    atomic_write_text(rundir.metrics, "".join(f"{line}\n" for line in kept))
-
-
-def train_losses(rundir: RunDir) -> dict[int, float]:
-    """Step -> training loss of every `train` record in metrics.jsonl (it spans resumes)."""
-    if not rundir.metrics.is_file():
-        return {}
-    losses = {}
-    for line in rundir.metrics.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if record.get("kind") == "train":
-            losses[int(record["step"])] = float(record["loss"])
-    return losses
-
-
-def last_train_loss(rundir: RunDir) -> float | None:
-    """The loss of the last `train` record in metrics.jsonl."""
-    losses = train_losses(rundir)
-    return losses[max(losses)] if losses else None
 
 
 def _model_columns(dataset: Dataset) -> Dataset:

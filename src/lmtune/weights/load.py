@@ -6,9 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from lmtune import methods
 from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
+from lmtune.runtime.chat_templates import fit_embeddings
 from lmtune.runtime.device import inference_device
+from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path, torch_dtype
 
 if TYPE_CHECKING:
     from lmtune.config.run import RunConfig
@@ -32,8 +35,6 @@ def load_weights_tokenizer(weights: Path, base: ModelConfig) -> PreTrainedTokeni
     """The tokenizer saved with the weights (training saves it with its chat template), else the base's."""
     from transformers import AutoTokenizer
 
-    from lmtune.runtime.load import load_tokenizer
-
     if not (weights / "tokenizer_config.json").is_file():
         return load_tokenizer(base)
     tok = AutoTokenizer.from_pretrained(weights, trust_remote_code=base.trust_remote_code)
@@ -45,8 +46,6 @@ def load_weights_tokenizer(weights: Path, base: ModelConfig) -> PreTrainedTokeni
 def load_full(path: Path, base: ModelConfig) -> PreTrainedModel:
     """A full model folder, in the run's dtype, on the evaluation device, in eval mode."""
     from transformers import AutoModelForCausalLM
-
-    from lmtune.runtime.load import torch_dtype
 
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -61,8 +60,6 @@ def load_base(base: ModelConfig, vocab_size: int | None = None) -> PreTrainedMod
     """The base model of the run, on the evaluation device, in eval mode; with `vocab_size` (the run's
     tokenizer), its embeddings grown to that many rows when they have fewer (tokens a chat template
     added: the base never learnt them)."""
-    from lmtune.runtime.chat_templates import fit_embeddings
-    from lmtune.runtime.load import load_model
 
     model = load_model(base)
     if vocab_size is not None:
@@ -77,8 +74,6 @@ def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
     Raises:
         ModelLoadError: `weights` holds no trained weights.
     """
-    from lmtune import methods
-    from lmtune.runtime.load import resolve_model_path
 
     if not weights.is_dir() or not any(weights.iterdir()):
         raise ModelLoadError(

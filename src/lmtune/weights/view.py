@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 
 from lmtune import methods
 from lmtune.errors import ConfigError
+from lmtune.runtime.load import resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.weights.load import load_weights_tokenizer
+from lmtune.weights.save import save_folder
 
 if TYPE_CHECKING:
     from lmtune.config.align.base import AlignBase
@@ -108,10 +111,6 @@ def _stamp(weights: Path) -> list[tuple[str, int, int]]:
 
 
 def _merge_sft(cfg: RunConfig, weights: Path, out: Path) -> None:
-    from lmtune.runtime.load import resolve_model_path
-    from lmtune.weights.load import load_weights_tokenizer
-    from lmtune.weights.save import save_folder
-
     log.info("merging the SFT weights %s into %s (alignment's start)", weights, out)
     model = methods.load_for_inference(
         resolve_model_path(cfg.model.path), weights, cfg.method, cfg.model.dtype

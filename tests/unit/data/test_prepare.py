@@ -192,7 +192,10 @@ def test_bad_setup_is_a_data_error(tmp_path: Path, sources: dict, tiny_tokenizer
         prepare(RunConfig(), rundir, tiny_tokenizer)
     no_template = copy.deepcopy(tiny_tokenizer)
     no_template.chat_template = None
-    with pytest.raises(DataError, match=r"has no chat template; set data\.chat_template .*, use format `text`, or use a chat model"):
+    with pytest.raises(
+        DataError,
+        match=r"has no chat template; set data\.chat_template .*, use format `text`, or use a chat model",
+    ):
         prepare(_cfg(tmp_path, sources), rundir, no_template)
     missing = RunConfig.model_validate({"data": {"sources": [{"path": str(tmp_path / "gone.jsonl")}]}})
     with pytest.raises(DataError, match=r"gone\.jsonl: no such file"):

@@ -201,11 +201,12 @@ def test_empty_eval_split_is_refused(
 ) -> None:
     # An empty eval split (as data.eval_size = 0 writes), served without re-running the data stage.
     from lmtune.data import prepare
+    from lmtune.evaluate import run as evaluate_run
 
     rundir = make_run(tmp_path, tiny_model_dir)
     real = prepare.load_prepared(rundir)
     empty = prepare.PreparedData(train=real.train, eval=real.eval.select([]), stats=real.stats)
-    monkeypatch.setattr(prepare, "load_prepared", lambda _: empty)
+    monkeypatch.setattr(evaluate_run, "load_prepared", lambda _: empty)
     with pytest.raises(DataError, match=r"data/eval: the eval split is empty; set data.eval_size > 0"):
         run(rundir)
 

@@ -16,7 +16,8 @@ import torch
 
 from lmtune.config.run import RunConfig
 from lmtune.runtime.rundir import RunDir
-from lmtune.train.sft import run, train_losses
+from lmtune.train.run_metrics import train_losses
+from lmtune.train.sft import run
 
 pytestmark = [
     pytest.mark.gpu,

@@ -111,7 +111,8 @@ def test_weighted_loss_with_gradient_accumulation_is_a_mean_not_a_sum(
     """Two micro-batches of 2 log about the loss of one batch of 4 (the same rows, a near-zero learning
     rate), not twice it: each micro-batch's weighted mean is divided by the accumulation steps."""
     from lmtune.runtime.rundir import RunDir
-    from lmtune.train.sft import run, train_losses
+    from lmtune.train.run_metrics import train_losses
+    from lmtune.train.sft import run
 
     source = _labelled(tmp_path)
     cfg = _cfg(tmp_path, source)

@@ -1,5 +1,6 @@
-"""Measure the curation steps on labelled fixtures: planted near duplicates of real records, and the
-labelled PII cases. Used by `benchmarks/curation_quality.py` and the tests that assert the numbers.
+"""Benchmark support (not product code): measure the curation steps on labelled fixtures, planted near
+duplicates of real records and the labelled PII cases. Used by `benchmarks/curation_quality.py` and the
+tests that assert the numbers (they load it with the `benchmark_module` fixture of tests/conftest.py).
 
 Planted near duplicates: each planted record is a copy of a real record (GSM8K question + answer, or a
 chatterbot exchange) changed in one of four ways, chosen with a seeded generator:

@@ -1,0 +1,87 @@
+"""The contract of the evaluation suites, over every member of the suite union: each reports exactly
+the metrics it declares, in range; suites that score answers share one generation pass; a config's
+suite list decides what `lmtune evaluate` measures and compares."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import get_args
+
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from tuned_run import make_run
+
+from lmtune.config import loader
+from lmtune.config.run import RunConfig
+from lmtune.config.suites import AnySuite, ExactMatchSuite, FormatComplianceSuite, PerplexitySuite
+from lmtune.errors import ConfigError
+from lmtune.evaluate import suites as suites_module
+from lmtune.evaluate.run import load_eval_examples, run
+from lmtune.evaluate.suites import Answers, run_suite
+from lmtune.runtime.generation import stop_token_ids
+from lmtune.runtime.rundir import RunDir
+
+EVERY_SUITE = [cls() for cls in get_args(AnySuite)]
+
+
+@pytest.fixture(scope="module")
+def answers(lora_run: RunDir, tiny_model_dir: Path) -> Answers:
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    cfg = lora_run.load_config()
+    return Answers(model, tok, load_eval_examples(lora_run), cfg.evaluate, stop_token_ids(tok), "base")
+
+
+@pytest.mark.parametrize("suite", EVERY_SUITE, ids=lambda s: s.type)
+def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers) -> None:
+    found = run_suite(suite, answers)
+    assert set(suite.metrics) <= set(found)
+    for name in suite.metrics:
+        value = found[name]
+        assert value is None or (isinstance(value, float) and math.isfinite(value)), (name, value)
+    if isinstance(suite, PerplexitySuite):
+        assert found["perplexity"] == pytest.approx(math.exp(found["eval_loss"]))  # type: ignore[arg-type]
+    else:
+        assert 0.0 <= found[suite.metrics[0]] <= 1.0  # type: ignore[operator]
+    assert suite.generates == (answers.predictions() != [])
+
+
+def test_answers_are_generated_once_for_every_suite(
+    lora_run: RunDir, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = []
+    real = suites_module.greedy_generate
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(suites_module, "greedy_generate", counting)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    cfg = lora_run.load_config().evaluate
+    shared = Answers(model, tok, load_eval_examples(lora_run), cfg, stop_token_ids(tok), "base")
+    run_suite(ExactMatchSuite(), shared)
+    run_suite(FormatComplianceSuite(), shared)
+    assert len(calls) == 1
+    assert len(shared.predictions()) == min(cfg.max_samples, len(shared.examples))
+
+
+def test_the_configured_suites_are_what_is_measured(tmp_path: Path, tiny_model_dir: Path) -> None:
+    rundir = make_run(tmp_path, tiny_model_dir, evaluate={"suites": [{"type": "perplexity"}]})
+    result = run(rundir)
+    assert list(result.summary) == ["eval_loss", "perplexity"]
+    tuned = json.loads((rundir.eval / "tuned.json").read_text())
+    assert set(tuned["metrics"]) == {"eval_loss", "perplexity", "eval_tokens"}
+    assert tuned["predictions"] == []  # nothing generated: no suite scores answers
+
+
+def test_the_default_suites_are_todays_metrics() -> None:
+    assert [s.type for s in RunConfig().evaluate.suites] == ["perplexity", "exact_match", "format_compliance"]
+
+
+def test_an_unknown_suite_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"evaluate\.suites\.0"):
+        loader.build(RunConfig, {"evaluate": {"suites": [{"type": "bleu"}]}})
