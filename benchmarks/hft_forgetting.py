@@ -39,38 +39,28 @@ from transformers import AutoModelForCausalLM
 from lmtune.config.loader import build
 from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_prepared, prepare
+from lmtune.evaluate.loss import eval_loss
 from lmtune.runtime.load import SMOLLM2_ALIAS, load_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir
-from lmtune.train.collator import IGNORE, PadCollator
 from lmtune.train.sft import run
 
 Row = dict[str, list[int]]
-"""A prepared row: `input_ids` and `labels` (-100 where no loss)."""
+"""A prepared row: `input_ids`, `labels` (-100 where no loss) and `attention_mask`."""
 RESULTS = Path(__file__).resolve().parent / "results" / "hft_forgetting.json"
 
 
-@torch.no_grad()
 def mean_loss(model: torch.nn.Module, rows: list[Row], pad_id: int, batch_size: int) -> float:
-    """Token-weighted mean next-token loss over the labelled tokens of `rows`:
-    L = sum_rows sum_{t: label_t != -100} -log p(label_t | tokens_<t) / (number of labelled tokens)."""
+    """Token-weighted mean next-token loss over the labelled tokens of `rows`, by the product's evaluation
+    (`lmtune.evaluate.loss.eval_loss`, what `lmtune evaluate` reports as eval_loss):
+    L = sum_rows sum_{t: label_t != -100} -log p(label_t | tokens_<t) / (number of labelled tokens).
+    Rows are batched in order of length (less padding; the sum does not depend on it)."""
     model.eval()
-    collate = PadCollator(pad_id=pad_id)
-    rows = sorted(rows, key=lambda r: len(r["input_ids"]))  # less padding; the sum does not depend on it
-    total, count = 0.0, 0
-    for i in range(0, len(rows), batch_size):
-        batch = collate(rows[i : i + batch_size])
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().transpose(1, 2), labels, ignore_index=IGNORE, reduction="sum"
-        )
-        total += nll.item()
-        count += int((labels != IGNORE).sum())
-    return total / count
+    rows = sorted(rows, key=lambda r: len(r["input_ids"]))
+    return eval_loss(model, rows, batch_size=batch_size, pad_id=pad_id).loss
 
 
 def _rows(dataset: Any) -> list[Row]:
-    return [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in dataset]
+    return [{k: r[k] for k in ("input_ids", "labels", "attention_mask")} for r in dataset]
 
 
 def _run_config(args: argparse.Namespace, work: Path, name: str, method: dict[str, Any]) -> RunConfig:

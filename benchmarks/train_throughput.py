@@ -2,22 +2,33 @@
 lmtune, side by side in one run on one GPU (`make bench-gpu`).
 
 Method (as the reference baselines measured it): random-weight Llama-shaped models (Llama-3.2-1B and
-Llama-3.1-8B shapes) built in bf16 on the GPU, SDPA attention, random token batches of `seq` tokens, a
-plain loop (forward under bf16 autocast, backward, fused AdamW step) with `torch.cuda.synchronize()`
-around each step; tokens/s = batch x seq / median step time after the warm-up steps; peak = the largest
-`torch.cuda.max_memory_allocated()` over the steps. LoRA r16 alpha 32 on q,k,v,o,gate,up,down. Each
-(regime, variant) runs in a fresh process, so one variant's kernel patches never reach another.
+Llama-3.1-8B shapes) built in bf16 on the GPU, SDPA attention, random token batches of `seq` tokens
+(the same 4 batches, cycled, for every variant); tokens/s = batch x seq / median step time after the
+warm-up steps; peak = `torch.cuda.max_memory_allocated()` over the training steps. LoRA r16 alpha 32
+on q,k,v,o,gate,up,down. Each (regime, variant) runs in a fresh process, so one variant's kernel
+patches never reach another.
 
 Variants:
-  hf      PEFT defaults: adapters in float32 with every adapter input up-cast; QLoRA as PEFT documents
-          it (`prepare_model_for_kbit_training`: norms, embeddings and head up-cast to float32).
-  peer    the best peer that installs offline: Liger kernels (RoPE, RMSNorm, SwiGLU, fused linear
-          cross-entropy) patched into the model classes + bf16 adapters (no up-cast), QLoRA without the
-          float32 up-casts.
-  lmtune  lmtune's own preparation of the same model: `methods.prepare` with lmtune's LoRA / full
-          config (bf16 adapters on a bf16 model, `peft_adapter.wrap`), Liger applied the way the SFT
-          stage's `trainer.liger: auto` applies it (transformers' `apply_liger_kernel` on the instance),
-          and the preflight's memory estimate for the step, reported against the measured peak.
+  hf      a plain loop (forward under bf16 autocast, backward, fused AdamW step, lr 1e-5) with
+          `torch.cuda.synchronize()` around each step, on PEFT defaults: adapters in float32 with every
+          adapter input up-cast; QLoRA as PEFT documents it (`prepare_model_for_kbit_training`: norms,
+          embeddings and head up-cast to float32).
+  peer    the same loop on the best peer that installs offline: Liger kernels (RoPE, RMSNorm, SwiGLU,
+          fused linear cross-entropy) patched into the model classes + bf16 adapters (no up-cast),
+          QLoRA without the float32 up-casts.
+  lmtune  `lmtune train`'s own path, `lmtune.train.sft.run(cfg)`: the random base is saved as a model
+          folder (`model.path`; QLoRA: `model.quantization: nf4`, quantized on load as the product
+          does), the same token rows are written as the run's prepared data (what `load_or_prepare`
+          reuses, laid out so that the Trainer's seeded shuffle feeds the 4 batches in the peers'
+          order, which a forward pre-hook checks), and the run goes through the data stage, the
+          method's preparation, the preflight, transformers' Trainer with lmtune's collator, callbacks
+          (metrics.jsonl, manifests, NaN guard) and optimizer, `trainer.liger: auto`, bf16 on CUDA,
+          lr 1e-5 constant, and the final save. A Trainer callback times each step (end to end: from
+          one optimizer step's end to the next, so data loading, collation and lmtune's callbacks
+          count) and resets / reads the peak memory around the training; the step losses are read
+          with a forward hook. Also reported: the preflight's memory estimate against the measured peak.
+          `first_step_s` is from calling `run` (tokenizer, data, model load from disk, preflight) to
+          the end of the first optimizer step; `build_s` includes saving the random model folder.
 
 FLOPs per token (no credit for recomputation), N = weights multiplied per token incl. the LM head:
   full 6N + 12 L s d;  LoRA 4N + 12 L s d + 6 N_lora;  MFU = tokens/s x FLOPs/token / 989e12 (H100).
@@ -35,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import statistics
@@ -48,6 +60,7 @@ from typing import Any
 PEAK_FLOPS = 989e12
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANTS = ("hf", "peer", "lmtune")
+LR = 1e-5
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "train_throughput.json"
 
@@ -187,22 +200,12 @@ def lmtune_method(regime: Regime) -> Any:
 
 
 def prepare(model: Any, regime: Regime, variant: str) -> Any:
-    """The variant's preparation of the base: adapters, kernels, checkpointing."""
-    import torch
-
+    """A peer variant's preparation of the base (`hf` or `peer`): adapters, checkpointing. (lmtune
+    prepares its own inside `sft.run`: `run_lmtune`.)"""
     if regime.checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         if regime.mode != "full":
             model.enable_input_require_grads()
-    if variant == "lmtune":
-        from transformers.integrations.liger import apply_liger_kernel
-
-        from lmtune import methods
-
-        model = methods.prepare(model, lmtune_method(regime))
-        if torch.cuda.is_available() and next(model.parameters()).is_cuda:
-            apply_liger_kernel(model, None)  # what `trainer.liger: auto` has the SFT stage's Trainer do
-        return model
     if regime.mode == "full":
         return model
     from peft import LoraConfig as PeftLoraConfig
@@ -226,8 +229,25 @@ def prepare(model: Any, regime: Regime, variant: str) -> Any:
     return model
 
 
-def run_one(name: str, variant: str, warmup: int, steps: int, device: str) -> dict[str, Any]:
-    """One regime in one variant, in this process."""
+def random_batches(regime: Regime, device: str) -> list[Any]:
+    """The 4 token batches every variant trains on, cycled (seeded; drawn on `device`)."""
+    import torch
+
+    vocab = SHAPES[regime.shape]["vocab_size"]
+    generator = torch.Generator(device=device).manual_seed(1)
+    return [
+        torch.randint(0, vocab, (regime.batch, regime.seq), device=device, generator=generator)
+        for _ in range(4)
+    ]
+
+
+def run_one(
+    name: str, variant: str, warmup: int, steps: int, device: str, workdir: Path | None = None
+) -> dict[str, Any]:
+    """One regime in one variant, in this process. `workdir` (lmtune only): where the model folder and
+    the run directory go (kept); None: a temporary folder, removed afterwards."""
+    if variant == "lmtune":
+        return run_lmtune(name, warmup, steps, device, workdir)
     import torch
 
     regime = REGIMES[name]
@@ -246,20 +266,10 @@ def run_one(name: str, variant: str, warmup: int, steps: int, device: str) -> di
     model = prepare(base, regime, variant)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, fused=cuda)
+    optimizer = torch.optim.AdamW(params, lr=LR, fused=cuda)
     record["trainable_params"] = sum(p.numel() for p in params)
     record["trainable_dtypes"] = sorted({str(p.dtype).removeprefix("torch.") for p in params})
-    if variant == "lmtune":
-        from lmtune.train.preflight import estimate_memory
-
-        estimate = estimate_memory(model, regime.batch * regime.seq, regime.checkpointing, fused_loss=cuda)
-        record["estimate_GiB"] = estimate.total / 2**30
-    vocab = SHAPES[regime.shape]["vocab_size"]
-    generator = torch.Generator(device=device).manual_seed(1)
-    batches = [
-        torch.randint(0, vocab, (regime.batch, regime.seq), device=device, generator=generator)
-        for _ in range(4)
-    ]
+    batches = random_batches(regime, device)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times, losses = [], []
@@ -279,20 +289,227 @@ def run_one(name: str, variant: str, warmup: int, steps: int, device: str) -> di
         losses.append(float(loss.detach()))
         if step == 0:
             record["first_step_s"] = time.perf_counter() - started
-    timed = times[warmup:]
-    median = statistics.median(timed)
-    tokens_per_s = regime.batch * regime.seq / median
-    record.update(
-        status="ok",
-        step_s=median,
-        tokens_per_s=tokens_per_s,
-        mfu=tokens_per_s * flops_per_token(regime) / PEAK_FLOPS,
-        losses=losses,
-    )
+    record.update(_throughput(regime, times[warmup:]), status="ok", losses=losses)
     if cuda:
         record["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
-        if "estimate_GiB" in record:
-            record["estimate_ratio"] = record["estimate_GiB"] / record["peak_GiB"]
+    return record
+
+
+def _throughput(regime: Regime, timed: list[float]) -> dict[str, float]:
+    median = statistics.median(timed)
+    tokens_per_s = regime.batch * regime.seq / median
+    return {
+        "step_s": median,
+        "tokens_per_s": tokens_per_s,
+        "mfu": tokens_per_s * flops_per_token(regime) / PEAK_FLOPS,
+    }
+
+
+def lmtune_config(regime: Regime, total_steps: int, device: str, model_dir: Path, work: Path) -> Any:
+    """The RunConfig `lmtune train` gets for the regime: the saved random model, the regime's batch and
+    sequence, explicit gradient checkpointing, lr 1e-5 constant (as the peers' loop), a step log per
+    step, no checkpoint before the end, Liger and dtype left to the product's `auto`."""
+    from lmtune.config.loader import build
+    from lmtune.config.run import RunConfig
+
+    source = work / "source.jsonl"  # what `data.sources` names; the prepared split in the run dir is used
+    source.write_text(json.dumps({"text": "random token rows: see the run's data/ folder"}) + "\n")
+    return build(
+        RunConfig,
+        {
+            "name": "lmtune",
+            "output_dir": str(work / "runs"),
+            "model": {"path": str(model_dir), "quantization": "nf4" if regime.mode == "qlora" else "none"},
+            "data": {
+                "sources": [{"path": str(source), "format": "text"}],
+                "max_length": regime.seq,
+                "truncation": "truncate",  # full-length rows: the preflight allows a span ending there
+                "eval_size": 0,
+            },
+            "method": lmtune_method(regime).model_dump(mode="json"),
+            "trainer": {
+                "max_steps": total_steps,
+                "batch_size": regime.batch,
+                "learning_rate": LR,
+                "lr_scheduler": "constant",
+                "warmup_steps": 0,
+                "logging_steps": 1,
+                "save_steps": total_steps + 1,
+                "gradient_checkpointing": regime.checkpointing,
+                "device": device,
+            },
+        },
+    )
+
+
+def save_base(regime: Regime, device: str, out: Path) -> Path:
+    """The peers' random base (same seed, same weights; QLoRA: unquantized, `model.quantization`
+    quantizes it on load) saved as a model folder with a small ChatML tokenizer (its ids lie within
+    every shape's vocabulary; the rows are token ids, no text is tokenized)."""
+    import torch
+
+    from lmtune.runtime.tiny import build_tokenizer
+
+    model = build_base(
+        dataclasses.replace(regime, mode="lora" if regime.mode == "qlora" else regime.mode), device
+    )
+    model.save_pretrained(out)
+    build_tokenizer().save_pretrained(out)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return out
+
+
+def write_prepared(cfg: Any, batches: list[Any]) -> list[list[list[int]]]:
+    """Write the peers' batches as the run's prepared data (train split, empty eval split, stats.json
+    with the key `load_or_prepare` checks), ordered so that the Trainer's seeded shuffle (accelerate's
+    `SeedableRandomSampler`, seed `data_seed` = `cfg.seed`) yields batch `step % 4` at each step.
+    Returns the planned batches, one per step, as lists of rows."""
+    from accelerate.data_loader import SeedableRandomSampler
+    from datasets import Dataset, Features, Sequence, Value
+
+    from lmtune.data.prepare import prepare_key
+    from lmtune.runtime.load import load_tokenizer
+    from lmtune.runtime.rundir import RunDir
+
+    total, size = cfg.trainer.max_steps, cfg.trainer.batch_size
+    cpu = [b.cpu().tolist() for b in batches]
+    planned = [cpu[step % len(cpu)] for step in range(total)]
+    stream = [row for batch in planned for row in batch]
+    order = list(SeedableRandomSampler(data_source=range(len(stream)), data_seed=cfg.seed))
+    rows: list[list[int]] = [[] for _ in stream]
+    for k, index in enumerate(order):
+        rows[index] = stream[k]
+    ints = Sequence(Value("int64"))
+    features = Features({"input_ids": ints, "labels": ints, "attention_mask": ints})
+    data = RunDir.for_config(cfg).data
+    columns = {"input_ids": rows, "labels": rows, "attention_mask": [[1] * len(r) for r in rows]}
+    Dataset.from_dict(columns, features=features).save_to_disk(str(data / "train"))
+    Dataset.from_dict({k: [] for k in features}, features=features).save_to_disk(str(data / "eval"))
+    stats = {
+        "prepare_key": prepare_key(cfg, load_tokenizer(cfg.model)),
+        "split": {"train": len(rows), "eval": 0},
+        "written_by": "benchmarks/train_throughput.py (random token rows)",
+    }
+    (data / "stats.json").write_text(json.dumps(stats, indent=2))
+    assert len(planned) * size == len(rows)
+    return planned
+
+
+def step_probe(cfg: Any, planned: list[list[list[int]]], cuda: bool) -> Any:
+    """A Trainer callback (passed to `sft.run` as a caller's callback) that times every optimizer step,
+    resets and reads the peak CUDA memory around the training, and, through hooks on the model,
+    records each step's loss and whether the fed batch is the planned one."""
+    import torch
+    from transformers import TrainerCallback
+
+    from lmtune.train.preflight import estimate_memory, liger_on
+
+    class StepProbe(TrainerCallback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.marks: list[float] = []
+            self.fed: list[Any] = []
+            self.losses: list[Any] = []
+            self.info: dict[str, Any] = {}
+            self.handles: list[Any] = []
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            model = kwargs["model"]
+            params = [p for p in model.parameters() if p.requires_grad]
+            tokens = cfg.trainer.batch_size * cfg.data.max_length
+            estimate = estimate_memory(model, tokens, regime_checkpointing, fused_loss=liger_on(cfg))
+            self.info = {
+                "trainable_params": sum(p.numel() for p in params),
+                "trainable_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
+                "estimate_GiB": estimate.total / 2**30,
+                "collator": type(kwargs["train_dataloader"].collate_fn).__name__,
+                "optimizer": type(kwargs["optimizer"]).__name__,
+                "liger": liger_on(cfg),
+                # lmtune's NaN guard watches the loss through a forward hook of its own
+                "forward_hooks": sorted(
+                    type(getattr(h, "__self__", h)).__name__ for h in model._forward_hooks.values()
+                ),
+            }
+            self.handles = [
+                model.register_forward_pre_hook(self._inputs, with_kwargs=True),
+                model.register_forward_hook(self._loss),
+            ]
+            if cuda:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            self.marks = [time.perf_counter()]
+
+        def _inputs(self, module: Any, args: Any, kwargs: Any) -> None:
+            if module.training:
+                self.fed.append(kwargs["input_ids"].detach())
+
+        def _loss(self, module: Any, args: Any, output: Any) -> None:
+            if module.training:
+                self.losses.append(output.loss.detach())
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cuda:
+                torch.cuda.synchronize()
+            self.marks.append(time.perf_counter())
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cuda:
+                self.info["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+            for handle in self.handles:
+                handle.remove()
+
+        def batches_as_planned(self) -> bool:
+            return len(self.fed) == len(planned) and all(
+                f.cpu().tolist() == p for f, p in zip(self.fed, planned, strict=True)
+            )
+
+    regime_checkpointing = cfg.trainer.gradient_checkpointing is True
+    return StepProbe()
+
+
+def run_lmtune(
+    name: str, warmup: int, steps: int, device: str, workdir: Path | None = None
+) -> dict[str, Any]:
+    """The lmtune variant: `lmtune.train.sft.run` (what `lmtune train` runs) on the peers' model and
+    batches, timed by `step_probe`."""
+    import tempfile
+
+    from lmtune.runtime.records import TrainLog
+    from lmtune.runtime.rundir import RunDir
+    from lmtune.train import sft
+
+    regime = REGIMES[name]
+    record: dict[str, Any] = {"regime": name, "variant": "lmtune", **dataclasses.asdict(regime)}
+    cuda = device == "cuda"
+    with tempfile.TemporaryDirectory(prefix="train-throughput-") as tmp:
+        work = Path(workdir) if workdir is not None else Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        model_dir = save_base(regime, device, work / "model")
+        record["build_s"] = time.perf_counter() - started
+        cfg = lmtune_config(regime, warmup + steps, device, model_dir, work)
+        planned = write_prepared(cfg, random_batches(regime, device))
+        probe = step_probe(cfg, planned, cuda)
+        started = time.perf_counter()
+        result = sft.run(cfg, callbacks=[probe])
+        record["run_s"] = time.perf_counter() - started
+        marks = probe.marks
+        times = [b - a for a, b in itertools.pairwise(marks)]
+        rundir = RunDir.for_config(cfg)
+        logged = [r for r in rundir.read_metrics() if isinstance(r, TrainLog)]
+        record.update(probe.info)
+        record.update(_throughput(regime, times[warmup:]), status="ok")
+        record.update(
+            first_step_s=marks[1] - started,
+            losses=[float(loss) for loss in probe.losses],
+            batches_as_planned=probe.batches_as_planned(),
+            steps_done=result.steps,
+            logged_steps=[r.step for r in logged],
+            run_dir=str(rundir.root) if workdir is not None else None,
+        )
+    if "peak_GiB" in record and "estimate_GiB" in record:
+        record["estimate_ratio"] = record["estimate_GiB"] / record["peak_GiB"]
     return record
 
 

@@ -4,6 +4,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from lmtune.config.backends import BackendConfig, TransformersBackend
 from lmtune.config.base import StrictModel
 from lmtune.config.suites import SuiteConfig, default_suites
 
@@ -92,6 +93,8 @@ class ServeConfig(StrictModel):
     """Requests handled at once; more get 429 with Retry-After."""
     log_prompts: bool = False
     """Store prompt and completion text in the request log (off: only sizes and timings)."""
+    backend: BackendConfig = Field(default_factory=TransformersBackend)
+    """What generates (`type`: `transformers`, the only back-end today)."""
 
 
 class MonitorConfig(StrictModel):

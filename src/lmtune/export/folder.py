@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lmtune import methods
-from lmtune.config import combinations
+from lmtune.config.formats import chosen_format
 from lmtune.config.run import RunConfig
 from lmtune.export.check import (
     ExportCheck,
@@ -18,10 +17,10 @@ from lmtune.export.check import (
     max_abs_diff,
     sequence_logits,
 )
+from lmtune.export.formats import load_format, save_format
 from lmtune.runtime.generation import Generation, greedy_generate, render_prompt, stop_token_ids
 from lmtune.runtime.rundir import RunDir, atomic_write_text
-from lmtune.weights.load import load_full, load_tuned, load_weights_tokenizer
-from lmtune.weights.save import save_folder
+from lmtune.weights.load import load_tuned, load_weights_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -51,18 +50,12 @@ def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
     # Logits on the same token sequences (prompt + answer before export) on both sides.
     before_logits = sequence_logits(tuned.model, sequences)
 
-    # export.merge unset: merge whenever the method and the base's quantization allow it (an explicit
-    # true that cannot be honoured was refused when the config was loaded).
-    can_merge = combinations.merge_refusal(cfg.method, cfg.model.quantization) is None
-    merged = cfg.export.merge is not False and can_merge
-    out = rundir.merged if merged else rundir.export / "adapter"
-    if merged:
-        files = save_folder(methods.merge(tuned.model, cfg.method), tuned.tokenizer, out)
-    else:
-        files = save_folder(tuned.model, tuned.tokenizer, out, cfg.method)
+    fmt = chosen_format(cfg.export.merge, cfg.method, cfg.model.quantization)
+    out = rundir.export / fmt.folder
+    files = save_format(fmt, tuned, cfg, out)
     del tuned  # one model in memory at a time
 
-    reloaded = load_full(out, cfg.model) if merged else load_tuned(out, cfg).model
+    reloaded = load_format(fmt, out, cfg)
     tokenizer = load_weights_tokenizer(out, cfg.model)
     eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
     stops = eos if isinstance(eos, list) else [eos]
@@ -79,7 +72,7 @@ def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
     rundir.update_lineage(
         export={
             "path": str(out),
-            "merged": merged,
+            "merged": fmt.standalone,
             "files": files,
             "identical": check.identical,
             "max_logit_diff": check.max_logit_diff,
@@ -87,7 +80,7 @@ def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
     )
     if not check.identical:
         raise ExportCheckError(f"{out}: the export does not reproduce the trained model: {check.failure()}")
-    return ExportResult(path=out, merged=merged, check=check, files=files)
+    return ExportResult(path=out, merged=fmt.standalone, check=check, files=files)
 
 
 def _answers(

@@ -170,7 +170,7 @@ def token_ids(tokenizer: PreTrainedTokenizerBase, spec: str | None) -> list[int]
 
 
 def embedding_rows(model: PreTrainedModel) -> int:
-    """How many token rows `model`'s input embeddings have (at least its tokenizer's size)."""
+    """How many token rows `model`'s input embeddings have."""
     embeddings: Any = model.get_input_embeddings()
     return int(embeddings.weight.shape[0])
 

@@ -2,7 +2,8 @@
 CLI for every verb (and for each process of `lmtune train --nproc N`, which enter through the same CLI).
 
 Only the `lmtune` loggers are configured: the libraries keep their own levels and handlers, so their
-debug and info output stays out of the normal output.
+debug and info output stays out of the normal output; `LIBRARY_NOISE` names the few library warnings a
+user cannot act on, which are dropped.
 """
 
 from __future__ import annotations
@@ -16,11 +17,27 @@ from typing import TextIO
 
 ROOT = "lmtune"
 """The logger every lmtune module's `logging.getLogger(__name__)` descends from."""
+LIBRARY_NOISE = {
+    # Logged when bitsandbytes is imported (by PEFT, for any method) on a CPU with AVX512-BF16: an
+    # optional faster 4-bit CPU kernel lives in the `kernels` package, downloaded from the Hub. Nothing
+    # depends on it (4-bit on CPU runs without it), and lmtune runs offline.
+    "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
+}
+"""Library logger -> the starts of its messages that `console_logging` drops."""
 
 
 def process_rank() -> int:
     """This process's global rank in a multi-process run (`RANK`, set by the launcher); 0 otherwise."""
     return int(os.environ.get("RANK", "0") or 0)
+
+
+class _Drop(logging.Filter):
+    def __init__(self, starts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.starts)
 
 
 class _CurrentStderr(logging.StreamHandler):
@@ -40,8 +57,9 @@ class _CurrentStderr(logging.StreamHandler):
 def console_logging(rank: int | None = None) -> Iterator[None]:
     """lmtune's loggers write `lmtune: message` lines to stderr while the block runs: INFO and above on
     the main process (`rank` 0, the default when not launched), errors only on the other processes of a
-    multi-process run (their progress and warnings repeat the main process's). Their previous level and
-    handlers are restored afterwards, so an in-process caller keeps its own logging set-up."""
+    multi-process run (their progress and warnings repeat the main process's). `LIBRARY_NOISE` is
+    dropped meanwhile. The previous levels, handlers and filters are restored afterwards, so an
+    in-process caller keeps its own logging set-up."""
     rank = process_rank() if rank is None else rank
     logger = logging.getLogger(ROOT)
     handler = _CurrentStderr()
@@ -51,8 +69,13 @@ def console_logging(rank: int | None = None) -> Iterator[None]:
     previous = logger.level
     logger.setLevel(logging.INFO if rank == 0 else logging.ERROR)
     logger.addHandler(handler)
+    noise = [(logging.getLogger(name), _Drop(starts)) for name, starts in LIBRARY_NOISE.items()]
+    for library, drop in noise:
+        library.addFilter(drop)
     try:
         yield
     finally:
+        for library, drop in noise:
+            library.removeFilter(drop)
         logger.removeHandler(handler)
         logger.setLevel(previous)

@@ -27,6 +27,7 @@ from lmtune.config.deploy import ServeConfig
 from lmtune.monitor.metrics import CONTENT_TYPE
 from lmtune.monitor.store import RequestStore
 from lmtune.serve import protocol
+from lmtune.serve.backends import open_engine
 from lmtune.serve.engine import Completion, Engine, PromptError, SamplingParams
 from lmtune.serve.guards import ConcurrencyGate, check_api_key, read_api_key, read_body
 from lmtune.serve.protocol import APIError, ChatCompletionRequest
@@ -54,7 +55,7 @@ def create_app(model_dir: str | Path, cfg: ServeConfig, store: RequestStore | No
         ConfigError: `cfg.api_key_env` names a variable that is not set.
     """
     api_key = read_api_key(cfg)
-    engine = Engine(model_dir)
+    engine = open_engine(cfg.backend, model_dir)
     name = cfg.model_name or Path(model_dir).resolve().name
     created = int(Path(model_dir).stat().st_mtime)
     metrics = ServeMetrics()

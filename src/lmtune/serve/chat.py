@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from lmtune.config.backends import TransformersBackend
+from lmtune.serve.backends import open_engine
 from lmtune.serve.engine import Engine, PromptError, SamplingParams
 
 EXIT_COMMAND = "/exit"
@@ -97,6 +99,6 @@ def chat(
         stdin: input stream (default `sys.stdin`).
         stdout: output stream (default `sys.stdout`).
     """
-    engine = Engine(model_dir)
+    engine = open_engine(TransformersBackend(), model_dir)
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     return chat_loop(engine, params, stdin or sys.stdin, stdout or sys.stdout, system=system)

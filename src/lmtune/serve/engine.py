@@ -1,8 +1,10 @@
 """The served model: chat messages -> prompt tokens -> one generation, optionally streamed as text.
 
-One `Engine` holds one model; `generate` takes `Engine.lock`, so generations run one at a time
-(callers run it off the event loop). Streaming and non-streaming share the same `model.generate`
-call, so with the same request (and seed) the streamed pieces concatenate to the non-streamed text.
+`Engine` is what the server and the chat loop ask of a serving back-end; `TransformersEngine` is the
+first back-end (`lmtune.serve.backends` opens the one the config names). It holds one model;
+`generate` takes its lock, so generations run one at a time (callers run it off the event loop).
+Streaming and non-streaming share the same `model.generate` call, so with the same request (and seed)
+the streamed pieces concatenate to the non-streamed text.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lmtune.errors import LmtuneError, ModelLoadError
+from lmtune.runtime.device import inference_device
 
 if TYPE_CHECKING:
     import torch
@@ -107,8 +110,34 @@ class _TextTracker:
         return delta
 
 
-class Engine:
-    """A model folder loaded for chat generation (CUDA when available, else CPU)."""
+class Engine(Protocol):
+    """What a serving back-end provides."""
+
+    context_length: int | None
+    """The model's context window in tokens (None: unknown)."""
+
+    def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        """Prompt token ids: the chat template over `messages`, plus the assistant generation prompt.
+
+        Raises:
+            PromptError: the template rejects the messages, or the prompt fills the context window.
+        """
+        ...
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        on_text: Callable[[str], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Completion:
+        """Generate one completion (blocking); `on_text` receives each newly final piece of text, and
+        `cancel`, when set, stops generation at the next token (`finish_reason="cancelled"`)."""
+        ...
+
+
+class TransformersEngine:
+    """A model folder loaded for chat generation with transformers (CUDA when available, else CPU)."""
 
     def __init__(self, model_dir: str | Path) -> None:
         """Load tokenizer and model from a standard folder (safetensors, tokenizer, chat template).
@@ -122,7 +151,7 @@ class Engine:
         folder = Path(model_dir)
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder}: not a model folder (no config.json)")
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(inference_device())
         try:
             self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(folder)
             # CPU kernels are fastest and exact in fp32; on GPU keep the dtype the folder was saved in.

@@ -23,14 +23,13 @@ from lmtune.runtime import chat_templates
 from lmtune.runtime.device import train_device
 from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints, distributed
+from lmtune.train.callbacks import NonFiniteGuard
+from lmtune.train.run_metrics import drop_training_metrics_after, last_train_loss
 
 if TYPE_CHECKING:
     import torch
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainerCallback
-
-    from lmtune.train.run_metrics import drop_training_metrics_after, last_train_loss
-from lmtune.train.callbacks import NonFiniteGuard
 
 log = logging.getLogger(__name__)
 

@@ -96,11 +96,9 @@ def test_an_eval_set_with_no_readable_record_is_an_error(tmp_path: Path, files: 
 
 
 @pytest.mark.real
-def test_gsm8k_as_eval_set_catches_a_copied_problem() -> None:
-    from lmtune.data.curation_measure import gsm8k_records
-
+def test_gsm8k_as_eval_set_catches_a_copied_problem(benchmark_module: Any) -> None:
     try:
-        problem = gsm8k_records()[5]
+        problem = benchmark_module("curation_support").gsm8k_records()[5]
     except DataError as exc:
         pytest.skip(str(exc))
     gsm8k = EvalSetConfig(name="gsm8k", path="gsm8k", format="prompt_completion",

@@ -1,22 +1,16 @@
 """Exact and near-duplicate removal: unit behaviour, and measured recall / false removals on planted near
 copies of real GSM8K and chatterbot records (built here with a fixed seed by
-`lmtune.data.curation_measure.planted_fixture`)."""
+`planted_fixture` of benchmarks/curation_support.py)."""
 
 from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 from lmtune.config.curation import NearDedupConfig
 from lmtune.data import dedup
-from lmtune.data.curation_measure import (
-    PERTURBATIONS,
-    Conversation,
-    chatterbot_records,
-    gsm8k_records,
-    near_dup_scores,
-    perturb,
-    planted_fixture,
-)
 from lmtune.errors import DataError
 
 LONG = (
@@ -24,6 +18,12 @@ LONG = (
     "How many clips did Natalia sell altogether in April and May? Natalia sold 48/2 = 24 clips in May. "
     "Natalia sold 48+24 = 72 clips altogether in April and May. #### 72"
 )
+
+
+@pytest.fixture(scope="module")
+def cm(benchmark_module: Any) -> ModuleType:
+    """benchmarks/curation_support.py: the planted fixture and its scores (benchmark support, not product)."""
+    return benchmark_module("curation_support")
 
 
 def test_exact_duplicates_ignore_case_spacing_and_punctuation() -> None:
@@ -56,48 +56,48 @@ def test_word_shingles_and_short_texts() -> None:
     assert dedup.jaccard(frozenset(), frozenset()) == 0.0
 
 
-def test_perturbations_change_the_text_but_keep_it_close() -> None:
+def test_perturbations_change_the_text_but_keep_it_close(cm: ModuleType) -> None:
     import random
 
     rng = random.Random(0)
-    base = Conversation(LONG.split("? ")[0] + "?", LONG.split("? ")[1])
-    for kind in PERTURBATIONS:
-        copy = perturb(base, kind, rng)
+    base = cm.Conversation(LONG.split("? ")[0] + "?", LONG.split("? ")[1])
+    for kind in cm.PERTURBATIONS:
+        copy = cm.perturb(base, kind, rng)
         assert copy != base, kind
 
 
-def _real(source: str) -> list[Conversation]:
+def _real(cm: ModuleType, source: str) -> list[Any]:
     try:
-        return gsm8k_records() if source == "gsm8k" else chatterbot_records()
+        return cm.gsm8k_records() if source == "gsm8k" else cm.chatterbot_records()
     except DataError as exc:
         pytest.skip(str(exc))
 
 
 @pytest.mark.real
-def test_planted_near_duplicates_of_real_records_are_removed_and_distinct_ones_kept() -> None:
+def test_planted_near_duplicates_of_real_records_are_removed_and_distinct_ones_kept(cm: ModuleType) -> None:
     """Acceptance (issue 6.1): >= 95% of planted near copies removed, <= 1% of distinct records removed,
     with the default settings (exact dedup, then Jaccard >= 0.8 on character 5-shingles)."""
     cfg = NearDedupConfig()
-    gsm8k = _real("gsm8k")
-    records, origin, kinds = planted_fixture(gsm8k, 300, seed=0)
-    scores = near_dup_scores(records, origin, kinds, cfg)
+    gsm8k = _real(cm, "gsm8k")
+    records, origin, kinds = cm.planted_fixture(gsm8k, 300, seed=0)
+    scores = cm.near_dup_scores(records, origin, kinds, cfg)
     assert scores["planted"] == 300 and scores["base"] == 1319
     assert scores["planted_recall"] >= 0.95, scores
     assert scores["distinct_removed"] <= 0.01, scores
-    assert set(scores["recall_by_perturbation"]) == set(PERTURBATIONS)
+    assert set(scores["recall_by_perturbation"]) == set(cm.PERTURBATIONS)
 
-    mixed = gsm8k + _real("chatterbot")
-    records, origin, kinds = planted_fixture(mixed, 600, seed=1)
-    scores = near_dup_scores(records, origin, kinds, cfg)
+    mixed = gsm8k + _real(cm, "chatterbot")
+    records, origin, kinds = cm.planted_fixture(mixed, 600, seed=1)
+    scores = cm.near_dup_scores(records, origin, kinds, cfg)
     assert scores["planted_recall"] >= 0.95, scores
     assert scores["distinct_removed"] <= 0.01, scores
 
 
 @pytest.mark.real
-def test_word_shingles_miss_more_reworded_copies_than_character_shingles() -> None:
+def test_word_shingles_miss_more_reworded_copies_than_character_shingles(cm: ModuleType) -> None:
     """Why the default unit is characters: on the same fixture, word 5-shingles at 0.8 miss more."""
-    gsm8k = _real("gsm8k")
-    records, origin, kinds = planted_fixture(gsm8k, 200, seed=2)
-    chars = near_dup_scores(records, origin, kinds, NearDedupConfig())
-    word = near_dup_scores(records, origin, kinds, NearDedupConfig(shingle="words"))
+    gsm8k = _real(cm, "gsm8k")
+    records, origin, kinds = cm.planted_fixture(gsm8k, 200, seed=2)
+    chars = cm.near_dup_scores(records, origin, kinds, NearDedupConfig())
+    word = cm.near_dup_scores(records, origin, kinds, NearDedupConfig(shingle="words"))
     assert word["planted_recall"] < chars["planted_recall"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lmtune.config.curation import PII_TYPES
 from lmtune.data import pii
-from lmtune.data.curation_measure import pii_scores
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -34,24 +34,24 @@ def test_fixture_is_what_the_generator_writes() -> None:
     assert module.cases == _cases()
 
 
-def test_recall_and_false_positive_rate_on_the_labelled_fixture() -> None:
+def test_recall_and_false_positive_rate_on_the_labelled_fixture(benchmark_module: Any) -> None:
     """Acceptance (issue 6.2): >= 300 labelled cases, recall >= 0.99, false-positive rate <= 1%."""
     cases = _cases()
     negatives = [c for c in cases if not c["expect"]]
     assert len(cases) >= 300 and len(negatives) >= 100
     assert {e["type"] for c in cases for e in c["expect"]} == set(PII_TYPES)
-    scores = pii_scores(cases)
+    scores = benchmark_module("curation_support").pii_scores(cases)
     assert scores["recall"] >= 0.99, scores["misses"]
     assert scores["false_positive_rate"] <= 0.01, scores["false_positives"]
     assert all(r >= 0.95 for r in scores["recall_by_type"].values()), scores["recall_by_type"]
 
 
-def test_hand_written_second_set() -> None:
+def test_hand_written_second_set(benchmark_module: Any) -> None:
     """tests/fixtures/pii_heldout.jsonl: 86 cases written by hand after the patterns (other formats and
     look-alikes). Its first run found 45 of 46 values and flagged 1 of 40 negatives (see
     docs/data-curation.md); the three patterns fixed since are held to it here."""
     lines = (FIXTURES / "pii_heldout.jsonl").read_text(encoding="utf-8").splitlines()
-    scores = pii_scores(json.loads(line) for line in lines)
+    scores = benchmark_module("curation_support").pii_scores(json.loads(line) for line in lines)
     assert (scores["labelled_values"], scores["negative_cases"]) == (46, 40)
     assert scores["recall"] >= 0.99 and scores["false_positive_rate"] <= 0.01, scores
 
@@ -114,12 +114,11 @@ def test_checks() -> None:
 
 
 @pytest.mark.real
-def test_real_gsm8k_text_has_no_findings() -> None:
-    from lmtune.data.curation_measure import gsm8k_records
+def test_real_gsm8k_text_has_no_findings(benchmark_module: Any) -> None:
     from lmtune.errors import DataError
 
     try:
-        records = gsm8k_records()
+        records = benchmark_module("curation_support").gsm8k_records()
     except DataError as exc:
         pytest.skip(str(exc))
     flagged = [r.text for r in records if pii.find(r.text, PII_TYPES)]

@@ -4,6 +4,7 @@ offline); on real GSM8K and chatterbot text the filters (English kept) remove al
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import pytest
 
@@ -115,11 +116,10 @@ def test_language_codes_are_checked() -> None:
 
 
 @pytest.mark.real
-def test_filters_keep_real_gsm8k_and_chatterbot() -> None:
-    from lmtune.data.curation_measure import chatterbot_records, gsm8k_records
-
+def test_filters_keep_real_gsm8k_and_chatterbot(benchmark_module: Any) -> None:
+    cm = benchmark_module("curation_support")
     try:
-        records = gsm8k_records() + chatterbot_records()
+        records = cm.gsm8k_records() + cm.chatterbot_records()
     except DataError as exc:
         pytest.skip(str(exc))
     cfg = QualityConfig(enabled=True, languages=["en"])

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from tuned_run import GSM8K_STYLE, make_run, perturbed_lora
 
 from lmtune.errors import ModelLoadError
-from lmtune.export import folder as export_folder
+from lmtune.export import formats as export_formats
 from lmtune.export.check import BUILTIN_PROMPTS, ExportCheckError
 from lmtune.export.run import ExportResult, run
 from lmtune.runtime.generation import greedy_generate, render_prompt
@@ -116,14 +116,14 @@ def test_a_differing_export_fails_with_a_clear_error(
 ) -> None:
     """An export that changed the weights (here: noise added while saving) must be caught."""
     rundir = make_run(tmp_path, tiny_model_dir, export={"check_prompts": 2})
-    real_save = export_folder.save_folder
+    real_save = export_formats.save_folder
 
     def corrupting_save(model, tokenizer, out):  # type: ignore[no-untyped-def]
         with torch.no_grad():
             model.lm_head.weight.add_(torch.randn_like(model.lm_head.weight))
         return real_save(model, tokenizer, out)
 
-    monkeypatch.setattr(export_folder, "save_folder", corrupting_save)
+    monkeypatch.setattr(export_formats, "save_folder", corrupting_save)
     with pytest.raises(ExportCheckError, match=r"export/merged: the export does not reproduce the trained"):
         run(rundir)
     check = json.loads((rundir.export / "export_check.json").read_text())

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from lmtune.serve.chat import PROMPT, chat, chat_loop
-from lmtune.serve.engine import Engine, SamplingParams
+from lmtune.serve.engine import Engine, SamplingParams, TransformersEngine
 
 GREEDY = SamplingParams(max_new_tokens=6, temperature=0)
 
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir)
+    return TransformersEngine(tiny_model_dir)
 
 
 def _reply(engine: Engine, history: list[dict[str, str]]) -> str:

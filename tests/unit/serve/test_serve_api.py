@@ -15,7 +15,7 @@ from serve_helpers import MODEL, chat_body, sse_events
 
 from lmtune.config.deploy import ServeConfig
 from lmtune.serve.app import create_app
-from lmtune.serve.engine import Engine, SamplingParams
+from lmtune.serve.engine import SamplingParams, TransformersEngine
 
 
 def _post(served: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def test_stop_sequence_cuts_text_before_it(served: Any) -> None:
 
 def test_generation_stops_on_the_generation_config_eos(tiny_model_dir: Path, tmp_path: Path) -> None:
     """Point generation_config's eos at the first greedy token: the reply is empty and ends with stop."""
-    engine = Engine(tiny_model_dir)
+    engine = TransformersEngine(tiny_model_dir)
     prompt = engine.encode_chat(chat_body()["messages"])
     before = engine.generate(prompt, SamplingParams(max_new_tokens=2, temperature=0))
     assert before.finish_reason == "length" and before.completion_tokens == 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lmtune.errors import ModelLoadError
-from lmtune.serve.engine import Engine, SamplingParams, _held_back, _stop_cut
+from lmtune.serve.engine import Engine, SamplingParams, TransformersEngine, _held_back, _stop_cut
 
 
 def test_stop_cut_finds_the_earliest_stop() -> None:
@@ -26,7 +26,7 @@ def test_held_back_is_the_longest_stop_prefix_at_the_end() -> None:
 
 @pytest.fixture(scope="module")
 def engine(tiny_model_dir: Path) -> Engine:
-    return Engine(tiny_model_dir)
+    return TransformersEngine(tiny_model_dir)
 
 
 @pytest.mark.parametrize("stop", [(), ("e",), ("the", "ne")])
@@ -55,4 +55,22 @@ def test_cancel_stops_generation(engine: Engine) -> None:
 
 def test_not_a_model_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match="not a model folder"):
-        Engine(tmp_path)
+        TransformersEngine(tmp_path)
+
+
+def test_every_backend_opens_as_an_engine(tiny_model_dir: Path) -> None:
+    """The back-end contract, over every member of the back-end union: it opens on a model folder and
+    answers through the `Engine` protocol (same prompt ids as the template, a bounded completion)."""
+    from typing import get_args
+
+    from lmtune.config.backends import AnyBackend
+    from lmtune.serve.backends import open_engine
+
+    backends = [cls() for cls in (get_args(AnyBackend) or (AnyBackend,))]
+    for backend in backends:
+        engine: Engine = open_engine(backend, tiny_model_dir)
+        ids = engine.encode_chat([{"role": "user", "content": "hi"}])
+        assert ids and (engine.context_length is None or len(ids) < engine.context_length)
+        done = engine.generate(ids, SamplingParams(max_new_tokens=3, temperature=0))
+        assert done.prompt_tokens == len(ids) and 1 <= done.completion_tokens <= 3
+        assert done.finish_reason in ("stop", "length")
