@@ -7,6 +7,9 @@ to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
         --gate --layers 8 16 24 --num-keys 104 --phrasings 6
     # each method in its own process, then one report (same settings, hence the same batches):
     .venv/bin/python benchmarks/memory_recall.py --combine mem.json lora.json --out results.json
+    # smoke run on the tiny random model (seconds; no meaning in the numbers)
+    .venv/bin/python benchmarks/memory_recall.py --model tiny --facts 8 --epochs 1 --general 4 \
+        --layers -1 --num-keys 8 --topk 4 --key-dim 16 --value-dim 16 --out /tmp/smoke.json
 
 1. `--facts` made-up facts (benchmarks/synthetic_facts.py: invented entity -> invented attribute, four
    relations), each trained as a chat (short system turn, question, answer sentence) with an
@@ -14,18 +17,31 @@ to everything else. Real SmolLM2-135M-Instruct, offline, CPU.
    `--phrasings` (3 to 6) training phrasings, plus `--replay` x facts real chatterbot exchanges (a
    fresh sample each epoch, never one of the general-loss exchanges of step 4), in a seeded shuffled
    order; batches of `--batch-size`.
-2. Each method starts from the same base and trains on the same batches in the same order for the same
-   steps (AdamW without weight decay, the method's own parameter groups, linear warm-up over 5% of the
-   steps then linear decay, gradients clipped at 1): memory experts, and LoRA on every linear layer at
-   the rank whose parameter count is nearest the memory's (both exact counts are reported).
-3. Exact recall: the share of facts whose greedy answer (up to 20 new tokens) contains the attribute,
-   each fact asked once in one of its 2 held-out phrasings (never trained); for reference also in a
-   trained phrasing, on a sample of 50 facts; the base model is asked the same held-out sample. Also
-   the share of held-out answers that contain the trained answer sentence up to the attribute.
-4. General held-out loss: `--general` real chatterbot exchanges (assistant-only token-mean NLL), before
-   and after, so the table shows what each method cost the rest of the model's behaviour.
+2. Each method trains through lmtune's own training entry, `lmtune.train.sft.run` (what `lmtune train`
+   runs: the data stage templates the chats from a JSONL file, assistant-only labels; the method's
+   preparation; the preflight; transformers' Trainer with lmtune's collator, callbacks and NaN guard;
+   the final save), from the same base, on the same batches in the same order for the same steps: the
+   JSONL is laid out so that the Trainer's seeded shuffle yields the planned order
+   (benchmarks/trainer_support.py), and a forward hook checks it (`batches_as_planned` in the
+   report). Trainer settings: AdamW without weight decay (the method's own parameter groups), linear
+   warm-up over 5% of the steps then linear decay, gradients clipped at 1, float32 weights (on CUDA
+   the Trainer adds bf16 autocast, as `lmtune train` does). The methods: memory experts, and LoRA on
+   every linear layer at the rank whose parameter count is nearest the memory's (both exact counts are
+   reported).
+3. Exact recall, on the trained weights loaded back through the method (`lmtune.weights.load.load_tuned`,
+   as evaluation and export load them): the share of facts whose greedy answer (up to 20 new tokens,
+   `lmtune.runtime.generation.greedy_generate`) contains the attribute, each fact asked once in one of
+   its 2 held-out phrasings (never trained); for reference also in a trained phrasing, on a sample of 50
+   facts; the base model is asked the same held-out sample. Also the share of held-out answers that
+   contain the trained answer sentence up to the attribute.
+4. General held-out loss (`lmtune.evaluate.loss.eval_loss`, the evaluation stage's eval loss):
+   `--general` real chatterbot exchanges (assistant-only token-mean NLL), before and after, so the
+   table shows what each method cost the rest of the model's behaviour.
 
-Prints a table and writes benchmarks/results/memory_recall.json.
+Prints a table and writes benchmarks/results/memory_recall.json. The result files committed before the
+benchmark trained through `sft.run` came from its own AdamW loop: the same batches in the same order
+and the same optimizer settings, except that the loop's warm-up started at lr/warm-up steps where the
+Trainer's starts at 0.
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,19 +66,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
 from synthetic_facts import Fact, held_out, make_facts, training_epochs
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase, set_seed
+from trainer_support import FedBatches, batches_of, trainer_layout
+from transformers import PreTrainedTokenizerBase
 
-from lmtune import methods
+from lmtune.config.loader import build
 from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.methods.memory_experts import MemoryExpertsConfig
+from lmtune.config.model import ModelConfig
+from lmtune.config.run import RunConfig
 from lmtune.data.assets import read_chatterbot
 from lmtune.data.records import RawItem
 from lmtune.data.template import encode_conversation
 from lmtune.evaluate.loss import eval_loss
 from lmtune.methods.memory_experts import parameter_count
 from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids
-from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
-from lmtune.train.collator import PadCollator
+from lmtune.runtime.load import SMOLLM2_ALIAS, load_tokenizer
+from lmtune.runtime.records import TrainSummaryLog
+from lmtune.runtime.rundir import RunDir
+from lmtune.train import sft
+from lmtune.weights.load import load_base, load_tuned
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory_recall.json"
 COMMAND = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/memory_recall.py"
@@ -95,35 +118,74 @@ def general_chats(n: int, seed: int) -> tuple[list[list[dict[str, str]]], list[l
     return held, pool
 
 
-def trainable_count(model: torch.nn.Module) -> int:
-    """Parameters that require a gradient."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def write_chats(path: Path, chats: list[list[dict[str, str]]]) -> None:
+    """The chats as a `messages` JSONL file, one per line, in the given order."""
+    with path.open("w", encoding="utf-8") as f:
+        for chat in chats:
+            f.write(json.dumps({"messages": chat}) + "\n")
 
 
-def train(model: torch.nn.Module, cfg: Any, batches: list[dict[str, torch.Tensor]], lr: float) -> list[float]:
-    """AdamW (no weight decay, the method's own parameter groups) over `batches` in order; the learning
-    rate warms up linearly over the first 5% of steps, then decays linearly to 0; gradients clipped at 1."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = methods.param_groups(model, cfg, lr)
-    opt = torch.optim.AdamW(groups if groups else params, lr=lr, weight_decay=0.0)
-    steps, warmup = len(batches), max(1, len(batches) // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / (steps - warmup))
+def run_config(
+    args: argparse.Namespace, name: str, method: Any, lr: float, steps: int, data: Path
+) -> RunConfig:
+    """What `lmtune train` gets for one method: the chats of `data`, all for training (no eval split,
+    no PII scrubbing of the made-up facts), the benchmark's optimizer settings, float32 weights."""
+    return build(
+        RunConfig,
+        {
+            "name": name,
+            "output_dir": str(args.work / "runs"),
+            "seed": args.seed,
+            "model": {"path": args.model, "dtype": "float32"},
+            "data": {
+                "sources": [{"path": str(data), "format": "messages"}],
+                "eval_size": 0,
+                "curation": {"pii": {"enabled": False}},
+            },
+            "method": method.model_dump(mode="json"),
+            "trainer": {
+                "max_steps": steps,
+                "batch_size": args.batch_size,
+                "learning_rate": lr,
+                "lr_scheduler": "linear",
+                "warmup_steps": max(1, steps // 20),
+                "weight_decay": 0.0,
+                "max_grad_norm": 1.0,
+                "logging_steps": 25,
+                "save_steps": steps + 1,  # no checkpoint: only the final weights are measured
+                "gradient_checkpointing": False,
+                "device": args.device,
+            },
+        },
     )
-    model.train()
-    losses = []
-    for i, batch in enumerate(batches):
-        loss = model(**batch, use_cache=False).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        if (i + 1) % 25 == 0 or i + 1 == steps:
-            print(f"    step {i + 1}/{steps}  loss {sum(losses[-25:]) / len(losses[-25:]):.4f}", flush=True)
-    model.eval()
-    return losses
+
+
+def train(cfg: RunConfig, planned: list[list[list[int]]]) -> dict[str, Any]:
+    """Train `cfg` with `lmtune.train.sft.run`, watching what the Trainer fed (`FedBatches`). Training
+    seconds: the Trainer's `train_runtime` (metrics.jsonl); run seconds: the whole `sft.run`.
+
+    Raises:
+        SystemExit: the data stage did not keep every chat (the planned order would not hold).
+    """
+    probe = FedBatches()
+    t0 = time.perf_counter()
+    result = sft.run(cfg, callbacks=[probe])
+    run_s = time.perf_counter() - t0
+    rundir = RunDir.for_config(cfg)
+    stats = json.loads((rundir.data / "stats.json").read_text(encoding="utf-8"))
+    rows = sum(len(b) for b in planned)
+    if stats["split"]["train"] != rows:
+        raise SystemExit(f"{cfg.name}: the data stage kept {stats['split']['train']} of {rows} chats")
+    losses = probe.loss_values()
+    runtime = [r.train_runtime for r in rundir.read_metrics() if isinstance(r, TrainSummaryLog)]
+    return {
+        "result": result,
+        "run_seconds": run_s,
+        "train_seconds": runtime[-1] if runtime and runtime[-1] is not None else run_s,
+        "trainable_parameters": probe.trainable_params,
+        "losses": losses,
+        "batches_as_planned": probe.as_planned(planned),
+    }
 
 
 def recall(
@@ -148,7 +210,7 @@ def recall(
     return 1 - len(misses) / len(asked), framed / len(asked), misses
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--facts", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=5, help="each epoch asks every fact once")
@@ -175,7 +237,11 @@ def main() -> None:
     )
     parser.add_argument("--query-noise", type=float, default=0.0, help="routing-query noise in training")
     parser.add_argument("--key-dim", type=int, default=128)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 either way; no TF32)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (float32 weights; no TF32; on cuda bf16 autocast)"
+    )
+    parser.add_argument("--model", default=SMOLLM2_ALIAS, help="model.path (e.g. `tiny` for a smoke run)")
+    parser.add_argument("--work", type=Path, help="where the runs go (kept); default: a temporary folder")
     parser.add_argument("--methods", nargs="+", default=["memory_experts", "lora"])
     parser.add_argument("--out", type=Path, help=f"where the report goes (default {RESULTS.name})")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,21 +254,32 @@ def main() -> None:
         nargs="+",
         help="result files of one setting at several seeds: per-seed table and summary (to --out if given)",
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.combine:
         combine(args.combine, args.out or RESULTS)
         return
     if args.seeds:
         seed_table(args.seeds, args.out)
         return
+    if args.work is None:
+        with tempfile.TemporaryDirectory(prefix="memory-recall-") as tmp:
+            args.work = Path(tmp)
+            measure(args)
+    else:
+        args.work.mkdir(parents=True, exist_ok=True)
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
+    """Train each of `args.methods` through `sft.run` on the same batches, measure, write the report."""
     started = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device = torch.device(args.device)
 
-    base_dir = resolve_model_path(SMOLLM2_ALIAS)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    base_cfg = ModelConfig(path=args.model, dtype="float32")
+    tokenizer = load_tokenizer(base_cfg)
     facts = make_facts(args.facts, seed=args.seed)
     rng = random.Random(args.seed)
     general_eval, pool = general_chats(args.general, args.seed)
@@ -212,22 +289,18 @@ def main() -> None:
         chats = [chat for _, chat in epoch] + rng.sample(pool, replay_per_epoch)
         rng.shuffle(chats)
         order += chats
-    rows = _rows(tokenizer, order)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    collate = PadCollator(pad_id=pad)
-    batches = [
-        {k: v.to(device) for k, v in collate(rows[s : s + args.batch_size]).items()}
-        for s in range(0, len(rows), args.batch_size)
-    ]
+    # The batches, as the old loop cut them; the Trainer is made to feed them in this order.
+    planned = batches_of([r["input_ids"] for r in _rows(tokenizer, order)], args.batch_size)
+    data = args.work / "facts.jsonl"
+    write_chats(data, trainer_layout(order, args.seed))
+    steps = len(planned)
     asked = held_out(facts)
     # Recall in a phrasing that was trained (the last epoch's), on a sample: memorised vs generalised.
     seen = training_epochs(facts, args.epochs, args.phrasings)[-1][:: max(1, args.facts // 50)]
     general = _rows(tokenizer, general_eval)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def fresh() -> torch.nn.Module:
-        return AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).to(device).eval()
-
-    base = fresh()
+    base = load_base(base_cfg).to(device)
     hidden = base.config.hidden_size
     # LoRA on every linear layer of the blocks (lmtune's default `all-linear`): rank r costs r x (in + out)
     # per linear; the rank whose count is nearest the memory's is used (both exact counts are reported).
@@ -258,47 +331,49 @@ def main() -> None:
     }
     results: dict[str, Any] = {}
     for name in args.methods:
-        cfg, lr = configs[name]
-        set_seed(args.seed)
-        model = methods.prepare(fresh(), cfg)
-        count = trainable_count(model)
-        print(f"{name}: {count:,} trainable parameters, lr {lr}, {len(batches)} steps", flush=True)
-        t0 = time.perf_counter()
-        losses = train(model, cfg, batches, lr)
-        train_s = time.perf_counter() - t0
+        method, lr = configs[name]
+        cfg = run_config(args, name, method, lr, steps, data)
+        print(f"{name}: lr {lr}, {steps} steps through lmtune.train.sft.run", flush=True)
+        trained = train(cfg, planned)
+        losses, count = trained["losses"], trained["trainable_parameters"]
+        tuned = load_tuned(trained["result"].weights_path, cfg)
+        model = tuned.model.to(device)
         held, framed, misses = recall(model, tokenizer, asked)
-        trained, _, _ = recall(model, tokenizer, seen)
+        seen_recall, _, _ = recall(model, tokenizer, seen)
         general_after = eval_loss(model, general, batch_size=16, pad_id=pad).loss
         results[name] = {
-            "config": cfg.model_dump(mode="json"),
+            "config": method.model_dump(mode="json"),
             "learning_rate": lr,
             "trainable_parameters": count,
-            "train_seconds": round(train_s, 1),
+            "train_seconds": round(trained["train_seconds"], 1),
+            "run_seconds": round(trained["run_seconds"], 1),
             "final_train_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+            "batches_as_planned": trained["batches_as_planned"],
             "recall_held_out": held,
             "answer_frame_held_out": framed,
-            "recall_trained_phrasing": trained,
+            "recall_trained_phrasing": seen_recall,
             "general_loss_before": base_general,
             "general_loss_after": general_after,
             "general_loss_change": general_after - base_general,
             "misses_sample": misses[:10],
         }
         print(
-            f"{name}: recall held-out {held:.1%} (answer frame {framed:.1%}; trained phrasing "
-            f"{trained:.1%}), general loss {base_general:.4f} -> {general_after:.4f}, {train_s:.0f} s",
+            f"{name}: {count:,} trainable parameters, batches as planned: {trained['batches_as_planned']}; "
+            f"recall held-out {held:.1%} (answer frame {framed:.1%}; trained phrasing {seen_recall:.1%}), "
+            f"general loss {base_general:.4f} -> {general_after:.4f}, {trained['train_seconds']:.0f} s",
             flush=True,
         )
-        del model
+        del model, tuned
 
     counts = [r["trainable_parameters"] for r in results.values()]
     report = {
         "command": " ".join([COMMAND, *sys.argv[1:]]),
         "seed": args.seed,
-        "model": SMOLLM2_ALIAS,
+        "model": args.model,
         "facts": args.facts,
         "epochs": args.epochs,
         "training_phrasings": args.phrasings,
-        "steps": len(batches),
+        "steps": steps,
         "batch_size": args.batch_size,
         "held_out_questions": len(asked),
         "trained_phrasing_questions": len(seen),

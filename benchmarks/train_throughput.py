@@ -57,6 +57,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # trainer_support, beside this script
+
 PEAK_FLOPS = 989e12
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 VARIANTS = ("hf", "peer", "lmtune")
@@ -307,8 +309,8 @@ def _throughput(regime: Regime, timed: list[float]) -> dict[str, float]:
 
 def lmtune_config(regime: Regime, total_steps: int, device: str, model_dir: Path, work: Path) -> Any:
     """The RunConfig `lmtune train` gets for the regime: the saved random model, the regime's batch and
-    sequence, explicit gradient checkpointing, lr 1e-5 constant (as the peers' loop), a step log per
-    step, no checkpoint before the end, Liger and dtype left to the product's `auto`."""
+    sequence, explicit gradient checkpointing, lr 1e-5 constant (as the peers' loop), the loss logged
+    at every step, no checkpoint before the end, Liger and dtype left to the product's `auto`."""
     from lmtune.config.loader import build
     from lmtune.config.run import RunConfig
 
@@ -363,24 +365,19 @@ def save_base(regime: Regime, device: str, out: Path) -> Path:
 
 def write_prepared(cfg: Any, batches: list[Any]) -> list[list[list[int]]]:
     """Write the peers' batches as the run's prepared data (train split, empty eval split, stats.json
-    with the key `load_or_prepare` checks), ordered so that the Trainer's seeded shuffle (accelerate's
-    `SeedableRandomSampler`, seed `data_seed` = `cfg.seed`) yields batch `step % 4` at each step.
-    Returns the planned batches, one per step, as lists of rows."""
-    from accelerate.data_loader import SeedableRandomSampler
+    with the key `load_or_prepare` checks), laid out so that the Trainer's seeded shuffle yields batch
+    `step % 4` at each step (`trainer_support.trainer_layout`). Returns the planned batches, one per
+    step, as lists of rows."""
     from datasets import Dataset, Features, Sequence, Value
+    from trainer_support import trainer_layout
 
     from lmtune.data.prepare import prepare_key
     from lmtune.runtime.load import load_tokenizer
     from lmtune.runtime.rundir import RunDir
 
-    total, size = cfg.trainer.max_steps, cfg.trainer.batch_size
     cpu = [b.cpu().tolist() for b in batches]
-    planned = [cpu[step % len(cpu)] for step in range(total)]
-    stream = [row for batch in planned for row in batch]
-    order = list(SeedableRandomSampler(data_source=range(len(stream)), data_seed=cfg.seed))
-    rows: list[list[int]] = [[] for _ in stream]
-    for k, index in enumerate(order):
-        rows[index] = stream[k]
+    planned = [cpu[step % len(cpu)] for step in range(cfg.trainer.max_steps)]
+    rows = trainer_layout([row for batch in planned for row in batch], cfg.seed)
     ints = Sequence(Value("int64"))
     features = Features({"input_ids": ints, "labels": ints, "attention_mask": ints})
     data = RunDir.for_config(cfg).data
@@ -393,60 +390,46 @@ def write_prepared(cfg: Any, batches: list[Any]) -> list[list[list[int]]]:
         "written_by": "benchmarks/train_throughput.py (random token rows)",
     }
     (data / "stats.json").write_text(json.dumps(stats, indent=2))
-    assert len(planned) * size == len(rows)
     return planned
 
 
-def step_probe(cfg: Any, planned: list[list[list[int]]], cuda: bool) -> Any:
-    """A Trainer callback (passed to `sft.run` as a caller's callback) that times every optimizer step,
-    resets and reads the peak CUDA memory around the training, and, through hooks on the model,
-    records each step's loss and whether the fed batch is the planned one."""
+def step_probe(cfg: Any, cuda: bool) -> Any:
+    """A Trainer callback (passed to `sft.run` as a caller's callback): `trainer_support.FedBatches`
+    (each step's rows and loss, through hooks on the model) that also times every optimizer step,
+    resets and reads the peak CUDA memory around the training, and notes the product's collator,
+    optimizer, Liger setting, the model's forward hooks (lmtune's NaN guard has one) and the
+    preflight's memory estimate for the step."""
     import torch
-    from transformers import TrainerCallback
+    from trainer_support import FedBatches
 
     from lmtune.train.preflight import estimate_memory, liger_on
 
-    class StepProbe(TrainerCallback):  # type: ignore[misc]
+    checkpointing = cfg.trainer.gradient_checkpointing is True  # the regime's, set explicitly
+
+    class StepProbe(FedBatches):
         def __init__(self) -> None:
+            super().__init__()
             self.marks: list[float] = []
-            self.fed: list[Any] = []
-            self.losses: list[Any] = []
             self.info: dict[str, Any] = {}
-            self.handles: list[Any] = []
 
         def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             model = kwargs["model"]
-            params = [p for p in model.parameters() if p.requires_grad]
             tokens = cfg.trainer.batch_size * cfg.data.max_length
-            estimate = estimate_memory(model, tokens, regime_checkpointing, fused_loss=liger_on(cfg))
+            estimate = estimate_memory(model, tokens, checkpointing, fused_loss=liger_on(cfg))
             self.info = {
-                "trainable_params": sum(p.numel() for p in params),
-                "trainable_dtypes": sorted({str(p.dtype).removeprefix("torch.") for p in params}),
                 "estimate_GiB": estimate.total / 2**30,
                 "collator": type(kwargs["train_dataloader"].collate_fn).__name__,
                 "optimizer": type(kwargs["optimizer"]).__name__,
                 "liger": liger_on(cfg),
-                # lmtune's NaN guard watches the loss through a forward hook of its own
                 "forward_hooks": sorted(
                     type(getattr(h, "__self__", h)).__name__ for h in model._forward_hooks.values()
                 ),
             }
-            self.handles = [
-                model.register_forward_pre_hook(self._inputs, with_kwargs=True),
-                model.register_forward_hook(self._loss),
-            ]
+            super().on_train_begin(args, state, control, **kwargs)
             if cuda:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             self.marks = [time.perf_counter()]
-
-        def _inputs(self, module: Any, args: Any, kwargs: Any) -> None:
-            if module.training:
-                self.fed.append(kwargs["input_ids"].detach())
-
-        def _loss(self, module: Any, args: Any, output: Any) -> None:
-            if module.training:
-                self.losses.append(output.loss.detach())
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if cuda:
@@ -456,15 +439,8 @@ def step_probe(cfg: Any, planned: list[list[list[int]]], cuda: bool) -> Any:
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             if cuda:
                 self.info["peak_GiB"] = torch.cuda.max_memory_allocated() / 2**30
-            for handle in self.handles:
-                handle.remove()
+            super().on_train_end(args, state, control, **kwargs)
 
-        def batches_as_planned(self) -> bool:
-            return len(self.fed) == len(planned) and all(
-                f.cpu().tolist() == p for f, p in zip(self.fed, planned, strict=True)
-            )
-
-    regime_checkpointing = cfg.trainer.gradient_checkpointing is True
     return StepProbe()
 
 
@@ -490,7 +466,7 @@ def run_lmtune(
         record["build_s"] = time.perf_counter() - started
         cfg = lmtune_config(regime, warmup + steps, device, model_dir, work)
         planned = write_prepared(cfg, random_batches(regime, device))
-        probe = step_probe(cfg, planned, cuda)
+        probe = step_probe(cfg, cuda)
         started = time.perf_counter()
         result = sft.run(cfg, callbacks=[probe])
         record["run_s"] = time.perf_counter() - started
@@ -501,9 +477,11 @@ def run_lmtune(
         record.update(probe.info)
         record.update(_throughput(regime, times[warmup:]), status="ok")
         record.update(
+            trainable_params=probe.trainable_params,
+            trainable_dtypes=probe.trainable_dtypes,
             first_step_s=marks[1] - started,
-            losses=[float(loss) for loss in probe.losses],
-            batches_as_planned=probe.batches_as_planned(),
+            losses=probe.loss_values(),
+            batches_as_planned=probe.as_planned(planned),
             steps_done=result.steps,
             logged_steps=[r.step for r in logged],
             run_dir=str(rundir.root) if workdir is not None else None,
@@ -571,6 +549,8 @@ def summary(records: list[dict[str, Any]]) -> list[str]:
                     line += f"  x{r['tokens_per_s'] / o['tokens_per_s']:.2f} vs {other}"
             if "estimate_ratio" in r:
                 line += f"  estimate/peak {r['estimate_ratio']:.3f}"
+            if not r.get("batches_as_planned", True):
+                line += "  (Trainer fed other batches than the peers: no loss parity)"
         lines.append(line)
     return lines
 
@@ -580,6 +560,8 @@ def loss_parity(records: list[dict[str, Any]], regime: str) -> float | None:
     by_variant = {r["variant"]: r for r in records if r["regime"] == regime and r["status"] == "ok"}
     if "hf" not in by_variant or "lmtune" not in by_variant:
         return None
+    if not by_variant["lmtune"].get("batches_as_planned", True):
+        return None  # the Trainer fed other batches than the peers': no like-for-like comparison
     pairs = zip(by_variant["hf"]["losses"], by_variant["lmtune"]["losses"], strict=True)
     return max(abs(b - a) / abs(a) for a, b in pairs)
 

@@ -142,3 +142,21 @@ def test_config_loads_no_ml_library() -> None:
     assert heavy == []
     stages = {m.split(".")[1] for m in loaded if m.startswith("lmtune.")}
     assert stages <= {"config", "errors"}, stages
+
+
+def test_causal_lms_are_loaded_in_one_place() -> None:
+    """`from_pretrained` of a causal LM is called in `lmtune.runtime.load` only (`causal_lm`)."""
+    callers = set()
+    for module, path in module_files(SRC).items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "from_pretrained"
+                and (
+                    (isinstance(node.func.value, ast.Name) and node.func.value.id == "AutoModelForCausalLM")
+                    or isinstance(node.func.value, ast.Call)  # type(model).from_pretrained(...)
+                )
+            ):
+                callers.add(module)
+    assert callers == {"lmtune.runtime.load"}

@@ -1,6 +1,8 @@
 """Contrastive Preference Optimisation and SimPO on TRL's experimental `CPOTrainer`: reference-free
 preference losses on the policy's own (SimPO: length-averaged) log-probabilities, with a behaviour-
-cloning term on the chosen answer (`lmtune.align.preference_losses.cpo_loss`)."""
+cloning term on the chosen answer. The loss is TRL's own (`trl.experimental.cpo.CPOTrainer.cpo_loss`,
+`loss_type` sigmoid | hinge | ipo | simpo, plus cpo_alpha x NLL), checked against the closed forms in
+`tests/unit/align/test_losses_vs_trl.py`."""
 
 from __future__ import annotations
 

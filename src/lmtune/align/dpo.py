@@ -1,6 +1,8 @@
 """Direct Preference Optimisation and its loss variants, on TRL's `DPOTrainer`.
 
-The loss math is `lmtune.align.preference_losses.dpo_loss` (tested equal to TRL's within 1e-6).
+The loss is TRL's own (`DPOTrainer`, `loss_type=[sigmoid | ipo | hinge | robust]`); lmtune passes the
+objective's beta, loss_type and label_smoothing. `tests/unit/align/test_losses_vs_trl.py` checks it
+against the closed forms of docs/alignment.md on batches from lmtune's data path.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """Group Relative Policy Optimisation on TRL's `GRPOTrainer`: for each prompt, sample a group of
-completions, score them with verifiable rewards, and push up those above the group's mean reward
-(advantage math: `lmtune.align.policy_losses.group_advantages` / `grpo_token_loss`)."""
+completions, score them with verifiable rewards, and push up those above the group's mean reward.
+The advantages and the loss are TRL's own (`GRPOTrainer`, `scale_rewards` group | batch | none,
+`loss_type` dapo | grpo | bnpo | dr_grpo), checked against the closed forms in
+`tests/unit/align/test_losses_vs_trl.py`."""
 
 from __future__ import annotations
 

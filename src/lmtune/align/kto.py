@@ -1,5 +1,6 @@
 """Kahneman-Tversky Optimisation on TRL's `KTOTrainer`: alignment from single answers labelled good or
-bad (no pairs), against a reference (`lmtune.align.preference_losses.kto_loss`)."""
+bad (no pairs), against a reference. The loss is TRL's own (`KTOTrainer`, `loss_type="kto"`, its
+default), checked against the closed form in `tests/unit/align/test_losses_vs_trl.py`."""
 
 from __future__ import annotations
 

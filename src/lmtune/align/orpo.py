@@ -1,6 +1,7 @@
 """Odds Ratio Preference Optimisation on TRL's experimental `ORPOTrainer`: SFT on the chosen answer plus
-an odds-ratio penalty on the rejected one, in one stage and without a reference model
-(`lmtune.align.preference_losses.orpo_loss`)."""
+an odds-ratio penalty on the rejected one, in one stage and without a reference model. The loss is
+TRL's own (`trl.experimental.orpo.ORPOTrainer.odds_ratio_loss` plus its chosen-sequence NLL), checked
+against the closed form in `tests/unit/align/test_losses_vs_trl.py`."""
 
 from __future__ import annotations
 

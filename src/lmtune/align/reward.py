@@ -1,5 +1,7 @@
 """Reward model: a sequence classifier with one output, trained on preference pairs with the
-Bradley-Terry loss (`lmtune.align.preference_losses.pairwise_reward_loss`) on TRL's `RewardTrainer`.
+Bradley-Terry loss on TRL's `RewardTrainer` (TRL's own loss, `RewardTrainer.compute_loss`, with the
+optional `center_rewards_coefficient` term; checked against the closed form in
+`tests/unit/align/test_losses_vs_trl.py`).
 
 Its output is a standard `AutoModelForSequenceClassification` folder (`<run>/align/model/`, LoRA merged
 in), which PPO reads as its reward model and which loads in transformers without lmtune.

@@ -1,5 +1,6 @@
 """REINFORCE Leave-One-Out on TRL's `RLOOTrainer`: each completion's baseline is the mean reward of the
-other completions of its prompt (`lmtune.align.policy_losses.rloo_advantages`)."""
+other completions of its prompt. The advantages (KL folded into the reward) and the clipped loss are
+TRL's own (`RLOOTrainer`), checked against the closed forms in `tests/unit/align/test_losses_vs_trl.py`."""
 
 from __future__ import annotations
 

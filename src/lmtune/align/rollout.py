@@ -20,6 +20,7 @@ from lmtune.align.rewards import RewardFunction, total_reward
 from lmtune.config.align.rewards import AnyReward
 from lmtune.data.records import Conversation
 from lmtune.data.template import render, stop_token_ids
+from lmtune.runtime.load import folder_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -196,13 +197,9 @@ class Scorer:
         self.model: PreTrainedModel | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         if reward_model is not None:
-            from transformers import AutoTokenizer
-
             self.model = load_scorer(reward_model, dtype)
             self.model.to(device)  # type: ignore[arg-type]  # transformers types `.to` narrowly
-            self.tokenizer = AutoTokenizer.from_pretrained(reward_model)
-            if self.tokenizer.pad_token is None:
-                self.tokenizer.pad_token = self.tokenizer.eos_token
+            self.tokenizer = folder_tokenizer(reward_model)
 
     def __call__(
         self, prompts: Sequence[Conversation], completions: Sequence[str], answers: Sequence[str | None]

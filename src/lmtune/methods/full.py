@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmtune.config.methods.full import FullConfig
-from lmtune.runtime.load import torch_dtype
+from lmtune.runtime.load import causal_lm, torch_dtype
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, TrainerCallback
@@ -33,9 +33,8 @@ def load(
     base_dir: str | Path, weights_dir: str | Path, cfg: FullConfig, dtype: str = "float32"
 ) -> PreTrainedModel:
     """Load the saved full model; the base folder is not needed (the weights folder is a whole model)."""
-    from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
+    return causal_lm(weights_dir, torch_dtype(dtype))
 
 
 def base_view(model: PreTrainedModel, cfg: FullConfig) -> None:

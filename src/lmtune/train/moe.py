@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from lmtune.runtime.load import causal_lm
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig
 
@@ -130,7 +132,7 @@ class MoeCheckpointReload(TrainerCallback):
             or not any(w.is_file() for w in weights)
         ):
             return  # a fresh start, or an adapter checkpoint (PEFT loads its own keys)
-        reloaded = type(model).from_pretrained(folder, dtype=model.dtype)
+        reloaded = causal_lm(folder, model.dtype)
         # In place: the optimizer (already built and restored) holds these very tensors.
         model.load_state_dict(reloaded.state_dict(), strict=True)
 

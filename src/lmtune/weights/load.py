@@ -11,7 +11,14 @@ from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
 from lmtune.runtime.chat_templates import fit_embeddings
 from lmtune.runtime.device import inference_device
-from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path, torch_dtype
+from lmtune.runtime.load import (
+    causal_lm,
+    folder_tokenizer,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+    torch_dtype,
+)
 
 if TYPE_CHECKING:
     from lmtune.config.run import RunConfig
@@ -33,24 +40,15 @@ class Tuned:
 
 def load_weights_tokenizer(weights: Path, base: ModelConfig) -> PreTrainedTokenizerBase:
     """The tokenizer saved with the weights (training saves it with its chat template), else the base's."""
-    from transformers import AutoTokenizer
-
     if not (weights / "tokenizer_config.json").is_file():
         return load_tokenizer(base)
-    tok = AutoTokenizer.from_pretrained(weights, trust_remote_code=base.trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return folder_tokenizer(weights, trust_remote_code=base.trust_remote_code)
 
 
 def load_full(path: Path, base: ModelConfig) -> PreTrainedModel:
     """A full model folder, in the run's dtype, on the evaluation device, in eval mode."""
-    from transformers import AutoModelForCausalLM
-
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(base.dtype), trust_remote_code=base.trust_remote_code
-        )
+        model = causal_lm(path, torch_dtype(base.dtype), trust_remote_code=base.trust_remote_code)
     except OSError as exc:
         raise ModelLoadError(f"{path}: cannot load model folder ({exc})") from None
     return model.to(inference_device()).eval()  # type: ignore[arg-type]

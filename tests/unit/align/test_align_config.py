@@ -58,3 +58,16 @@ def test_start_from_sft_without_sft_weights_exits_2(
     assert main(["align", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert "align.start_from: sft, but" in err and "has no SFT weights" in err
+
+
+def test_label_smoothing_without_the_robust_loss_is_refused() -> None:
+    """TRL's sigmoid, ipo and hinge DPO losses do not read label_smoothing: a setting that would be
+    silently ignored is a config error."""
+    from lmtune.config import loader
+    from lmtune.config.run import RunConfig
+    from lmtune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"label_smoothing \(0\.1\) only applies to loss_type: robust"):
+        loader.build(RunConfig, {"align": {"type": "dpo", "label_smoothing": 0.1}})
+    robust = loader.build(RunConfig, {"align": {"type": "dpo", "loss_type": "robust", "label_smoothing": 0.1}})
+    assert robust.align is not None and robust.align.label_smoothing == 0.1

@@ -1,5 +1,7 @@
 """benchmarks/memory_recall.py's seed summary (`--seeds`): the per-seed pairing and the counts it
-reports, and its refusals. (The recall numbers themselves come from running the benchmark.)"""
+reports, and its refusals; and a smoke run on the tiny model showing that both methods train through
+`lmtune.train.sft.run` on the planned batches and are measured on their saved weights. (The recall
+numbers themselves come from running the benchmark.)"""
 
 from __future__ import annotations
 
@@ -96,3 +98,26 @@ def test_seed_table_refuses_a_method_twice_at_one_seed_and_another_config(
     paths = _write(tmp_path, [_report(3, {"lora": (1.0, -0.5)}), other])
     with pytest.raises(SystemExit, match=r"r1\.json: lora has another config than in the other files"):
         bench.seed_table(paths, None)
+
+
+@pytest.mark.real  # the replay pool and general-loss exchanges are the real chatterbot corpus
+def test_both_methods_train_through_sft_run_on_the_planned_batches(bench: ModuleType, tmp_path: Path) -> None:
+    from lmtune.errors import DataError
+
+    out, work = tmp_path / "smoke.json", tmp_path / "work"
+    argv = ["--model", "tiny", "--facts", "16", "--epochs", "2", "--general", "4", "--replay", "0.25"]
+    argv += ["--layers", "-1", "--num-keys", "8", "--topk", "4", "--key-dim", "16", "--value-dim", "16"]
+    try:
+        bench.main([*argv, "--out", str(out), "--work", str(work)])
+    except DataError as exc:
+        pytest.skip(str(exc))
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["model"] == "tiny" and report["steps"] == 5  # (2 x 16 facts + 2 x 4 replayed) / 8
+    assert set(report["methods"]) == {"memory_experts", "lora"}
+    for name, m in report["methods"].items():
+        assert m["batches_as_planned"], name  # the Trainer fed the old loop's batches, in its order
+        assert m["trainable_parameters"] > 0 and m["general_loss_change"] != 0.0, name
+        run = work / "runs" / name
+        assert (run / "metrics.jsonl").is_file() and (run / "data" / "stats.json").is_file()
+        # the final save (memory experts keep their own layout in model/), which the measurement loaded
+        assert (run / ("adapter" if name == "lora" else "model")).is_dir(), name

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lmtune.config.align.base import AlignBase
 
@@ -20,4 +20,14 @@ class DpoConfig(AlignBase):
     loss_type: Literal["sigmoid", "ipo", "hinge", "robust"] = "sigmoid"
     """`sigmoid` (DPO), `ipo` (squared loss to 1/(2 beta)), `hinge` (SLiC), `robust` (label-noise robust)."""
     label_smoothing: float = Field(default=0.0, ge=0, lt=0.5)
-    """Probability that a preference label is flipped (sigmoid and robust losses)."""
+    """Probability that a preference label is flipped, for the `robust` loss (TRL's other DPO losses do
+    not read it, so it is refused with them)."""
+
+    @model_validator(mode="after")
+    def _smoothing_needs_robust(self) -> Self:
+        if self.label_smoothing > 0 and self.loss_type != "robust":
+            raise ValueError(
+                f"label_smoothing ({self.label_smoothing}) only applies to loss_type: robust (TRL's "
+                f"'{self.loss_type}' loss ignores it); use loss_type: robust or label_smoothing: 0"
+            )
+        return self
