@@ -71,6 +71,7 @@ def _export(rundir: RunDir, result: PipelineResult) -> None:
 
 def _serve(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
     """Serve the exported folder on a free local port, send one OpenAI-style chat request, log it."""
+    # deferred: httpx only when this runs (keeps `import lmtune...` light)
     import httpx
 
     db = Path(cfg.monitor.db_path) if cfg.monitor.db_path else rundir.monitor / "requests.sqlite"
@@ -169,6 +170,7 @@ def _fmt(value: Any) -> str:
 
 def print_summary(result: PipelineResult) -> None:
     """Metrics before/after, time per stage, where each artefact is."""
+    # deferred: rich only when this runs (keeps `import lmtune...` light)
     from rich.table import Table
 
     console = summary_console()

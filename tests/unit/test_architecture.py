@@ -160,3 +160,46 @@ def test_causal_lms_are_loaded_in_one_place() -> None:
             ):
                 callers.add(module)
     assert callers == {"lmtune.runtime.load"}
+
+
+def _function_level_import_blocks(tree: ast.AST) -> Iterator[list[ast.stmt]]:
+    """Each run of consecutive import statements inside a function body."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            for field in ("body", "orelse", "finalbody"):
+                stmts = getattr(inner, field, None)
+                if not isinstance(stmts, list):
+                    continue  # e.g. a lambda's body is one expression
+                block: list[ast.stmt] = []
+                for stmt in [*stmts, None]:
+                    if isinstance(stmt, ast.Import | ast.ImportFrom):
+                        block.append(stmt)
+                    elif block:
+                        yield block
+                        block = []
+
+
+def test_function_level_imports_say_why_they_are_deferred() -> None:
+    """A function-level import only defers a heavy package, with a `# deferred: ...` comment on the line
+    above its block (or on its own line); lmtune's own modules are imported at the top, except in the
+    CLI, whose verbs defer the stages (and so torch and transformers)."""
+    unexplained, lmtune_inside = [], []
+    for module, path in module_files(SRC).items():
+        lines = path.read_text().splitlines()
+        for block in _function_level_import_blocks(ast.parse("\n".join(lines))):
+            first, last = block[0].lineno, block[-1].end_lineno or block[-1].lineno
+            said = "# deferred:" in lines[first - 2] or any(
+                "# deferred" in lines[k - 1] for k in range(first, last + 1)
+            )
+            if not said:
+                unexplained.append(f"{path.relative_to(ROOT)}:{first}")
+            for stmt in block:
+                names = (
+                    [stmt.module or ""] if isinstance(stmt, ast.ImportFrom) else [a.name for a in stmt.names]
+                )
+                if any(n.split(".")[0] == "lmtune" for n in names) and not module.startswith("lmtune.cli"):
+                    lmtune_inside.append(f"{path.relative_to(ROOT)}:{stmt.lineno}")
+    assert unexplained == []
+    assert lmtune_inside == []

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig, objective: CpoConfig, resume: bool = False) -> AlignResult:
     """Train the policy with CPO or SimPO on `objective.data` (preference pairs)."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     args = {

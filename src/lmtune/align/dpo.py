@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig, objective: DpoConfig, resume: bool = False) -> AlignResult:
     """Train the policy with DPO on `objective.data` (preference pairs); see `lmtune.align.trl_run`."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl import DPOConfig as TrlDpoConfig
     from trl import DPOTrainer
 

@@ -23,6 +23,7 @@ def run(
 ) -> AlignResult:
     """Train the policy with GRPO on `objective.data` prompts; `extra_rewards` adds Python reward
     callables to the configured ones."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl import GRPOConfig as TrlGrpoConfig
     from trl import GRPOTrainer
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig, objective: KtoConfig, resume: bool = False) -> AlignResult:
     """Train the policy with KTO on `objective.data` (labelled completions)."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl import KTOConfig as TrlKtoConfig
     from trl import KTOTrainer
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 def run(cfg: RunConfig, objective: OrpoConfig, resume: bool = False) -> AlignResult:
     """Train the policy with ORPO on `objective.data` (preference pairs)."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     return run_trl(

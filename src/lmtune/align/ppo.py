@@ -69,6 +69,7 @@ def run(
         ConfigError: the reward model folder is missing, or the method needs trainer callbacks.
         TrainingError: a complete checkpoint exists and `resume` is off, or a non-finite loss/gradient/weight.
     """
+    # deferred: tqdm only when this runs (keeps `import lmtune...` light)
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
@@ -143,6 +144,7 @@ def run(
 
 def ppo_step(loop: Loop, train: Dataset, step: int) -> dict[str, float]:
     """One PPO step (rollout, advantages, `ppo_epochs` passes of mini-batch updates); its metrics."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     o = loop.objective
@@ -216,6 +218,7 @@ def reference_logps(loop: Loop, batch: Batch) -> torch.Tensor:
 def evaluate(loop: Loop, evals: Dataset | None) -> dict[str, float]:
     """Mean sequence reward and mean summed KL (policy vs reference) of completions sampled for the
     held-out prompts with a fixed seed (the same before and after training); empty without held-out data."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     if evals is None:
@@ -237,6 +240,7 @@ def evaluate(loop: Loop, evals: Dataset | None) -> dict[str, float]:
 def _update(loop: Loop, loss: torch.Tensor, step: int) -> float:
     """Backward + clip + AdamW step, refusing non-finite losses, gradients and weights (nothing is
     saved from the step that failed). Returns the gradient norm before clipping."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     if not torch.isfinite(loss):
@@ -286,6 +290,7 @@ def _optimizer(
 ) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any]:
     """AdamW over the method's trainable parameters (its own groups when it has them) and the value head,
     at trainer.learning_rate, with trainer.lr_scheduler stepped once per PPO step."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import get_scheduler
 
@@ -321,6 +326,7 @@ def _frozen_reference(s: Session, model: torch.nn.Module, device: torch.device) 
 
 def _device(s: Session) -> torch.device:
     """trainer.device (`auto`: CUDA when present), like the Trainer-based objectives."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     return torch.device(train_device(s.view))

@@ -34,6 +34,7 @@ def save_checkpoint(
     policy — the adapter, or the whole model), the value head, optimizer + scheduler, RNG states, the step,
     the generation settings and the pre-training evaluation; then its manifest (it counts from then on),
     then keep the newest `keep` checkpoints."""
+    # deferred: safetensors, torch only when this runs (keeps `import lmtune...` light)
     import torch
     from safetensors.torch import save_file
 
@@ -66,6 +67,7 @@ def load_checkpoint(loop: Loop, folder: Path) -> tuple[int, dict[str, float]]:
         TrainingError: the checkpoint's trained tensors do not match the policy, or it was sampled with
             other generation settings (a resumed run would not continue the same sequence).
     """
+    # deferred: safetensors, torch only when this runs (keeps `import lmtune...` light)
     import torch
     from safetensors.torch import load_file
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignResult:
     """Train a reward model on `objective.data` (preference pairs); the held-out pairwise accuracy is in
     the result's metrics (`eval_accuracy`)."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl import RewardConfig as TrlRewardConfig
     from trl import RewardTrainer
 
@@ -67,6 +68,7 @@ def run(cfg: RunConfig, objective: RewardConfig, resume: bool = False) -> AlignR
 def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
     """The start model as a one-output sequence classifier (a new, seeded score head) with the method
     applied: LoRA on the body with the score head fully trained, or everything trained."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(s.cfg.seed)
@@ -82,6 +84,7 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
         return model
     if not isinstance(method, LoraConfig):  # refused at config load; kept for the type checker
         raise ConfigError(f"align.method: a reward model trains with `lora` or `full`, not `{method.type}`")
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import get_peft_model
 
     with peft_call():
@@ -90,6 +93,7 @@ def scorer(s: Session, pad_token_id: int | None) -> torch.nn.Module:
 
 def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
     """Save the reward model as a plain transformers sequence-classification folder (LoRA merged in)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PeftModel
 
     plain: PreTrainedModel = model.merge_and_unload() if isinstance(model, PeftModel) else model  # type: ignore[assignment]
@@ -98,6 +102,7 @@ def save_scorer(model: torch.nn.Module, tokenizer: object, out: Path) -> None:
 
 def load_scorer(path: str | Path, dtype: str = "float32") -> PreTrainedModel:
     """Load a saved reward model (frozen, eval mode)."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch_dtype(dtype)).eval()

@@ -20,6 +20,7 @@ def run(
     cfg: RunConfig, objective: RlooConfig, resume: bool = False, extra_rewards: Sequence[RewardFunction] = ()
 ) -> AlignResult:
     """Train the policy with RLOO on `objective.data` prompts."""
+    # deferred: trl only when this runs (keeps `import lmtune...` light)
     from trl import RLOOConfig as TrlRlooConfig
     from trl import RLOOTrainer
 

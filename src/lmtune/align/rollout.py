@@ -124,6 +124,7 @@ def sample(
     `step_seed(seed, step)`: the same step always samples the same completions from the same weights.
     The rows come back on the model's device.
     """
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
     device = next(model.parameters()).device

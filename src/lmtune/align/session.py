@@ -99,6 +99,7 @@ def tokenizer(session: Session) -> PreTrainedTokenizerBase:
 
 def policy(session: Session) -> torch.nn.Module:
     """The start model with the objective's method applied (seeded, like SFT)."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import set_seed
 
     base = load_model(session.view.model, device=train_device(session.cfg))
@@ -109,6 +110,7 @@ def policy(session: Session) -> torch.nn.Module:
 def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | None:
     """The frozen reference model TRL needs, or None when it can use the policy with its adapter
     disabled (a PEFT adapter): then no second copy of the model is loaded."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
@@ -122,6 +124,7 @@ def drop_reference_adapter(model: torch.nn.Module) -> None:
     """Remove the frozen copy of the adapter that TRL's preference trainers add as the reference when
     handed a PEFT model: without it they compute reference log-probs with the adapter disabled (the
     start model itself), and the saved adapter is the trained one only."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PeftModel
 
     if isinstance(model, PeftModel) and "ref" in model.peft_config:

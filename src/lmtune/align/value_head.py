@@ -94,6 +94,7 @@ def completion_logps_values(
 
 def save_value_head(head: ValueHead, path: Path) -> None:
     """Write the head's weights (safetensors) to `path`."""
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,7 @@ def save_value_head(head: ValueHead, path: Path) -> None:
 
 def load_value_head(head: ValueHead, path: Path) -> None:
     """Load weights written by `save_value_head` into `head` (every key must match)."""
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import load_file
 
     head.load_state_dict(load_file(str(path)))

@@ -200,6 +200,7 @@ def _reject(reject: Reject, source: int, rejects: RejectLog, counts: list[Source
 
 
 def _dataset(rows: list[dict[str, Any]], kind: AlignFormat, has_answer: bool) -> Dataset:
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Dataset
 
     if kind == "prompt" and not has_answer:
@@ -209,6 +210,7 @@ def _dataset(rows: list[dict[str, Any]], kind: AlignFormat, has_answer: bool) ->
 
 def align_features(kind: AlignFormat, has_answer: bool = False) -> Features:
     """The dataset schema of each kind (conversations as lists of {role, content})."""
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Features, List, Value
 
     messages = List({"role": Value("string"), "content": Value("string")})

@@ -52,6 +52,7 @@ def read_chatterbot() -> Iterator[RawItem | Reject]:
 
     The position is the exchange's 0-based index in its YAML file.
     """
+    # deferred: yaml only when this runs (keeps `import lmtune...` light)
     import yaml
 
     for path in chatterbot_files():

@@ -81,6 +81,7 @@ def near_duplicates(
     small edits is judged against the kept record, not against the previous removed one. A text with
     no words is never a near duplicate (nothing to compare).
     """
+    # deferred: datasketch only when this runs (keeps `import lmtune...` light)
     from datasketch import MinHash, MinHashLSH
 
     # (false positive, false negative) weights: candidates are confirmed exactly, so misses cost more.

@@ -316,6 +316,7 @@ def _encoded(
 ) -> Iterator[dict[str, Any]]:
     """Write each encoded chunk's rows to the Arrow stream and its rejects to the log; note each accepted
     record in `kept` and yield its fingerprint entry."""
+    # deferred: tqdm only when this runs (keeps `import lmtune...` light)
     from tqdm.auto import tqdm
 
     field = data.mixture.label_field if data.mixture is not None else None
@@ -339,6 +340,7 @@ def _encoded(
 def _arrow_stream(path: Path, schema: Any) -> Iterator[Any]:
     """An Arrow IPC stream writer on `path` (the format `Dataset.from_file` memory-maps); the file is
     removed if writing fails."""
+    # deferred: pyarrow only when this runs (keeps `import lmtune...` light)
     import pyarrow as pa
 
     try:
@@ -350,18 +352,21 @@ def _arrow_stream(path: Path, schema: Any) -> Iterator[Any]:
 
 
 def _memory_mapped(path: Path) -> Dataset:
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Dataset
 
     return Dataset.from_file(str(path))
 
 
 def _messages_feature() -> Any:
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import List, Value
 
     return List({"role": Value("string"), "content": Value("string")})
 
 
 def _features(packed: bool) -> Features:
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Features, List, Value
 
     ints = List(Value("int64"))
@@ -374,6 +379,7 @@ def _features(packed: bool) -> Features:
 def _packed(encoded: Dataset, train_idx: list[int], max_length: int) -> Dataset:
     """The train split packed into rows of at most `max_length` tokens (packing is one ordered pass over
     the train rows; their token columns are read into memory for it)."""
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Dataset
 
     rows = encoded.select(train_idx).to_dict()
@@ -399,6 +405,7 @@ def _save(dataset: Dataset, path: Path) -> None:
 
 def _load_split(path: Path) -> Dataset:
     """Load a saved split; an empty split (saved with no data files) loads as an empty Dataset."""
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Dataset, Features, load_from_disk
 
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
@@ -411,6 +418,7 @@ def _load_split(path: Path) -> Dataset:
 
 def _token_counts(dataset: Dataset) -> dict[str, int]:
     """Tokens and labelled tokens of a split, counted over its Arrow columns one record batch at a time."""
+    # deferred: numpy, pyarrow only when this runs (keeps `import lmtune...` light)
     import numpy as np
     import pyarrow.compute as pc
 

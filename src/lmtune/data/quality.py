@@ -121,6 +121,7 @@ def detect_language(text: str, kept: tuple[str, ...]) -> str | None:
 
 @lru_cache(maxsize=4)
 def _detector(kept: tuple[str, ...]) -> LanguageDetector:
+    # deferred: lingua only when this runs (keeps `import lmtune...` light)
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
     codes = []

@@ -119,6 +119,7 @@ def build_report(rundir: RunDir, prepared: PreparedData) -> dict[str, Any]:
 
 def token_lengths(dataset: Dataset) -> list[int]:
     """Length of every row's `input_ids`, read from the Arrow column."""
+    # deferred: pyarrow only when this runs (keeps `import lmtune...` light)
     import pyarrow.compute as pc
 
     if len(dataset) == 0:
@@ -164,6 +165,7 @@ def length_summary(values: list[int]) -> dict[str, float | int | None]:
 
 def print_summary(report: dict[str, Any], console: Console | None = None) -> None:
     """The terminal summary: counts, sources, rejects by reason, splits, labels (rich tables)."""
+    # deferred: rich only when this runs (keeps `import lmtune...` light)
     from rich.table import Table
 
     out = console or summary_console()

@@ -267,6 +267,7 @@ def _read_csv(path: Path) -> Iterator[RawItem | Reject]:
 
 
 def _read_parquet(path: Path) -> Iterator[RawItem | Reject]:
+    # deferred: pyarrow only when this runs (keeps `import lmtune...` light)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -290,6 +291,7 @@ def _read_parquet(path: Path) -> Iterator[RawItem | Reject]:
 
 
 def _read_saved(path: Path, split: str | None) -> Iterator[RawItem | Reject]:
+    # deferred: datasets only when this runs (keeps `import lmtune...` light)
     from datasets import Dataset, DatasetDict, load_from_disk
 
     try:

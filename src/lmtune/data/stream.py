@@ -16,6 +16,7 @@ of one `tokenizer(...)` call per record. `encode_batch` gives the same ids, labe
 from __future__ import annotations
 
 import multiprocessing
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class ChunkEncoder:
 
     def _batch(self, rows: list[Encoded], messages: list[Conversation]) -> pa.RecordBatch:
         """The Arrow batch of encoded rows, its list columns built from flat arrays (no per-token lists)."""
+        # deferred: numpy, pyarrow only when this runs (keeps `import lmtune...` light)
         import numpy as np
         import pyarrow as pa
 
@@ -252,8 +254,6 @@ def _conversation(
     BPE encoding never decrease, so both bounds are found by bisection; an encoding whose offsets do
     decrease is labelled token by token.
     """
-    from bisect import bisect_left, bisect_right
-
     ids: list[int] = enc.ids
     offsets: list[tuple[int, int]] = enc.offsets
     n = len(ids)

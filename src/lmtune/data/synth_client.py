@@ -89,6 +89,7 @@ def api_base(endpoint: str) -> str:
 
 def public_url(address: str) -> str:
     """`address` with any user:password removed (for messages and every record's provenance)."""
+    # deferred: httpx only when this runs (keeps `import lmtune...` light)
     import httpx
 
     url = httpx.URL(address)
@@ -128,6 +129,7 @@ class ChatClient:
         clock: Clock,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        # deferred: httpx only when this runs (keeps `import lmtune...` light)
         import httpx
 
         self.base = api_base(endpoint)
@@ -148,6 +150,7 @@ class ChatClient:
         Raises:
             EndpointError: connection refused / timed out, 401/403, or `model` missing from the list.
         """
+        # deferred: httpx only when this runs (keeps `import lmtune...` light)
         import httpx
 
         url = f"{self.base}/models"
@@ -182,6 +185,7 @@ class ChatClient:
         Raises:
             EndpointError: a 4xx other than 429, or still failing after `max_retries` retries.
         """
+        # deferred: httpx only when this runs (keeps `import lmtune...` light)
         import httpx
 
         url = f"{self.base}/chat/completions"

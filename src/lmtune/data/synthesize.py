@@ -204,6 +204,7 @@ def _generate(
     progress: bool,
 ) -> None:
     """Send the requests of `todo`, `cfg.concurrency` at a time, logging each finished one durably."""
+    # deferred: tqdm only when this runs (keeps `import lmtune...` light)
     from tqdm import tqdm
 
     endpoint = public_url(api_base(cfg.endpoint))

@@ -30,6 +30,7 @@ class LossResult:
 
 def _pad_batch(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad one batch: input ids with `pad_id`, labels with -100, attention mask with 0."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     width = max(len(r["input_ids"]) for r in rows)
@@ -53,6 +54,7 @@ def summed_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     Returns:
         (summed negative log-likelihood, number of scored tokens).
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch.nn.functional as F
 
     shifted_logits = logits[:, :-1, :].float()
@@ -74,6 +76,7 @@ def eval_loss(
     The mean is over every scored token of the split, so long answers weigh more than short ones
     (the same quantity a training loss on the split estimates, without per-batch averaging bias).
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     if not rows:

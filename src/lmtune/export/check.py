@@ -92,6 +92,7 @@ def check_conversations(rundir: RunDir, count: int) -> list[list[Message]]:
 
 def sequence_logits(model: PreTrainedModel, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
     """Logits of each token sequence, one unpadded forward each (float32, on CPU)."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     device = next(model.parameters()).device

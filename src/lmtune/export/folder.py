@@ -42,6 +42,7 @@ class ExportResult:
 def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
     """Export the trained weights in `weights` (saved by `cfg.method`) into `rundir`'s export folder,
     with the export check (see `run`)."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
     tuned = load_tuned(weights, cfg)

@@ -142,6 +142,7 @@ def load_adapters(
     Raises:
         ConfigError: no adapters given.
     """
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PeftModel
 
     if not adapters:
@@ -206,6 +207,7 @@ def _unit_scaling(model: PeftModel, name: str) -> None:
     """Give the combined adapter `name` the scaling 1 its A and B were built for (w_i s_i is folded into
     them). PEFT copies the first source's config, so after an rsLoRA source it would scale the combination
     by alpha/sqrt(r) = sqrt(r); with use_rslora off, lora_alpha = r gives 1, in memory and when reloaded."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft.tuners.lora import LoraLayer
 
     config = model.peft_config[name]

@@ -154,6 +154,7 @@ def apply_round(
 def prepare(model: PreTrainedModel, cfg: HftConfig) -> PreTrainedModel:
     """Select round 0's half, seeded with torch's seed (`train.sft.run` seeds it with the run seed just
     before, and the round callback re-selects from the run seed when training starts)."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     apply_round(model, cfg, torch.initial_seed(), 0)
@@ -174,6 +175,7 @@ def trains(name: str, cfg: HftConfig) -> bool:
 def param_groups(model: torch.nn.Module, cfg: HftConfig, learning_rate: float) -> list[dict[str, Any]]:
     """Every parameter, trainable now or not (a frozen half trains in a later round), split as
     transformers' Trainer does by default: no weight decay on biases and norms."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers.trainer_pt_utils import get_parameter_names
 

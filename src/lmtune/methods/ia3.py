@@ -35,6 +35,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: Ia3Config) -> PeftModel:
     """Wrap `model` with (IA)^3 vectors (initialised to 1: the model starts unchanged)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import IA3Config
 
     feedforward = cfg.feedforward_modules

@@ -35,6 +35,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: LohaConfig) -> PeftModel:
     """Wrap `model` with LoHa adapters (one factor of each product starts at 0: the update starts at 0)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import LoHaConfig
 
     peft_cfg = LoHaConfig(

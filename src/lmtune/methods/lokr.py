@@ -35,6 +35,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: LokrConfig) -> PeftModel:
     """Wrap `model` with LoKr adapters (the update starts at 0)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import LoKrConfig
 
     peft_cfg = LoKrConfig(

@@ -41,6 +41,7 @@ def prepare(model: PreTrainedModel, cfg: LoraConfig, train_tokens: Sequence[int]
 def peft_config(cfg: LoraConfig, task_type: str = "CAUSAL_LM") -> PeftLoraConfig:
     """PEFT's LoraConfig for `cfg` (`task_type="SEQ_CLS"` for a reward model: PEFT then trains its score
     head fully)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import LoraConfig as PeftLoraConfig
 
     return PeftLoraConfig(

@@ -35,6 +35,7 @@ _TRAINED_SUFFIXES = (".lora_A", ".lora_B", ".lora_gate.weight")
 
 def _targets(model: PreTrainedModel, cfg: LoraExpertsConfig) -> list[str]:
     """Names of the linear layers `cfg` adapts (never the output head)."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -81,6 +82,7 @@ def trains(name: str, cfg: LoraExpertsConfig) -> bool:
 
 def save(model: PreTrainedModel, cfg: LoraExpertsConfig, out_dir: Path) -> None:
     """Write the experts and gates (safetensors) and this method's config."""
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,7 @@ def load(
     Raises:
         ModelLoadError: the saved tensors do not match the wrappers `cfg` builds on this base.
     """
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import load_file
 
     base = causal_lm(base_dir, torch_dtype(dtype))

@@ -26,6 +26,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 def remember_initial(model: PeftModel) -> None:
     """Keep a copy of the adapter as initialised (A0, B0), which `save_converted` needs."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import get_peft_model_state_dict
 
     initial = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
@@ -48,6 +49,7 @@ def delta_adapter(
     a rank-2r LoRA with A' = [A; A0] (rows stacked) and B' = [B, -B0] (columns side by side).
     Keys other than lora_A / lora_B are copied unchanged.
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     out = {}
@@ -73,6 +75,7 @@ def doubled_rank_alpha(alpha: float, use_rslora: bool) -> float:
 def save_converted(out_dir: Path, initial: dict[str, torch.Tensor]) -> None:
     """Rewrite the PiSSA/OLoRA adapter PEFT saved in `out_dir` as the plain LoRA `delta_adapter` gives
     (rank 2r, alpha per `doubled_rank_alpha`, default initialisation)."""
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import load_file, save_file
 
     weights = out_dir / ADAPTER_WEIGHTS

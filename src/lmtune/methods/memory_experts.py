@@ -58,6 +58,7 @@ def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
     Raises:
         ConfigError: the model has no such list (not a decoder-only transformer of the usual layout).
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     from torch import nn
 
     get_decoder = getattr(model, "get_decoder", None)
@@ -148,6 +149,7 @@ def save(model: PreTrainedModel, cfg: MemoryExpertsConfig, out_dir: Path) -> Non
     """Write a self-contained folder: `base/` (standard transformers folder, memory left out),
     `memory.safetensors` (per block i: `layers.<i>.{query,keys_a,keys_b,values}`), `memory_config.json`
     and a README on how to load them together."""
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import save_file
 
     layers = memory_layers(model)
@@ -185,6 +187,7 @@ def load(
     Raises:
         OSError: a file of the folder is missing. ValueError: the folder's memory does not fit its config.
     """
+    # deferred: safetensors only when this runs (keeps `import lmtune...` light)
     from safetensors.torch import load_file
 
     folder = Path(weights_dir)

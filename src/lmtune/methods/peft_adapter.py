@@ -56,6 +56,7 @@ def wrap(model: PreTrainedModel, peft_config: PeftConfig) -> PeftModel:
     embeddings. On float32 and float16 models a quantized base is first prepared the QLoRA way (every
     base weight frozen, 16-bit non-quantized weights such as norms up-cast to float32) and the adapter
     is float32, as PEFT does."""
+    # deferred: peft, torch only when this runs (keeps `import lmtune...` light)
     import torch
     from peft import get_peft_model, prepare_model_for_kbit_training
 
@@ -129,6 +130,7 @@ def load(base_dir: str | Path, weights_dir: str | Path, cfg: object, dtype: str 
     """Load the base model from `base_dir` (quantized as the adapter records), its embeddings grown to
     the saved tokenizer's size (tokens a chat template added), and attach the adapter saved in
     `weights_dir` (frozen)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PeftModel
 
     quantization = saved_quantization(weights_dir)
@@ -166,6 +168,7 @@ def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
 
     if quantization_of(model) == "none":
         return model.merge_and_unload()
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
     adapter = model.active_adapter
@@ -182,6 +185,7 @@ def merge(model: PeftModel, cfg: object) -> PreTrainedModel:
 def _without_adapter_layers(model: PeftModel) -> PreTrainedModel:
     """The wrapped base model with every adapter layer replaced by the layer it wraps (PEFT's `unload`,
     which for (IA)^3 refuses any 4-bit model, even when nothing is merged)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     base: Any = model.get_base_model()

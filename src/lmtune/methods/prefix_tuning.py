@@ -29,6 +29,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: PrefixTuningConfig) -> PeftModel:
     """Wrap `model` with trainable per-layer prefixes."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PrefixTuningConfig as PeftPrefixTuningConfig
 
     peft_cfg = PeftPrefixTuningConfig(

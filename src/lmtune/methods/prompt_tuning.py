@@ -29,6 +29,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: PromptTuningConfig) -> PeftModel:
     """Wrap `model` with trainable virtual-token embeddings."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import PromptTuningConfig as PeftPromptTuningConfig
     from peft import PromptTuningInit
 

@@ -53,6 +53,7 @@ def moe_config(dense: PretrainedConfig, cfg: UpcycleConfig) -> PretrainedConfig:
         ConfigError: the dense architecture cannot be upcycled exactly (not Llama/Mistral, attention or
             MLP biases, sliding-window attention, a head size Qwen2-MoE cannot express).
     """
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import MixtralConfig, Qwen2MoeConfig
 
     _check_upcyclable(dense)
@@ -103,6 +104,7 @@ def moe_config(dense: PretrainedConfig, cfg: UpcycleConfig) -> PretrainedConfig:
 def prepare(model: PreTrainedModel, cfg: UpcycleConfig) -> PreTrainedModel:
     """Build the upcycled MoE model from the dense `model` (which it replaces); `cfg.train` picks what
     trains. The router init and expert noise draw from torch's global RNG (seeded by the run)."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import AutoModelForCausalLM
     from transformers.initialization import no_init_weights
@@ -143,6 +145,7 @@ def _upcycled_state(
     Fused expert layout of transformers 5: gate_up_proj (E, 2I, H) = [gate; up] per expert, down_proj
     (E, H, I); router weight (E, H).
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     has_shared = config.model_type == "qwen2_moe"
@@ -167,6 +170,7 @@ def _upcycled_state(
 
 def _copies(weight: torch.Tensor, n: int, noise: float) -> torch.Tensor:
     """`n` stacked copies of `weight`, each plus N(0, (noise * std(weight))^2) noise when noise > 0."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     stacked = weight.detach().unsqueeze(0).repeat(n, 1, 1)

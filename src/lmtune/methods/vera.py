@@ -35,6 +35,7 @@ __all__ = [
 
 def prepare(model: PreTrainedModel, cfg: VeraConfig) -> PeftModel:
     """Wrap `model` with VeRA (random A, B drawn from a fixed seed and saved with the adapter)."""
+    # deferred: peft only when this runs (keeps `import lmtune...` light)
     from peft import VeraConfig as PeftVeraConfig
 
     peft_cfg = PeftVeraConfig(

@@ -188,6 +188,7 @@ def stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     """Make `model`'s generation config stop where the tokenizer's chat template ends a turn (then at
     eos, and at what it stopped on before), as the trained model will; the training preflight checks
     that every labelled span ends on one of these."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
     config = getattr(model, "generation_config", None) or GenerationConfig()
@@ -200,6 +201,7 @@ def stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
 
 def saved_vocab_size(folder: str | Path) -> int | None:
     """The size of the tokenizer saved in `folder` (training saves it beside the weights), or None."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoTokenizer
 
     if not (Path(folder) / "tokenizer_config.json").is_file():

@@ -59,6 +59,7 @@ def git_commit(where: Path | None = None) -> str | None:
 
 def hardware() -> dict[str, Any]:
     """CPU, memory and accelerator facts."""
+    # deferred: psutil, torch only when this runs (keeps `import lmtune...` light)
     import psutil
     import torch
 

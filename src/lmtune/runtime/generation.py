@@ -83,6 +83,7 @@ def greedy_generate(
     Returns:
         One `Generation` per prompt, in order.
     """
+    # deferred: torch, tqdm, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from tqdm.auto import tqdm
     from transformers import GenerationConfig

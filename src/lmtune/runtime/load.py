@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from lmtune.config.model import ModelConfig
 from lmtune.errors import ModelLoadError
 from lmtune.runtime import chat_templates
+from lmtune.runtime.quantize import bnb_config, exact_cpu_kernels
+from lmtune.runtime.tiny import save_tiny
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +55,7 @@ def smollm2_gguf() -> Path | None:
 
 def _convert_smollm2(out: Path) -> None:
     """Dequantise the packaged GGUF once and save a standard fp32 safetensors folder."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
@@ -89,8 +92,6 @@ def resolve_model_path(path: str) -> str:
             _convert_smollm2(out)
         return str(out)
     if path == TINY_ALIAS:
-        from lmtune.runtime.tiny import save_tiny
-
         out = cache_dir() / "models" / TINY_ALIAS
         if not (out / "config.json").is_file():
             tmp = out.with_name(out.name + ".tmp")
@@ -124,6 +125,7 @@ def load_tokenizer(cfg: ModelConfig, chat_template: str | None = None) -> PreTra
     Raises:
         ModelLoadError: the tokenizer cannot be loaded. ConfigError: `chat_template` names no template.
     """
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoTokenizer
 
     where = resolve_model_path(cfg.path)
@@ -148,6 +150,7 @@ def with_pad(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 
 def folder_tokenizer(folder: str | Path, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer saved in a model or adapter folder, with the pad rule (`with_pad`)."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoTokenizer
 
     return with_pad(AutoTokenizer.from_pretrained(str(folder), trust_remote_code=trust_remote_code))
@@ -157,6 +160,7 @@ def causal_lm(folder: str | Path, dtype: torch.dtype | str, **kwargs: Any) -> Pr
     """The one place a causal LM is read from a folder (a base, a merged export, a full fine-tune, a
     method's own layout). `dtype` is a torch dtype, or transformers' `"auto"` (the dtype it was saved
     in); a `model.dtype` setting goes through `torch_dtype` first. `kwargs` go to `from_pretrained`."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, **kwargs)
@@ -165,6 +169,7 @@ def causal_lm(folder: str | Path, dtype: torch.dtype | str, **kwargs: Any) -> Pr
 def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
     """The torch dtype of a `model.dtype` setting. `auto` is bfloat16 on a CUDA device that supports it
     and float32 elsewhere; `device` is where the model will run (`cpu`/`cuda`; None: CUDA if present)."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     if name != "auto":
@@ -176,7 +181,6 @@ def torch_dtype(name: str, device: str | None = None) -> torch.dtype:
 def load_model(cfg: ModelConfig, device: str | None = None, **kwargs: Any) -> PreTrainedModel:
     """The base model of `cfg`, in `cfg.dtype` (`auto` resolved for `device`, see `torch_dtype`); with
     `cfg.quantization` its linear layers are loaded quantized by bitsandbytes (`lmtune.runtime.quantize`)."""
-    from lmtune.runtime.quantize import bnb_config, exact_cpu_kernels
 
     where = resolve_model_path(cfg.path)
     dtype = torch_dtype(cfg.dtype, device)

@@ -30,6 +30,7 @@ def bnb_config(quantization: Quantization, dtype: torch.dtype) -> BitsAndBytesCo
     """
     if quantization == "none":
         return None
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import BitsAndBytesConfig
 
     if quantization == "int8":
@@ -62,6 +63,7 @@ def exact_cpu_kernels(model: torch.nn.Module) -> None:
     eval-mode forward and switches to a bfloat16 kernel: evaluation would then differ from training by
     bf16 rounding, and the repacked weights no longer dequantise correctly (merging would go wrong).
     """
+    # deferred: bitsandbytes only when this runs (keeps `import lmtune...` light)
     import bitsandbytes as bnb
 
     for module in model.modules():

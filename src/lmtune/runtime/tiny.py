@@ -137,6 +137,7 @@ def build_tokenizer(vocab_size: int = 512, base: bool = False) -> PreTrainedToke
 
     `base`: a base model's tokenizer instead: no chat template and no turn markers, `<|endoftext|>` as
     bos, eos and unk (as a GPT-2 style base model has), no pad."""
+    # deferred: tokenizers, transformers only when this runs (keeps `import lmtune...` light)
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -166,6 +167,7 @@ def build_tokenizer(vocab_size: int = 512, base: bool = False) -> PreTrainedToke
 
 def build_model(vocab_size: int, seed: int = 0, eos_token_id: int = 2) -> LlamaForCausalLM:
     """A random-init Llama: hidden 64, 2 layers, 4 heads, 2 KV heads."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -187,6 +189,7 @@ def build_mixtral(
 ) -> MixtralForCausalLM:
     """A random-init Mixtral: the tiny Llama's shape (hidden 64, 2 layers, 4 heads, 2 KV heads) with a
     sparse MoE block of `num_experts` experts (intermediate 128), `top_k` routed per token."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import MixtralConfig, MixtralForCausalLM
 
@@ -202,6 +205,7 @@ def build_qwen_moe(
 ) -> Qwen3MoeForCausalLM:
     """A random-init Qwen3-MoE: hidden 64, 2 layers, 4 heads, 2 KV heads, `num_experts` experts
     (intermediate 64) with `top_k` routed per token and normalised top-k weights (as Qwen3-30B-A3B)."""
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
@@ -225,6 +229,7 @@ def save_tiny_moe(path: str | Path, arch: Literal["mixtral", "qwen3_moe"], seed:
 def _save(path: str | Path, build: Callable[..., PreTrainedModel], seed: int, base: bool = False) -> Path:
     """`build(vocab_size, seed=, eos_token_id=)` with the tiny tokenizer, eos = `<|im_end|>` (base:
     `<|endoftext|>`), saved with the tokenizer and a generation config that stops there."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
     out = Path(path)

@@ -146,6 +146,7 @@ class TransformersEngine:
         Raises:
             ModelLoadError: the folder is missing, incomplete, or its tokenizer has no chat template.
         """
+        # deferred: torch only when this runs (keeps `import lmtune...` light)
         import torch
 
         folder = Path(model_dir)
@@ -179,6 +180,7 @@ class TransformersEngine:
         Raises:
             PromptError: the template rejects the messages, or the prompt fills the context window.
         """
+        # deferred: jinja2 only when this runs (keeps `import lmtune...` light)
         from jinja2 import TemplateError
 
         try:
@@ -219,6 +221,7 @@ class TransformersEngine:
                 concatenate to `Completion.text`.
             cancel: when set, generation stops at the next token (`finish_reason="cancelled"`).
         """
+        # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 

@@ -56,6 +56,7 @@ def serve(model_dir: str | Path, cfg: ServeConfig, monitor: MonitorConfig) -> No
         cfg: host/port, limits and auth.
         monitor: where the request store lives (`db_path`; default from `default_db_path`).
     """
+    # deferred: uvicorn only when this runs (keeps `import lmtune...` light)
     import uvicorn
 
     store = RequestStore(monitor.db_path or default_db_path(model_dir))
@@ -81,6 +82,7 @@ def background_server(
     Raises:
         RuntimeError: the server did not come up within 30 s.
     """
+    # deferred: uvicorn only when this runs (keeps `import lmtune...` light)
     import uvicorn
 
     app = create_app(model_dir, cfg, store)

@@ -83,6 +83,7 @@ class ManifestCallback(TrainerCallback):
     ) -> None:
         if args.world_size > 1:
             # Every process writes its own part (its RNG state, shards): hash the folder once all have.
+            # deferred: accelerate only when this runs (keeps `import lmtune...` light)
             from accelerate import PartialState
 
             PartialState().wait_for_everyone()

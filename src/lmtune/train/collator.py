@@ -29,6 +29,7 @@ class PadCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        # deferred: torch only when this runs (keeps `import lmtune...` light)
         import torch
 
         longest = max(len(r["input_ids"]) for r in rows)

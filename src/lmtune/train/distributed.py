@@ -30,11 +30,13 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lmtune import errors as lmtune_errors
 from lmtune.errors import ConfigError, LmtuneError
+from lmtune.runtime.device import train_device
 
 if TYPE_CHECKING:
     from accelerate import PartialState
@@ -112,7 +114,6 @@ def launch_processes(
         ConfigError: as `launch_command`, or an FSDP / DeepSpeed config for a run on CPU.
         LmtuneError: the user error (of the class the process raised) that stopped the run.
     """
-    from lmtune.runtime.device import train_device
 
     engine = config_engine(launch.accelerate_config) if launch.accelerate_config else None
     if engine in CUDA_ONLY_ENGINES and train_device(cfg) != "cuda":
@@ -170,6 +171,7 @@ def _run_launcher(cmd: list[str], env: dict[str, str]) -> tuple[int, int] | None
     the launcher's own traceback; torch's elastic agent's log lines about stopping the other processes
     are muted meanwhile (the failure is reported instead).
     """
+    # deferred: accelerate, torch only when this runs (keeps `import lmtune...` light)
     import torch.distributed.run  # noqa: F401  (creates the elastic agent's loggers muted below)
     from accelerate.commands.launch import launch_command as accelerate_launch
     from accelerate.commands.launch import launch_command_parser
@@ -254,11 +256,8 @@ def process_state(cfg: RunConfig) -> PartialState:
     run's device (on CPU: the gloo backend) and with `TIMEOUT_S`: the process group made here is the one
     the Trainer uses (its own state finds torch.distributed already initialised).
     """
-    from datetime import timedelta
-
+    # deferred: accelerate only when this runs (keeps `import lmtune...` light)
     from accelerate import PartialState
-
-    from lmtune.runtime.device import train_device
 
     on_cpu = train_device(cfg) != "cuda"
     sharded = [name for name in CUDA_ONLY_ENGINES if _engine_on(name)]
@@ -273,6 +272,7 @@ def config_engine(path: Path) -> str:
     Raises:
         ConfigError: the file is missing or is not an accelerate config.
     """
+    # deferred: yaml only when this runs (keeps `import lmtune...` light)
     import yaml
 
     try:

@@ -122,6 +122,7 @@ class MoeCheckpointReload(TrainerCallback):
         model: torch.nn.Module | None = None,
         **kwargs: Any,
     ) -> None:
+        # deferred: transformers only when this runs (keeps `import lmtune...` light)
         from transformers import PreTrainedModel
 
         folder = Path(args.output_dir or ".") / f"checkpoint-{state.global_step}"

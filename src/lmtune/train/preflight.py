@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -273,6 +274,7 @@ def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
     `trainer.memory_limit_gb` when set; else free CUDA memory (on CUDA) or available RAM (on CPU), plus
     the bytes the model's weights already occupy there (the estimate counts them).
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     if cfg.trainer.memory_limit_gb is not None:
@@ -282,6 +284,7 @@ def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
     if device == "cuda":
         free, _ = torch.cuda.mem_get_info()
         return int(free) + resident, "free CUDA memory"
+    # deferred: psutil only when this runs (keeps `import lmtune...` light)
     import psutil
 
     return int(psutil.virtual_memory().available) + resident, "available RAM"
@@ -306,8 +309,6 @@ def use_liger(t: TrainerConfig, on_cuda: bool, sharded_adapter: bool = False) ->
     Raises:
         ConfigError: `liger: true` on CPU, without the package, or for a sharded adapter run.
     """
-    import importlib.util
-
     installed = importlib.util.find_spec("liger_kernel") is not None
     if t.liger is True:
         if not on_cuda:

@@ -18,13 +18,25 @@ from typing import TYPE_CHECKING, Any
 from lmtune import methods
 from lmtune.config.run import RunConfig
 from lmtune.config.training import TrainerConfig
+from lmtune.data.prepare import load_or_prepare, load_prepared
 from lmtune.errors import ConfigError, TrainingError
 from lmtune.runtime import chat_templates
 from lmtune.runtime.device import train_device
+from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir
-from lmtune.train import checkpoints, distributed
-from lmtune.train.callbacks import NonFiniteGuard
+from lmtune.train import checkpoints, distributed, moe, preflight
+from lmtune.train.callbacks import (
+    AlreadyFinished,
+    FinishedRunStop,
+    ManifestCallback,
+    MetricsCallback,
+    NonFiniteGuard,
+)
+from lmtune.train.collator import PadCollator
+from lmtune.train.lineage import training_lineage
+from lmtune.train.preflight import liger_on
 from lmtune.train.run_metrics import drop_training_metrics_after, last_train_loss
+from lmtune.train.weighted import WeightedLossTrainer
 
 if TYPE_CHECKING:
     import torch
@@ -67,13 +79,8 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         PreflightError: the run cannot work (nothing trained, turns that never end, not enough memory).
         DataError, ModelLoadError, ConfigError: from the data and model stages.
     """
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import set_seed
-
-    from lmtune.data.prepare import load_or_prepare, load_prepared
-    from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
-    from lmtune.train import preflight
-    from lmtune.train.callbacks import AlreadyFinished
-    from lmtune.train.lineage import training_lineage
 
     started = time.perf_counter()
     state = distributed.process_state(cfg)
@@ -200,12 +207,9 @@ def build_trainer(
     `gradient_checkpointing`: what the preflight decided (None: `trainer.gradient_checkpointing` is
     True). The guard's loss hook is attached to `model`; call `guard.detach()` when done.
     """
+    # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
     import torch
     from transformers import Trainer, TrainingArguments
-
-    from lmtune.train import moe
-    from lmtune.train.collator import PadCollator
-    from lmtune.train.weighted import WeightedLossTrainer
 
     has_eval = evals is not None and len(evals) > 0
     args = TrainingArguments(**training_arguments(cfg.trainer, cfg, rundir, has_eval, gradient_checkpointing))
@@ -244,9 +248,8 @@ def training_arguments(
     """Keyword arguments of transformers' `TrainingArguments` for the loop settings `t`, writing
     checkpoints under `rundir` (TRL's configs extend `TrainingArguments`, so alignment passes these too).
     `gradient_checkpointing`: the preflight's decision; None means only an explicit `true` turns it on."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
-
-    from lmtune.train.preflight import liger_on, train_device
 
     on_cuda = train_device(cfg) == "cuda"
     checkpointing = (
@@ -294,7 +297,6 @@ def standard_callbacks(rundir: RunDir, t: TrainerConfig) -> tuple[NonFiniteGuard
     """lmtune's own callbacks for any transformers/TRL trainer writing into `rundir`: finished-run stop,
     metrics.jsonl, checkpoint manifests + rotation, and the non-finite guard (returned first as well:
     attach it to the model, and detach it when done)."""
-    from lmtune.train.callbacks import FinishedRunStop, ManifestCallback, MetricsCallback, NonFiniteGuard
 
     guard = NonFiniteGuard(rundir.checkpoints)
     return guard, [FinishedRunStop(), MetricsCallback(rundir), ManifestCallback(t.save_total_limit), guard]

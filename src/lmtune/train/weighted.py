@@ -28,6 +28,7 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, weights: tor
         labels: [B, T] token ids, -100 where no loss (shifted by one inside, as causal LMs do).
         weights: [B] per-example weights.
     """
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch.nn.functional as F
 
     shift_logits = logits[:, :-1].float()

@@ -27,6 +27,7 @@ def chat_generation_config(
 ) -> GenerationConfig:
     """The base model's generation config with eos set to the end-of-turn token (plus the tokenizer's
     eos when different) and pad set, so a plain `generate` stops where a chat reply ends."""
+    # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
     config = GenerationConfig.from_dict(base.to_dict()) if base is not None else GenerationConfig()

@@ -69,5 +69,7 @@ def test_label_smoothing_without_the_robust_loss_is_refused() -> None:
 
     with pytest.raises(ConfigError, match=r"label_smoothing \(0\.1\) only applies to loss_type: robust"):
         loader.build(RunConfig, {"align": {"type": "dpo", "label_smoothing": 0.1}})
-    robust = loader.build(RunConfig, {"align": {"type": "dpo", "loss_type": "robust", "label_smoothing": 0.1}})
+    robust = loader.build(
+        RunConfig, {"align": {"type": "dpo", "loss_type": "robust", "label_smoothing": 0.1}}
+    )
     assert robust.align is not None and robust.align.label_smoothing == 0.1

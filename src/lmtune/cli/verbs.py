@@ -1,0 +1,287 @@
+"""What each verb of `lmtune` does: load its config, call a stage, print its summary.
+
+The stages are imported inside the verbs (deferred: each loads torch and transformers, which `lmtune
+--help` and `lmtune config show` never need)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lmtune.errors import LmtuneError
+
+if TYPE_CHECKING:
+    from lmtune.config.deploy import MonitorConfig, ServeConfig
+    from lmtune.config.run import RunConfig
+
+
+def _load_run_config(path: str, overrides: list[str]) -> RunConfig:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config import loader
+    from lmtune.config.run import RunConfig
+
+    return loader.load(RunConfig, path, overrides)
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)  # a bad key fails before anything heavy loads
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.pipeline import run
+
+    run(cfg, resume=args.resume)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.train import distributed
+
+    if args.nproc > 1 or args.nnodes > 1 or args.accelerate_config:
+        launch = distributed.Launch(
+            nproc=args.nproc,
+            accelerate_config=Path(args.accelerate_config) if args.accelerate_config else None,
+            nnodes=args.nnodes,
+            node_rank=args.node_rank,
+            main_address=args.main_address,
+            main_port=args.main_port,
+        )
+        return distributed.launch_processes(launch, cfg, args.config, args.overrides, args.resume)
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.runtime.logs import process_rank
+    from lmtune.train.sft import run
+
+    with distributed.failures_to_launcher():  # one of `--nproc`'s processes: the launcher reports a failure
+        result = run(cfg, resume=args.resume)
+    if process_rank() == 0:  # one line per run, not one per process
+        print(f"trained {result.steps} steps -> {result.weights_path}")
+    return 0
+
+
+_ALIGN_SHOWN = ("eval_loss", "eval_rewards/margins", "eval_reward", "eval_kl")
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    cfg = _load_run_config(args.config, args.overrides)
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune import align
+
+    result = align.run(cfg, resume=args.resume)
+    shown = ", ".join(
+        f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()) if k in _ALIGN_SHOWN or "accurac" in k
+    )
+    print(f"aligned {result.steps} steps -> {result.weights_path}" + (f" ({shown})" if shown else ""))
+    return 0
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.data.validate import format_report, validate_file
+
+    columns = dict(_split_pair(c, "--column") for c in args.column)
+    report = validate_file(args.file, args.format, columns or None, args.rejects)
+    print(format_report(report))
+    return 0
+
+
+def cmd_data_pairs(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.data.pairs import build_pairs, format_pairs_report
+
+    report = build_pairs(
+        args.source,
+        args.out,
+        corruption=args.corruption,
+        seed=args.seed,
+        limit=args.limit,
+        layout=args.format,
+        prompts_out=args.prompts_out,
+        rejects_path=args.rejects,
+        question_field=args.question_field,
+        answer_field=args.answer_field,
+    )
+    print(format_pairs_report(report))
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.data.prepare import prepare
+    from lmtune.runtime.load import load_tokenizer
+    from lmtune.runtime.rundir import RunDir
+
+    cfg = _load_run_config(args.config, args.overrides)
+    rundir = RunDir.for_config(cfg)
+    rundir.write_config(cfg)
+    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
+    print(json.dumps(prepared.stats, indent=2, default=str))
+    return 0
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.data.report import inspect, print_summary
+    from lmtune.runtime.rundir import RunDir
+
+    target = Path(args.target)
+    if target.is_dir():
+        rundir = RunDir(target)
+        cfg = _load_run_config(str(rundir.config), args.overrides) if rundir.config.is_file() else None
+        if cfg is None:
+            raise LmtuneError(f"{target}: not a run directory (no config.yaml)")
+    else:
+        cfg = _load_run_config(args.target, args.overrides)
+        rundir = RunDir.for_config(cfg)
+    rundir.write_config(cfg)
+    files = inspect(cfg, rundir)
+    print_summary(files.report)
+    print(f"report: {files.html_path} and {files.json_path}")
+    return 0
+
+
+def cmd_data_synthesize(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config import loader
+    from lmtune.config.synthesis import SynthesisConfig
+    from lmtune.data.synthesize import format_report, synthesize
+
+    fields = {
+        "seeds": args.seeds,
+        "format": args.format,
+        "columns": dict(_split_pair(c, "--column") for c in args.column),
+        "endpoint": args.endpoint,
+        "model": args.model,
+        "api_key_env": args.api_key_env,
+        "n": args.n,
+        "out": args.out,
+        "out_format": args.out_format,
+        "shots": args.shots,
+        "seed": args.seed,
+        "temperature": args.temperature,
+        "max_tokens": args.max_tokens,
+        "rps": args.rps,
+        "concurrency": args.concurrency,
+        "max_retries": args.max_retries,
+        "timeout_s": args.timeout,
+    }
+    if args.config:  # the same curation as the run's data stage
+        fields["curation"] = _load_run_config(args.config, []).data.curation
+    report = synthesize(loader.build(SynthesisConfig, {k: v for k, v in fields.items() if v is not None}))
+    print(format_report(report))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.evaluate.run import run
+    from lmtune.runtime.rundir import RunDir
+
+    run(RunDir(Path(args.run_dir)))
+    print((Path(args.run_dir) / "eval" / "summary.json").read_text())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.export.run import run
+    from lmtune.runtime.rundir import RunDir
+
+    rundir = RunDir(Path(args.run_dir))
+    if args.combine is not None:
+        # deferred: the stage loads torch and transformers, which most verbs never need
+        from lmtune.export import combine
+
+        result = combine.run(rundir, combine.parse_spec(args.combine, args.combination))
+        print(f"exported a {args.combination} combination of {args.combine} -> {result.path}")
+        return 0
+    if args.combination != "cat":
+        raise LmtuneError("--combination only applies with --combine")
+    run(rundir)
+    print(f"exported -> {rundir.merged}")
+    return 0
+
+
+def _serve_config(args: argparse.Namespace) -> tuple[ServeConfig, MonitorConfig]:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config.deploy import MonitorConfig, ServeConfig
+
+    base = _load_run_config(args.config, []) if args.config else None
+    serve = base.serve if base else ServeConfig()
+    monitor = base.monitor if base else MonitorConfig()
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if args.log_prompts:
+        updates["log_prompts"] = True
+    return serve.model_copy(update=updates), monitor
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.serve.run import serve
+
+    serve_cfg, monitor_cfg = _serve_config(args)
+    serve(args.model_dir, serve_cfg, monitor_cfg)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.serve.chat import chat
+
+    chat(args.model_dir, max_tokens=args.max_tokens)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.runtime.environment import report
+
+    info = report()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    hw = info["hardware"]
+    print(f"python {hw['python']} on {hw['platform']}")
+    print(
+        f"cpus {hw['cpu_count']} (torch threads {hw['torch_threads']}), "
+        f"ram {hw['ram_available_gb']} / {hw['ram_total_gb']} GiB available"
+    )
+    gpus = hw["gpus"] or []
+    print("cuda: " + (", ".join(f"{g['name']} {g['memory_gb']} GiB" for g in gpus) if gpus else "none"))
+    for name, version in info["libraries"].items():
+        print(f"  {name:<14} {version or '-'}")
+    print(f"git commit: {info['git_commit'] or '-'}; offline flags: {info['env']}")
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config import loader
+
+    print(loader.dump(_load_run_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config.run import RunConfig
+
+    print(json.dumps(RunConfig.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    # deferred: the stage loads torch and transformers, which most verbs never need
+    from lmtune.config.reference import render_reference
+    from lmtune.config.run import RunConfig
+
+    print(render_reference(RunConfig), end="")
+    return 0
+
+
+def _split_pair(item: str, flag: str) -> tuple[str, str]:
+    key, sep, value = item.partition("=")
+    if not sep or not key or not value:
+        raise LmtuneError(f"{flag} {item!r}: expected name=value")
+    return key, value
