@@ -37,7 +37,7 @@ from curation_support import (
 )
 
 from lmtune.config.curation import PII_TYPES, NearDedupConfig
-from lmtune.data import pii
+from lmtune.data.curation import pii
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT / "tests" / "fixtures" / "pii_cases.jsonl"

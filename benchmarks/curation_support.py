@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lmtune.config.curation import PII_TYPES, NearDedupConfig, PiiType
-from lmtune.data import assets, dedup, pii
-from lmtune.data.curation_text import words
+from lmtune.data.curation import dedup, pii
+from lmtune.data.curation.text import words
+from lmtune.data.formats import assets
 
 PERTURBATIONS = ("case_space", "punctuation", "reordered", "reworded")
 

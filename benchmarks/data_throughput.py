@@ -71,7 +71,7 @@ def base_conversations() -> list[tuple[str, str]]:
     """(user, assistant) pairs: GSM8K question -> answer, then chatterbot consecutive exchanges."""
     import yaml
 
-    from lmtune.data import assets
+    from lmtune.data.formats import assets
 
     pairs = []
     for line in assets.gsm8k_path().read_text(encoding="utf-8").splitlines():

@@ -74,9 +74,9 @@ from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.methods.memory_experts import MemoryExpertsConfig
 from lmtune.config.model import ModelConfig
 from lmtune.config.run import RunConfig
-from lmtune.data.assets import read_chatterbot
+from lmtune.data.encoding.template import encode_conversation
+from lmtune.data.formats.assets import read_chatterbot
 from lmtune.data.records import RawItem
-from lmtune.data.template import encode_conversation
 from lmtune.evaluate.loss import eval_loss
 from lmtune.methods.memory_experts import parameter_count
 from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids

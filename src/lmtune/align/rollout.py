@@ -18,8 +18,8 @@ import torch
 from lmtune.align.reward import load_scorer
 from lmtune.align.rewards import RewardFunction, total_reward
 from lmtune.config.align.rewards import AnyReward
+from lmtune.data.encoding.template import render, stop_token_ids
 from lmtune.data.records import Conversation
-from lmtune.data.template import render, stop_token_ids
 from lmtune.runtime.load import folder_tokenizer
 
 if TYPE_CHECKING:

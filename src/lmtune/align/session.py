@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lmtune import methods
-from lmtune.data.align_prepare import prepare_align, split_align
+from lmtune.data.alignment.prepare import prepare_align, split_align
 from lmtune.data.records import RejectLog, open_rejects
 from lmtune.runtime.device import train_device
 from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path

@@ -78,7 +78,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
-    from lmtune.data.validate import format_report, validate_file
+    from lmtune.data.formats.validate import format_report, validate_file
 
     columns = dict(_split_pair(c, "--column") for c in args.column)
     report = validate_file(args.file, args.format, columns or None, args.rejects)
@@ -88,7 +88,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
 
 def cmd_data_pairs(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
-    from lmtune.data.pairs import build_pairs, format_pairs_report
+    from lmtune.data.alignment.pairs import build_pairs, format_pairs_report
 
     report = build_pairs(
         args.source,
@@ -122,7 +122,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
-    from lmtune.data.report import inspect, print_summary
+    from lmtune.data.report.summary import inspect, print_summary
     from lmtune.runtime.rundir import RunDir
 
     target = Path(args.target)
@@ -145,7 +145,7 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
     from lmtune.config import loader
     from lmtune.config.synthesis import SynthesisConfig
-    from lmtune.data.synthesize import format_report, synthesize
+    from lmtune.data.synthesis.synthesize import format_report, synthesize
 
     fields = {
         "seeds": args.seeds,

@@ -2,5 +2,5 @@
 -> optional packing -> deterministic train/eval split, written to the run directory.
 
 Entry points: `lmtune.data.prepare.prepare` / `load_prepared` / `load_or_prepare`, and
-`lmtune.data.validate.validate_file` for `lmtune data validate`.
+`lmtune.data.formats.validate.validate_file` for `lmtune data validate`.
 """

@@ -20,26 +20,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.data import CHAT_TEMPLATE_FAMILIES, DataConfig
 from lmtune.config.run import RunConfig
-from lmtune.data import assets
-from lmtune.data.curate import curate
-from lmtune.data.fingerprint import fingerprint, tokenizer_identity
-from lmtune.data.formats import check_format
-from lmtune.data.mixture import record_label, resample
-from lmtune.data.packing import pack
-from lmtune.data.preference import is_align_format
-from lmtune.data.records import Conversation, Location, Reject, RejectLog, SourceCounts, open_rejects
-from lmtune.data.split import split_indices
-from lmtune.data.stream import (
+from lmtune.data.curation.curate import curate
+from lmtune.data.encoding.stream import (
     CHUNK_SIZE,
     ChunkEncoder,
     EncodedChunk,
@@ -47,13 +36,28 @@ from lmtune.data.stream import (
     chunked,
     encode_chunks,
 )
-from lmtune.data.template import IGNORE
-from lmtune.data.validate import read_records
+from lmtune.data.fingerprint import fingerprint, tokenizer_identity
+from lmtune.data.formats import assets
+from lmtune.data.formats.checks import check_format
+from lmtune.data.formats.preference import is_align_format
+from lmtune.data.formats.validate import read_records
+from lmtune.data.mixture import record_label, resample
+from lmtune.data.records import Conversation, Location, Reject, RejectLog, SourceCounts, open_rejects
+from lmtune.data.split import split_indices
+from lmtune.data.storage import (
+    arrow_stream,
+    load_split,
+    memory_mapped,
+    packed_rows,
+    save_split,
+    split_features,
+    token_counts,
+)
 from lmtune.errors import DataError
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
-    from datasets import Dataset, Features
+    from datasets import Dataset
     from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
@@ -126,9 +130,9 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
     try:
         chunks, curation = _curated_chunks(data, rejects, per_source)
         encoder = ChunkEncoder(
-            tokenizer, data.max_length, data.truncation, _features(packed=False).arrow_schema
+            tokenizer, data.max_length, data.truncation, split_features(packed=False).arrow_schema
         )
-        with _arrow_stream(encoded_path, encoder.schema) as writer:
+        with arrow_stream(encoded_path, encoder.schema) as writer:
             # records stream through: read -> curate -> encode (workers) -> Arrow; the fingerprint is
             # taken over the accepted records as they pass
             accepted = _encoded(
@@ -144,20 +148,22 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
         encoded_path.unlink(missing_ok=True)
         raise DataError(f"no record accepted ({read} read, {rejects.count} rejected; see {rundir.rejects})")
 
-    encoded = _memory_mapped(encoded_path)
+    encoded = memory_mapped(encoded_path)
     train_idx, eval_idx = split_indices(len(kept), data.eval_size, cfg.seed)
     # after the split, so over-sampled copies of a record never reach eval
     train_idx, mixture = resample(train_idx, kept, data, cfg.seed)
-    train_rows = _packed(encoded, train_idx, data.max_length) if data.packing else encoded.select(train_idx)
+    train_rows = encoded.select(train_idx)
+    if data.packing:
+        train_rows = packed_rows(encoded, train_idx, data.max_length)
     if mixture.get("class_weights"):
         train_rows = train_rows.add_column(
             "weight", _example_weights(train_idx, kept, data, mixture["class_weights"])
         )
-    _save(train_rows, rundir.data / "train")
-    _save(encoded.select(eval_idx), rundir.data / "eval")
+    save_split(train_rows, rundir.data / "train")
+    save_split(encoded.select(eval_idx), rundir.data / "eval")
     del encoded, train_rows
     encoded_path.unlink()
-    train, evals = _load_split(rundir.data / "train"), _load_split(rundir.data / "eval")
+    train, evals = load_split(rundir.data / "train"), load_split(rundir.data / "eval")
 
     stats = {
         "read": read,
@@ -171,7 +177,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
             "eval_size": data.eval_size,
             "seed": cfg.seed,
         },
-        "tokens": {"train": _token_counts(train), "eval": _token_counts(evals)},
+        "tokens": {"train": token_counts(train), "eval": token_counts(evals)},
         "packing": {"enabled": data.packing, "train_rows": len(train)},
         "curation": curation.stats,
         "mixture": mixture,
@@ -201,7 +207,7 @@ def load_prepared(rundir: RunDir) -> PreparedData:
         or not (rundir.data / "eval").is_dir()
     ):
         raise DataError(f"{rundir.data}: no prepared data (run the data stage first)")
-    train, evals = _load_split(rundir.data / "train"), _load_split(rundir.data / "eval")
+    train, evals = load_split(rundir.data / "train"), load_split(rundir.data / "eval")
     return PreparedData(train=train, eval=evals, stats=json.loads(stats_path.read_text(encoding="utf-8")))
 
 
@@ -334,98 +340,3 @@ def _encoded(
             kept.append(_Kept(item.source, None if label is None else {field: label}))
             yield {"messages": item.messages, "text": item.is_text}
     bar.close()
-
-
-@contextmanager
-def _arrow_stream(path: Path, schema: Any) -> Iterator[Any]:
-    """An Arrow IPC stream writer on `path` (the format `Dataset.from_file` memory-maps); the file is
-    removed if writing fails."""
-    # deferred: pyarrow only when this runs (keeps `import lmtune...` light)
-    import pyarrow as pa
-
-    try:
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            yield writer
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-
-
-def _memory_mapped(path: Path) -> Dataset:
-    # deferred: datasets only when this runs (keeps `import lmtune...` light)
-    from datasets import Dataset
-
-    return Dataset.from_file(str(path))
-
-
-def _messages_feature() -> Any:
-    # deferred: datasets only when this runs (keeps `import lmtune...` light)
-    from datasets import List, Value
-
-    return List({"role": Value("string"), "content": Value("string")})
-
-
-def _features(packed: bool) -> Features:
-    # deferred: datasets only when this runs (keeps `import lmtune...` light)
-    from datasets import Features, List, Value
-
-    ints = List(Value("int64"))
-    cols = {"input_ids": ints, "labels": ints, "attention_mask": ints}
-    if packed:
-        cols["position_ids"] = ints
-    return Features({**cols, "messages": _messages_feature()})
-
-
-def _packed(encoded: Dataset, train_idx: list[int], max_length: int) -> Dataset:
-    """The train split packed into rows of at most `max_length` tokens (packing is one ordered pass over
-    the train rows; their token columns are read into memory for it)."""
-    # deferred: datasets only when this runs (keeps `import lmtune...` light)
-    from datasets import Dataset
-
-    rows = encoded.select(train_idx).to_dict()
-    packed = pack(rows["input_ids"], rows["labels"], max_length)
-    columns = {
-        "input_ids": [r.input_ids for r in packed],
-        "labels": [r.labels for r in packed],
-        "attention_mask": [[1] * len(r.input_ids) for r in packed],
-        "position_ids": [r.position_ids for r in packed],
-        "messages": [[turn for i in r.members for turn in rows["messages"][i]] for r in packed],
-    }
-    return Dataset.from_dict(columns, features=_features(packed=True))
-
-
-def _save(dataset: Dataset, path: Path) -> None:
-    """Save next to `path`, then swap it in, so a crash never leaves a half-written split."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    dataset.save_to_disk(str(tmp))
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
-
-
-def _load_split(path: Path) -> Dataset:
-    """Load a saved split; an empty split (saved with no data files) loads as an empty Dataset."""
-    # deferred: datasets only when this runs (keeps `import lmtune...` light)
-    from datasets import Dataset, Features, load_from_disk
-
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    if not state.get("_data_files"):
-        info = json.loads((path / "dataset_info.json").read_text(encoding="utf-8"))
-        features = Features.from_dict(info["features"])
-        return Dataset.from_dict({name: [] for name in features}, features=features)
-    return load_from_disk(str(path))
-
-
-def _token_counts(dataset: Dataset) -> dict[str, int]:
-    """Tokens and labelled tokens of a split, counted over its Arrow columns one record batch at a time."""
-    # deferred: numpy, pyarrow only when this runs (keeps `import lmtune...` light)
-    import numpy as np
-    import pyarrow.compute as pc
-
-    table = dataset.with_format("arrow")[:]
-    total = pc.sum(pc.list_value_length(table["input_ids"])).as_py() or 0
-    labelled = sum(
-        int(np.count_nonzero(pc.list_flatten(chunk).to_numpy(zero_copy_only=False) != IGNORE))
-        for chunk in table["labels"].chunks
-    )
-    return {"total": int(total), "labelled": labelled}

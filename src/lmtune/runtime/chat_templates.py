@@ -2,7 +2,7 @@
 
 A template is Jinja text plus the special tokens it writes and the token that ends an assistant turn
 (the token the model learns to emit: the data stage labels the first special token after each assistant
-reply, see `lmtune.data.template`; generation and the export stop on it, see
+reply, see `lmtune.data.encoding.template`; generation and the export stop on it, see
 `lmtune.runtime.generation.end_of_turn_id`). Known families:
 
 - `chatml`:  `<|im_start|>role\\n...<|im_end|>\\n`; ends a turn with `<|im_end|>` (Qwen, SmolLM2, ...).

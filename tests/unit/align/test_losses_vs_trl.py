@@ -7,7 +7,7 @@ TRL's trainers, so that is what is tested. Each test
 1. asks the lmtune objective (`lmtune.align.dpo.run`, ...) which TRL config and trainer classes it runs
    and with which of the objective's arguments, by recording its call to `run_trl` (the reward model,
    which builds its trainer itself, passes its one argument the way `lmtune.align.reward.run` does);
-2. builds the data with lmtune's alignment data path (`lmtune.data.align_prepare.prepare_align` on the
+2. builds the data with lmtune's alignment data path (`lmtune.data.alignment.prepare.prepare_align` on the
    fixture files of `tests/unit/align/conftest.py`: checked records in TRL's conversational layout);
 3. builds that TRL trainer on the tiny random Llama (float64 weights, CPU) and the tiny ChatML
    tokenizer, takes one batch from the trainer's own collator and lets TRL compute the loss;
@@ -51,7 +51,7 @@ from lmtune.config.align.orpo import OrpoConfig
 from lmtune.config.align.reward import RewardConfig
 from lmtune.config.align.rloo import RlooConfig
 from lmtune.config.data import AlignFormat, SourceConfig
-from lmtune.data.align_prepare import prepare_align
+from lmtune.data.alignment.prepare import prepare_align
 from lmtune.data.records import RejectLog
 
 TOL = 1e-6

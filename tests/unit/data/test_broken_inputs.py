@@ -16,8 +16,8 @@ import pytest
 from lmtune.cli import main
 from lmtune.config.data import DataConfig, SourceConfig
 from lmtune.config.run import RunConfig
+from lmtune.data.formats.validate import read_records, validate_file
 from lmtune.data.prepare import prepare
-from lmtune.data.validate import read_records, validate_file
 from lmtune.errors import DataError
 from lmtune.runtime.rundir import RunDir
 

@@ -14,8 +14,8 @@ from transformers import AutoTokenizer
 from lmtune.config.data import CHAT_TEMPLATE_FAMILIES
 from lmtune.config.loader import load
 from lmtune.config.run import RunConfig
+from lmtune.data.encoding.template import IGNORE, encode_conversation
 from lmtune.data.prepare import prepare
-from lmtune.data.template import IGNORE, encode_conversation
 from lmtune.errors import ConfigError, DataError
 from lmtune.runtime import chat_templates
 from lmtune.runtime.generation import END_OF_TURN_TOKENS, end_of_turn_id, render_prompt

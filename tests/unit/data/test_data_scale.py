@@ -18,12 +18,12 @@ import pytest
 from lmtune.config.data import SourceConfig
 from lmtune.config.run import RunConfig
 from lmtune.data import prepare as prepare_module
-from lmtune.data.curate import curate
-from lmtune.data.examples import encode_example
+from lmtune.data.curation.curate import curate
+from lmtune.data.encoding.examples import encode_example
+from lmtune.data.encoding.stream import ChunkEncoder, add_curation_stats, encode_batch
+from lmtune.data.formats.validate import Accepted, read_records
 from lmtune.data.records import Location, RawItem, RecordRejected, Reject, RejectLog, SourceCounts
 from lmtune.data.split import split_indices
-from lmtune.data.stream import ChunkEncoder, add_curation_stats, encode_batch
-from lmtune.data.validate import Accepted, read_records
 from lmtune.runtime.rundir import RunDir
 
 
@@ -88,7 +88,7 @@ def test_encode_batch_equals_encode_example_tiny(
 
 def test_encode_batch_equals_encode_example_smollm2(smollm2_tokenizer: Any) -> None:
     """Every real GSM8K problem and chatterbot exchange (multi-turn ones whole) plus the edge cases."""
-    from lmtune.data import assets
+    from lmtune.data.formats import assets
 
     records: list[tuple[list[dict[str, str]], bool]] = []
     for line in assets.gsm8k_path().read_text(encoding="utf-8").splitlines()[:400]:

@@ -11,7 +11,7 @@ import pytest
 
 from lmtune.config.curation import EvalSetConfig
 from lmtune.config.run import RunConfig
-from lmtune.data.decontam import build_index
+from lmtune.data.curation.decontam import build_index
 from lmtune.data.prepare import prepare
 from lmtune.errors import DataError
 from lmtune.runtime.rundir import RunDir

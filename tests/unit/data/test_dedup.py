@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.curation import NearDedupConfig
-from lmtune.data import dedup
+from lmtune.data.curation import dedup
 from lmtune.errors import DataError
 
 LONG = (

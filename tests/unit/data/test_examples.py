@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from lmtune.data.examples import encode_example
+from lmtune.data.encoding.examples import encode_example
+from lmtune.data.encoding.template import IGNORE, encode_conversation
 from lmtune.data.records import Conversation, RecordRejected
-from lmtune.data.template import IGNORE, encode_conversation
 
 CONV: Conversation = [
     {"role": "user", "content": "how many clips did she sell in april and may?"},

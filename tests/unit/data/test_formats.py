@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lmtune.data.formats import check_format, normalise
+from lmtune.data.formats.checks import check_format, normalise
 from lmtune.data.records import RecordRejected
 from lmtune.errors import DataError
 

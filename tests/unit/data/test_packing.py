@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmtune.data.packing import pack
-from lmtune.data.template import IGNORE
+from lmtune.data.encoding.packing import pack
+from lmtune.data.encoding.template import IGNORE
 
 LENGTHS = [5, 3, 7, 2, 6, 1]
 

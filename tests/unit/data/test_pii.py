@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.curation import PII_TYPES
-from lmtune.data import pii
+from lmtune.data.curation import pii
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 

@@ -10,9 +10,9 @@ import pytest
 
 from lmtune.cli import main
 from lmtune.config.data import SourceConfig
-from lmtune.data.preference import KtoExample, PreferenceExample, PromptExample, normalise_align
+from lmtune.data.formats.preference import KtoExample, PreferenceExample, PromptExample, normalise_align
+from lmtune.data.formats.validate import read_align_records, read_records, validate_file
 from lmtune.data.records import RecordRejected
-from lmtune.data.validate import read_align_records, read_records, validate_file
 from lmtune.errors import DataError
 
 USER_Q = [{"role": "user", "content": "What is 2+2?"}]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from lmtune.config.run import RunConfig
+from lmtune.data.encoding.template import IGNORE
 from lmtune.data.prepare import load_or_prepare, load_prepared, prepare
-from lmtune.data.template import IGNORE
 from lmtune.errors import DataError
 from lmtune.runtime.rundir import RunDir
 

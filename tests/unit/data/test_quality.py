@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from lmtune.config.curation import QualityConfig
-from lmtune.data import quality
+from lmtune.data.curation import quality
 from lmtune.errors import ConfigError, DataError
 
 ON = QualityConfig(enabled=True)

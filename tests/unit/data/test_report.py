@@ -19,7 +19,7 @@ import pytest
 from lmtune.cli import main
 from lmtune.config.run import RunConfig
 from lmtune.data.prepare import PreparedData, load_prepared, prepare
-from lmtune.data.report import build_report, histogram, histogram_edges, length_summary, write_report
+from lmtune.data.report.summary import build_report, histogram, histogram_edges, length_summary, write_report
 from lmtune.runtime.rundir import RunDir
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lmtune.config.data import SourceConfig
+from lmtune.data.formats.sources import read_source
 from lmtune.data.records import RawItem, Reject
-from lmtune.data.sources import read_source
 from lmtune.errors import DataError
 
 ROWS = [{"prompt": "one", "completion": "two"}, {"prompt": "three", "completion": "four"}]

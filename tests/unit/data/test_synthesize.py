@@ -30,12 +30,12 @@ import pytest
 from lmtune.cli import main
 from lmtune.config import loader
 from lmtune.config.synthesis import SYNTHESIS_CURATION, SynthesisConfig
-from lmtune.data.assets import gsm8k_path
-from lmtune.data.synth_client import EndpointError, RateLimiter, retry_after_seconds
-from lmtune.data.synth_journal import SynthPaths
-from lmtune.data.synth_prompt import ASK, Seed, build_messages, choose_shots, parse_completion
-from lmtune.data.synthesize import read_seeds, synthesize
-from lmtune.data.validate import validate_file
+from lmtune.data.formats.assets import gsm8k_path
+from lmtune.data.formats.validate import validate_file
+from lmtune.data.synthesis.client import EndpointError, RateLimiter, retry_after_seconds
+from lmtune.data.synthesis.journal import SynthPaths
+from lmtune.data.synthesis.prompt import ASK, Seed, build_messages, choose_shots, parse_completion
+from lmtune.data.synthesis.synthesize import read_seeds, synthesize
 from lmtune.errors import ConfigError, DataError
 
 ENDPOINT = "http://fake.test/v1"
@@ -399,7 +399,7 @@ import json, os, signal, sys
 import httpx
 from lmtune.config import loader
 from lmtune.config.synthesis import SynthesisConfig
-from lmtune.data.synthesize import synthesize
+from lmtune.data.synthesis.synthesize import synthesize
 
 calls = []
 def handle(request):
@@ -635,7 +635,7 @@ def test_cli_takes_curation_from_a_run_config(tmp_path: Path, monkeypatch: pytes
         seen.append(cfg)
         raise ConfigError("stop here")
 
-    monkeypatch.setattr("lmtune.data.synthesize.synthesize", fake_synthesize)
+    monkeypatch.setattr("lmtune.data.synthesis.synthesize.synthesize", fake_synthesize)
     run = tmp_path / "run.yaml"
     run.write_text("data:\n  curation:\n    near_dedup: {enabled: true, threshold: 0.9}\n")
     argv = ["data", "synthesize", "--seeds", "s.jsonl", "--endpoint", ENDPOINT, "--model", MODEL]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from lmtune.data.encoding.template import IGNORE, Encoded, encode_conversation, encode_text, render
 from lmtune.data.records import Conversation, RecordRejected
-from lmtune.data.template import IGNORE, Encoded, encode_conversation, encode_text, render
 
 SINGLE: Conversation = [
     {"role": "user", "content": "how many apples does she have?"},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmtune.data.validate import format_report, validate_file
+from lmtune.data.formats.validate import format_report, validate_file
 from lmtune.errors import DataError
 
 
@@ -100,7 +100,7 @@ def test_unreadable_file_is_a_data_error(tmp_path: Path) -> None:
 
 def test_limit_counts_accepted_only(tmp_path: Path) -> None:
     from lmtune.config.data import SourceConfig
-    from lmtune.data.validate import Accepted, read_records
+    from lmtune.data.formats.validate import Accepted, read_records
 
     path = tmp_path / "d.jsonl"
     path.write_bytes(b"\n".join([b"oops", GOOD, b"oops", GOOD, GOOD]))

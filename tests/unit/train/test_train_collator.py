@@ -73,7 +73,7 @@ def test_packed_per_sequence_losses_equal_unpacked(tiny_model_dir: Path) -> None
     import torch.nn.functional as F
     from transformers import AutoModelForCausalLM
 
-    from lmtune.data.packing import pack
+    from lmtune.data.encoding.packing import pack
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     examples = [[5, 17, 33, 8, 41, 9], [12, 9, 77, 3], [44, 45, 46, 47, 48, 49, 50]]

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from typing import Any, Literal
 
-from lmtune.data.formats import _type_name
+from lmtune.data.formats.checks import _type_name
 from lmtune.data.records import RawItem, RecordRejected, Reject
 
 Corruption = Literal["final", "step", "mixed", "answer"]

@@ -1,7 +1,7 @@
 """Preference pairs from problems with a reference solution, such as GSM8K (`lmtune data pairs`): each
-record's solution is `chosen` and a corrupted copy (`lmtune.data.corruption`) is `rejected`. A record that
-cannot be corrupted (no `#### N` line; for `step`, no usable step) is written to the rejects file with
-reason `uncorruptible`, so read = pairs + rejected.
+record's solution is `chosen` and a corrupted copy (`lmtune.data.alignment.corruption`) is `rejected`.
+A record that cannot be corrupted (no `#### N` line; for `step`, no usable step) is written to the
+rejects file with reason `uncorruptible`, so read = pairs + rejected.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.config.data import SourceConfig
-from lmtune.data.corruption import (
+from lmtune.data.alignment.corruption import (
     Corruption,
     Layout,
     _text_field,
@@ -23,8 +23,8 @@ from lmtune.data.corruption import (
     pair_record,
     prompt_record,
 )
+from lmtune.data.formats.sources import read_source
 from lmtune.data.records import RecordRejected, Reject, RejectLog, open_rejects
-from lmtune.data.sources import read_source
 
 
 @dataclass

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, assert_never
 
 from lmtune.config.data import AlignFormat, SourceConfig
-from lmtune.data.formats import check_format
-from lmtune.data.preference import with_system
+from lmtune.data.encoding.template import render
+from lmtune.data.formats.checks import check_format
+from lmtune.data.formats.preference import with_system
+from lmtune.data.formats.validate import AcceptedAlign, read_align_records
 from lmtune.data.records import Conversation, RecordRejected, Reject, RejectLog, SourceCounts
 from lmtune.data.split import split_indices
-from lmtune.data.template import render
-from lmtune.data.validate import AcceptedAlign, read_align_records
 from lmtune.errors import DataError
 
 if TYPE_CHECKING:

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
-from lmtune.data.examples import _longest_token, _visible_chars, encode_example
-from lmtune.data.records import Conversation, RecordRejected, RejectReason
-from lmtune.data.template import (
+from lmtune.data.encoding.examples import _longest_token, _visible_chars, encode_example
+from lmtune.data.encoding.template import (
     IGNORE,
     Encoded,
     _content_span,
@@ -35,6 +34,7 @@ from lmtune.data.template import (
     render,
     stop_token_ids,
 )
+from lmtune.data.records import Conversation, RecordRejected, RejectReason
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from lmtune.data.template import IGNORE
+from lmtune.data.encoding.template import IGNORE
 
 
 @dataclass

@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from lmtune.config.curation import CurationConfig, CurationText
-from lmtune.data import dedup, pii, quality
-from lmtune.data.curation_text import select_text
-from lmtune.data.decontam import build_index
+from lmtune.data.curation import dedup, pii, quality
+from lmtune.data.curation.decontam import build_index
+from lmtune.data.curation.text import select_text
 from lmtune.data.records import Conversation, Location, Reject, RejectLog, RejectReason
 
 log = logging.getLogger(__name__)

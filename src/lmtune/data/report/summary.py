@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.data.prepare import load_or_prepare
-from lmtune.data.report_html import render_html
+from lmtune.data.report.html import render_html
 from lmtune.runtime.console import summary_console
 from lmtune.runtime.load import load_tokenizer
 from lmtune.runtime.rundir import RunDir, atomic_write_text

@@ -1,5 +1,5 @@
 """Packaged offline data aliases: `gsm8k`, `chatterbot`, and `gsm8k_pairs` / `gsm8k_answer_pairs`
-(preference pairs built from GSM8K by `lmtune.data.pairs`; see ASSETS.md).
+(preference pairs built from GSM8K by `lmtune.data.alignment.pairs`; see ASSETS.md).
 
 The packages are located on disk, never imported. A missing package is a `DataError` with the install line.
 """

@@ -23,7 +23,7 @@ from typing import Any, assert_never, get_args
 from typing_extensions import TypeIs
 
 from lmtune.config.data import AlignFormat, RecordFormat
-from lmtune.data.formats import _turn, _type_name
+from lmtune.data.formats.checks import _turn, _type_name
 from lmtune.data.records import Conversation, RecordRejected
 
 ALIGN_FORMATS: tuple[str, ...] = get_args(AlignFormat)

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from lmtune.config.data import SourceConfig
-from lmtune.data.formats import check_format, normalise
-from lmtune.data.preference import AlignExample, is_align_format, normalise_align
+from lmtune.data.formats.checks import check_format, normalise
+from lmtune.data.formats.preference import AlignExample, is_align_format, normalise_align
+from lmtune.data.formats.sources import read_source
 from lmtune.data.records import Conversation, RawItem, RecordRejected, Reject, RejectLog, open_rejects
-from lmtune.data.sources import read_source
 from lmtune.errors import DataError
 
 _Ok = TypeVar("_Ok")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from lmtune.data.curation_text import ngrams, words
+from lmtune.data.curation.text import ngrams, words
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@
 | `text`              | text — becomes one assistant turn, encoded without a chat template         |
 
 The alignment formats `preference`, `kto` and `prompt` (fields below) are normalised by
-`lmtune.data.preference.normalise_align` into prompt/completion conversations, not one conversation.
+`lmtune.data.formats.preference.normalise_align` into prompt/completion conversations, not one conversation.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.curation import QualityConfig
-from lmtune.data.curation_text import ngrams, select_text, words
+from lmtune.data.curation.text import ngrams, select_text, words
 from lmtune.data.records import Conversation, RejectReason
 from lmtune.errors import ConfigError
 

@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 from lmtune import __version__
 from lmtune.config.data import SourceConfig
 from lmtune.config.synthesis import SynthesisConfig
-from lmtune.data.assets import ALIASES
-from lmtune.data.curate import curate
-from lmtune.data.records import Conversation, Location, Reject, RejectLog, RejectReason, open_rejects
-from lmtune.data.synth_client import (
+from lmtune.data.curation.curate import curate
+from lmtune.data.formats.assets import ALIASES
+from lmtune.data.formats.validate import Accepted, read_records
+from lmtune.data.records import Conversation, Location, Reject, RejectLog, open_rejects
+from lmtune.data.synthesis import records as generated
+from lmtune.data.synthesis.client import (
     ChatClient,
     Clock,
     EndpointError,
@@ -46,9 +48,8 @@ from lmtune.data.synth_client import (
     api_base,
     public_url,
 )
-from lmtune.data.synth_journal import RequestLog, SynthPaths, start_or_resume, write_json_atomic
-from lmtune.data.synth_prompt import PROMPT_VERSION, Seed, build_messages, choose_shots, parse_completion
-from lmtune.data.validate import Accepted, read_records
+from lmtune.data.synthesis.journal import RequestLog, SynthPaths, start_or_resume, write_json_atomic
+from lmtune.data.synthesis.prompt import PROMPT_VERSION, Seed, build_messages, choose_shots
 from lmtune.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ def _curate_and_write(
     sent: int,
 ) -> SynthesisReport:
     """Parse the finished requests `0..n-1`, curate them after the seeds, write the output atomically."""
-    items = [_Item(0, s.where, s.id, _conversation(s.instruction, s.answer)) for s in seeds]
+    items = [_Item(0, s.where, s.id, generated.as_conversation(s.instruction, s.answer)) for s in seeds]
     sink = open_rejects(paths.rejects)
     rejects = _GeneratedRejects(sink)
     tally = [_Tally(), _Tally()]
@@ -327,15 +328,15 @@ def _curate_and_write(
         for index in sorted(i for i in done if i < cfg.n):
             entry = done[index]
             where = Location(REQUEST_SOURCE, index, "index")
-            provenance = _provenance(entry)
-            messages = _parse(entry)
+            provenance = generated.provenance(entry)
+            messages = generated.parse_generated(entry)
             if isinstance(messages, tuple):
                 reason, detail = messages
                 raw = {"completion": entry["completion"], "provenance": provenance}
                 rejects.add(Reject(where, reason, detail, raw))
                 tally[1].by_reason[reason] += 1
                 continue
-            record = _record_dict(messages, provenance, cfg.out_format)
+            record = generated.record_dict(messages, provenance, cfg.out_format)
             items.append(_Item(1, where, record, messages, provenance=provenance))
         kept, stats = curate(items, cfg.curation, rejects, tally)
     finally:
@@ -345,7 +346,7 @@ def _curate_and_write(
     tmp = paths.out.with_name(paths.out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
         for item in accepted:
-            record = _record_dict(item.messages, item.provenance or {}, cfg.out_format)
+            record = generated.record_dict(item.messages, item.provenance or {}, cfg.out_format)
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     os.replace(tmp, paths.out)
     stats["seeds_removed_by_reason"] = dict(sorted(rejects.seeds_removed.items()))
@@ -360,41 +361,6 @@ def _curate_and_write(
         rejects_path=str(paths.rejects),
         curation=stats,
     )
-
-
-def _parse(entry: dict[str, Any]) -> Conversation | tuple[RejectReason, str]:
-    """The generated conversation, or why there is none (`unparseable` or `truncated`)."""
-    text = entry["completion"]
-    if text is None:
-        return "unparseable", entry["problem"] or "no completion text"
-    cut = entry.get("finish_reason") == "length"
-    try:
-        instruction, answer = parse_completion(text)
-    except ValueError as exc:
-        hint = f" (the completion stopped at max_tokens {entry['sampling']['max_tokens']})" if cut else ""
-        return "unparseable", f"{exc}{hint}: {text[:200]!r}"
-    if cut:
-        return "truncated", f"the completion stopped at max_tokens {entry['sampling']['max_tokens']}"
-    return _conversation(instruction, answer)
-
-
-def _conversation(instruction: str, answer: str) -> Conversation:
-    return [{"role": "user", "content": instruction}, {"role": "assistant", "content": answer}]
-
-
-def _provenance(entry: dict[str, Any]) -> dict[str, Any]:
-    keys = ("endpoint", "model", "response_model", "seed_ids", "sampling", "timestamp", "lmtune_version")
-    return {"request_index": entry["index"], **{k: entry.get(k) for k in keys}}
-
-
-def _record_dict(messages: Conversation, provenance: dict[str, Any], layout: str) -> dict[str, Any]:
-    if layout == "prompt_completion":
-        return {
-            "prompt": messages[0]["content"],
-            "completion": messages[1]["content"],
-            "provenance": provenance,
-        }
-    return {"messages": messages, "provenance": provenance}
 
 
 def format_report(report: SynthesisReport) -> str:

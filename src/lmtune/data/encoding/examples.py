@@ -5,8 +5,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
+from lmtune.data.encoding.template import IGNORE, Encoded, encode_conversation, encode_text
 from lmtune.data.records import Conversation, RecordRejected
-from lmtune.data.template import IGNORE, Encoded, encode_conversation, encode_text
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

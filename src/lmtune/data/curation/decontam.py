@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from lmtune.config.curation import EvalSetConfig
 from lmtune.config.data import SourceConfig
-from lmtune.data.curation_text import ngrams, words
+from lmtune.data.curation.text import ngrams, words
+from lmtune.data.formats.validate import read_records
 from lmtune.data.records import Reject
-from lmtune.data.validate import read_records
 from lmtune.errors import DataError
 
 

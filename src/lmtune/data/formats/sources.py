@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.config.data import SourceConfig
-from lmtune.data import assets
-from lmtune.data.corruption import gsm8k_pairs
+from lmtune.data.alignment.corruption import gsm8k_pairs
+from lmtune.data.formats import assets
 from lmtune.data.records import Location, RawItem, Reject
 from lmtune.errors import DataError
 

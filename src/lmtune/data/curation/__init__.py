@@ -1,0 +1,1 @@
+"""Curation steps: exact and near deduplication, PII scrubbing, decontamination, quality filters."""

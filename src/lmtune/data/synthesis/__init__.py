@@ -1,0 +1,1 @@
+"""Synthetic data from a teacher model behind an OpenAI-compatible endpoint (`lmtune data synthesize`)."""
