@@ -54,6 +54,7 @@ from lmtune.data.storage import (
     token_counts,
 )
 from lmtune.errors import DataError
+from lmtune.runtime.processing import Processor, text_tokenizer
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class _Curation:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+def prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedData:
     """Read every source, validate, template + mask, split, and write the prepared data to `rundir.data`.
 
     Raises:
@@ -116,6 +117,7 @@ def prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) 
             formats used, or no record accepted at all (the rejects file says why).
     """
     data = cfg.data
+    tokenizer = text_tokenizer(processor)
     _check_inputs(data, tokenizer)
     rundir.data.mkdir(parents=True, exist_ok=True)
     (rundir.data / "stats.json").unlink(missing_ok=True)  # until rewritten, the data is incomplete
@@ -211,26 +213,26 @@ def load_prepared(rundir: RunDir) -> PreparedData:
     return PreparedData(train=train, eval=evals, stats=json.loads(stats_path.read_text(encoding="utf-8")))
 
 
-def load_or_prepare(cfg: RunConfig, rundir: RunDir, tokenizer: PreTrainedTokenizerBase) -> PreparedData:
+def load_or_prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedData:
     """Reuse the prepared data when it was made from the same data config, seed, tokenizer and source
     files (sizes and modification times); otherwise prepare again."""
     try:
         prepared = load_prepared(rundir)
     except DataError:
-        return prepare(cfg, rundir, tokenizer)
-    if prepared.stats.get("prepare_key") != prepare_key(cfg, tokenizer):
-        return prepare(cfg, rundir, tokenizer)
+        return prepare(cfg, rundir, processor)
+    if prepared.stats.get("prepare_key") != prepare_key(cfg, processor):
+        return prepare(cfg, rundir, processor)
     return prepared
 
 
-def prepare_key(cfg: RunConfig, tokenizer: PreTrainedTokenizerBase) -> str:
+def prepare_key(cfg: RunConfig, processor: Processor) -> str:
     """A cheap key for "would prepare give the same result": settings, tokenizer and source file stats."""
     files = [_file_stamp(src.path) for src in cfg.data.sources]
     files += [_file_stamp(es.path) for es in cfg.data.curation.decontamination.eval_sets]
     key = {
         "data": cfg.data.model_dump(mode="json"),
         "seed": cfg.seed,
-        "tokenizer": tokenizer_identity(tokenizer),
+        "tokenizer": tokenizer_identity(text_tokenizer(processor)),
     }
     blob = json.dumps(key | {"files": files}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()

@@ -22,7 +22,8 @@ from lmtune.data.prepare import load_or_prepare, load_prepared
 from lmtune.errors import ConfigError, TrainingError
 from lmtune.runtime import chat_templates
 from lmtune.runtime.device import train_device
-from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
+from lmtune.runtime.load import load_model, resolve_model_path
+from lmtune.runtime.processing import load_processor, text_tokenizer
 from lmtune.runtime.rundir import RunDir
 from lmtune.train import checkpoints, distributed, moe, preflight
 from lmtune.train.callbacks import (
@@ -85,7 +86,8 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     started = time.perf_counter()
     state = distributed.process_state(cfg)
     rundir = RunDir.for_config(cfg)
-    tokenizer = load_tokenizer(cfg.model, cfg.data.chat_template)
+    processor = load_processor(cfg.model, cfg.data.chat_template)
+    tokenizer = text_tokenizer(processor)  # the text case: the processor is the tokenizer
     # Several processes (`--nproc`): the main one clears, records and prepares the run directory, then
     # the others read it (one process: just runs the block).
     with state.main_process_first():
@@ -96,7 +98,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
             rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
         # The others read what the main process prepared (their own file stamps may differ, e.g. on
         # another machine, and must not make them prepare again into the shared directory).
-        data = load_or_prepare(cfg, rundir, tokenizer) if state.is_main_process else load_prepared(rundir)
+        data = load_or_prepare(cfg, rundir, processor) if state.is_main_process else load_prepared(rundir)
     shards = distributed.shards(state)
     sharded = distributed.weights_sharded()
     if sharded and not (methods.is_adapter(cfg.method) or cfg.method.type == "full"):
