@@ -222,3 +222,10 @@ def test_data_is_in_subpackages() -> None:
     assert packages == ["alignment", "curation", "encoding", "formats", "report", "synthesis"]
     top = sorted(p.stem for p in data.glob("*.py"))
     assert top == ["__init__", "fingerprint", "mixture", "prepare", "records", "split", "storage"]
+
+
+def test_test_files_have_unique_names() -> None:
+    """pytest imports test files by base name (rootdir mode, no packages): two files of one name make a
+    fresh run fail at collection."""
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []

@@ -21,7 +21,6 @@ from lmtune.runtime.device import train_device
 from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.train import sft
-from lmtune.train.callbacks import AlreadyFinished
 from lmtune.train.lineage import training_lineage
 from lmtune.train.run_metrics import last_train_loss
 from lmtune.weights.view import align_dir, record_start, start_model
@@ -195,15 +194,7 @@ def finish(
         before = _numbers(trainer.evaluate())
         session.aligned.append_metrics({"kind": "align_eval_before", "step": 0, **before})
     guard.attach(model)
-    try:
-        try:
-            trainer.train(resume_from_checkpoint=str(session.resume_from) if session.resume_from else None)
-        except AlreadyFinished:
-            log.info("%s is the last step: nothing left to train", session.resume_from)
-        metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
-    finally:
-        guard.detach()
-    final = _numbers(metrics)
+    final = _numbers(sft.train_then_evaluate(trainer, guard, session.resume_from))
     session.aligned.append_metrics({"kind": "align_eval", "step": trainer.state.global_step, **final})
     final |= {f"{k}_before": v for k, v in before.items() if k.startswith("eval_") and "runtime" not in k}
     weights = sft.save_final(model, tok, session.view, session.aligned) if save else session.aligned.model

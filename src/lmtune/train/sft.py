@@ -144,13 +144,8 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
     for callback in callbacks:
         trainer.add_callback(callback)
     try:
-        try:
-            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        except AlreadyFinished:
-            log.info("%s is the last step: nothing left to train", resume_from)
-        eval_loss = trainer.evaluate()["eval_loss"] if trainer.eval_dataset is not None else None
+        eval_loss = train_then_evaluate(trainer, guard, resume_from).get("eval_loss")
     finally:
-        guard.detach()
         base.config.use_cache = use_cache  # Trainer switched it off for training (`use_cache=False`)
 
     if sharded:
@@ -168,6 +163,21 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         weights_path=weights,
         seconds=time.perf_counter() - started,
     )
+
+
+def train_then_evaluate(trainer: Trainer, guard: NonFiniteGuard, resume_from: Path | None) -> dict[str, Any]:
+    """The training block every trainer-based stage shares (SFT and the TRL objectives): train, resuming
+    from `resume_from` (a run already at its last step trains nothing), then evaluate on the held-out
+    split; the non-finite guard is detached whatever happens. Returns the evaluation's metrics ({}
+    without a held-out split)."""
+    try:
+        try:
+            trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except AlreadyFinished:
+            log.info("%s is the last step: nothing left to train", resume_from)
+        return dict(trainer.evaluate()) if trainer.eval_dataset is not None else {}
+    finally:
+        guard.detach()
 
 
 def fit_chat_template(base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: RunConfig) -> None:
