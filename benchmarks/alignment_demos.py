@@ -31,6 +31,7 @@ from lmtune import align
 from lmtune.config import loader
 from lmtune.config.run import RunConfig
 from lmtune.runtime.environment import library_versions
+from lmtune.runtime.records import AlignEvalLog, TrainSummaryLog
 from lmtune.runtime.rundir import RunDir
 from lmtune.weights.view import align_dir
 
@@ -55,19 +56,21 @@ def finished_metrics(aligned: RunDir) -> dict[str, float] | None:
     """The final and before-training eval metrics of a finished alignment run, or None."""
     if not aligned.final_weights().is_dir() or not aligned.metrics.is_file():
         return None
-    records = [json.loads(line) for line in aligned.metrics.read_text().splitlines() if line.strip()]
-    final = [r for r in records if r.get("kind") == "align_eval"]
-    before = [r for r in records if r.get("kind") == "align_eval_before"]
+    records = aligned.read_metrics()
+    final = [r for r in records if isinstance(r, AlignEvalLog) and r.kind == "align_eval"]
+    before = [r for r in records if isinstance(r, AlignEvalLog) and r.kind == "align_eval_before"]
     if not final:
         return None
     skip = {"kind", "step", "epoch"}
-    metrics = {k: v for k, v in final[-1].items() if k not in skip}
+    metrics = {k: v for k, v in final[-1].model_dump(exclude_unset=True).items() if k not in skip}
     if before:
-        metrics |= {f"{k}_before": v for k, v in before[0].items() if k not in skip}
-    metrics["steps"] = final[-1]["step"]
-    summary = [r for r in records if r.get("kind") == "train_summary" and "train_runtime" in r]
+        metrics |= {
+            f"{k}_before": v for k, v in before[0].model_dump(exclude_unset=True).items() if k not in skip
+        }
+    metrics["steps"] = final[-1].step
+    summary = [r for r in records if isinstance(r, TrainSummaryLog) and r.train_runtime is not None]
     if summary:
-        metrics["train_seconds"] = summary[-1]["train_runtime"]
+        metrics["train_seconds"] = summary[-1].train_runtime
     return metrics
 
 

@@ -43,6 +43,7 @@ from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_prepared
 from lmtune.evaluate.loss import eval_loss
 from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
+from lmtune.runtime.records import TrainLog, TrainSummaryLog
 from lmtune.runtime.rundir import RunDir
 from lmtune.train.sft import run
 
@@ -160,19 +161,23 @@ def train(
     trained = methods.load_for_inference(model_path, result.weights_path, cfg.method)
     after = held_out_loss(trained, cfg, pad_id)
     del trained
-    lines = RunDir.for_config(cfg).metrics.read_text(encoding="utf-8").splitlines()
-    records = [r for r in map(json.loads, lines) if r.get("kind") == "train"]
-    (summary,) = [r for r in map(json.loads, lines) if r.get("kind") == "train_summary"]
+    logged = RunDir.for_config(cfg).read_metrics()
+    records = [r for r in logged if isinstance(r, TrainLog) and r.loss is not None]
+    (summary,) = [r for r in logged if isinstance(r, TrainSummaryLog)]
     return {
         "run": name,
         "method": method,
         "learning_rate": lr,
         "steps": result.steps,
-        "train_loss": {r["step"]: round(r["loss"], 4) for r in records},
-        "router_aux_loss": {r["step"]: r["router_aux_loss"] for r in records if "router_aux_loss" in r},
+        "train_loss": {r.step: round(r.loss, 4) for r in records if r.loss is not None},
+        "router_aux_loss": {
+            r.step: (r.model_extra or {})["router_aux_loss"]
+            for r in records
+            if "router_aux_loss" in (r.model_extra or {})
+        },
         "held_out_loss_before": round(before, 4),
         "held_out_loss_after": round(after, 4),
-        "seconds_per_step": round(summary["train_runtime"] / result.steps, 2),
+        "seconds_per_step": round((summary.train_runtime or 0.0) / result.steps, 2),
         "weights": str(result.weights_path),
     }
 

@@ -60,6 +60,7 @@ def worker(name: str, steps: int) -> dict[str, Any]:
     """Train, evaluate and export one config; the numbers it produced."""
     from lmtune.evaluate.run import run as evaluate
     from lmtune.export.run import run as export
+    from lmtune.runtime.records import TrainLog, TrainSummaryLog
     from lmtune.runtime.rundir import RunDir
     from lmtune.train.sft import run as train
 
@@ -67,9 +68,9 @@ def worker(name: str, steps: int) -> dict[str, Any]:
         cfg = run_config(name, steps, Path(tmp))
         trained = train(cfg)
         rundir = RunDir.for_config(cfg)
-        records = [json.loads(line) for line in rundir.metrics.read_text().splitlines() if line.strip()]
-        losses = [r["loss"] for r in records if r.get("kind") == "train"]
-        runtime = next(r["train_runtime"] for r in records if r.get("kind") == "train_summary")
+        records = rundir.read_metrics()
+        losses = [r.loss for r in records if isinstance(r, TrainLog) and r.loss is not None]
+        runtime = next(r.train_runtime or 0.0 for r in records if isinstance(r, TrainSummaryLog))
         evaluated = evaluate(rundir)
         exported = export(rundir)
         return {
