@@ -101,7 +101,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
         data = load_or_prepare(cfg, rundir, processor) if state.is_main_process else load_prepared(rundir)
     shards = distributed.shards(state)
     sharded = distributed.weights_sharded()
-    if sharded and not (methods.is_adapter(cfg.method) or cfg.method.type == "full"):
+    if sharded and not cfg.method.gathers_from_shards:
         raise ConfigError(
             f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
             "shards: use DDP (`--nproc N` without a sharding config) or ZeRO-2"

@@ -58,3 +58,37 @@ def test_saved_layout_and_loading_for_inference(
     assert not loaded.training
     if methods.is_adapter(method):
         assert not any(p.requires_grad for p in loaded.parameters()), "an adapter loads frozen for inference"
+
+
+def test_capabilities_are_facts_of_the_method_configs() -> None:
+    """What the run config checks (quantized base, packing, merging, sharded training) is read from each
+    method config's class facts, never from lists of method names."""
+    from typing import get_args
+
+    from lmtune.config.methods import AnyMethod
+
+    facts = {
+        cls.model_fields["type"].default: (
+            cls.is_adapter,
+            cls.mergeable,
+            cls.quantizable,
+            cls.virtual_tokens,
+            cls.gathers_from_shards,
+        )
+        for cls in get_args(AnyMethod)
+    }
+    assert facts == {
+        "full": (False, True, False, False, True),
+        "hft": (False, True, False, False, False),
+        "freeze": (False, True, False, False, False),
+        "upcycle": (False, True, False, False, False),
+        "memory_experts": (False, False, False, False, False),
+        "lora": (True, True, True, False, True),
+        "ia3": (True, True, True, False, True),
+        "vera": (True, True, True, False, True),
+        "loha": (True, True, False, False, True),
+        "lokr": (True, True, False, False, True),
+        "lora_experts": (True, False, False, False, True),
+        "prompt_tuning": (True, False, True, True, True),
+        "prefix_tuning": (True, False, True, True, True),
+    }

@@ -22,3 +22,6 @@ class MethodBase(StrictModel):
     """The method trains on a bitsandbytes-quantized base (PEFT wraps its 4-bit/8-bit layers)."""
     virtual_tokens: ClassVar[bool] = False
     """The method prepends learned virtual tokens to every row (so it cannot train on packed rows)."""
+    gathers_from_shards: ClassVar[bool] = False
+    """Its trained weights can be gathered from FSDP / ZeRO-3 shards and saved (an adapter, or whole
+    weights in the standard layout); methods that save a format of their own cannot."""

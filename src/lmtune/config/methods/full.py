@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from lmtune.config.methods.base import MethodBase
 
@@ -12,3 +12,4 @@ class FullConfig(MethodBase):
     two AdamW moments)."""
 
     type: Literal["full"] = "full"
+    gathers_from_shards: ClassVar[bool] = True

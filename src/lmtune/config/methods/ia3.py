@@ -20,6 +20,7 @@ class Ia3Config(MethodBase):
     type: Literal["ia3"] = "ia3"
     is_adapter: ClassVar[bool] = True
     quantizable: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     target_modules: list[str] | None = None
     """Linear layers whose output (or, for `feedforward_modules`, input) is rescaled; none: PEFT's
     choice for the architecture (Llama-style: k_proj, v_proj, down_proj, as in the paper)."""

@@ -16,6 +16,7 @@ class LohaConfig(MethodBase):
 
     type: Literal["loha"] = "loha"
     is_adapter: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     rank: int = Field(default=8, ge=1)
     """Rank r of each of the two factors."""
     alpha: float = Field(default=8, gt=0)

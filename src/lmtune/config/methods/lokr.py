@@ -15,6 +15,7 @@ class LokrConfig(MethodBase):
 
     type: Literal["lokr"] = "lokr"
     is_adapter: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     rank: int = Field(default=8, ge=1)
     """Rank r of the low-rank Kronecker factor."""
     alpha: float = Field(default=8, gt=0)

@@ -21,6 +21,7 @@ class LoraConfig(MethodBase):
     type: Literal["lora"] = "lora"
     is_adapter: ClassVar[bool] = True
     quantizable: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     rank: int = Field(default=16, ge=1)
     """Rank r of each update."""
     alpha: float = Field(default=32, gt=0)

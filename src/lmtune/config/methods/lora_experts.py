@@ -18,6 +18,7 @@ class LoraExpertsConfig(MethodBase):
     type: Literal["lora_experts"] = "lora_experts"
     is_adapter: ClassVar[bool] = True
     mergeable: ClassVar[bool] = False
+    gathers_from_shards: ClassVar[bool] = True
     num_experts: int = Field(default=4, ge=2)
     """LoRA experts K per target linear."""
     rank: int = Field(default=8, ge=1)

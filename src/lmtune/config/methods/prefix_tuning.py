@@ -20,6 +20,7 @@ class PrefixTuningConfig(MethodBase):
     mergeable: ClassVar[bool] = False
     quantizable: ClassVar[bool] = True
     virtual_tokens: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     num_virtual_tokens: int = Field(default=20, ge=1)
     """Prefix length in every layer."""
     projection: bool = False

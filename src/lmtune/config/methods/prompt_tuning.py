@@ -19,6 +19,7 @@ class PromptTuningConfig(MethodBase):
     mergeable: ClassVar[bool] = False
     quantizable: ClassVar[bool] = True
     virtual_tokens: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     num_virtual_tokens: int = Field(default=20, ge=1)
     """Virtual tokens prepended to every input."""
     init_text: str | None = None

@@ -17,6 +17,7 @@ class VeraConfig(MethodBase):
     type: Literal["vera"] = "vera"
     is_adapter: ClassVar[bool] = True
     quantizable: ClassVar[bool] = True
+    gathers_from_shards: ClassVar[bool] = True
     rank: int = Field(default=256, ge=1)
     """Rank of the shared random matrices (larger than a LoRA rank: they are not trained)."""
     target_modules: list[str] | str | None = None
