@@ -148,8 +148,10 @@ def metrics_record(data: dict[str, Any]) -> MetricsRecord:
 
 
 def metrics_line(record: MetricsRecord) -> str:
-    """The JSON line of `record` (the fields it was given: nothing added)."""
-    return json.dumps(record.model_dump(mode="json", exclude_unset=True), default=float)
+    """The JSON line of `record`: its `kind`, then the fields it was given (no defaults added)."""
+    return json.dumps(
+        {"kind": record.kind, **record.model_dump(mode="json", exclude_unset=True)}, default=float
+    )
 
 
 def read_metrics(path: Path) -> Iterator[MetricsRecord]:

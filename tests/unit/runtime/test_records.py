@@ -108,6 +108,16 @@ def test_writing_then_reading_is_identity(tmp_path: Path) -> None:
     assert [json.loads(metrics_line(r)) for r in read_metrics(rundir.metrics)] == written
 
 
+def test_a_record_built_in_code_is_written_with_its_kind(tmp_path: Path) -> None:
+    rundir = RunDir(tmp_path / "run")
+    rundir.append_metrics(EvalSummaryLog(eval=EvalSummaryFile.model_validate({"loss": {"tuned": 1.0}}).root))
+    rundir.append_metrics(TrainLog(step=3, loss=0.5))
+    assert [json.loads(line) for line in rundir.metrics.read_text().splitlines()] == [
+        {"kind": "eval_summary", "eval": {"loss": {"tuned": 1.0}}},  # what it was given, nothing more
+        {"kind": "train", "step": 3, "loss": 0.5},
+    ]
+
+
 def test_a_malformed_record_is_refused() -> None:
     with pytest.raises(ValidationError, match="step"):
         metrics_record({"kind": "train", "loss": 1.0})
