@@ -11,8 +11,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 
@@ -117,14 +115,19 @@ def test_the_cycle_check_finds_cycles(tmp_path: Path) -> None:
     assert cycles(graph) == [["lmtune.b", "lmtune.c", "lmtune.sub", "lmtune.sub.a"]]
 
 
-def test_import_contracts_hold(capsys: pytest.CaptureFixture[str]) -> None:
-    """The layers and the pure config layer, as `make lint` checks them (pyproject's [tool.importlinter])."""
-    from importlinter.cli import lint_imports
-
-    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
-    out = capsys.readouterr().out
-    assert code == 0, out
-    assert "2 kept, 0 broken" in out
+def test_import_contracts_hold() -> None:
+    """The layers and the pure config layer, as `make lint` checks them (pyproject's [tool.importlinter]).
+    In a separate process: import-linter's CLI configures logging with `disable_existing_loggers`, which
+    would silence lmtune's loggers for every later test of this session."""
+    code = (
+        "import sys\n"
+        "from importlinter.cli import lint_imports\n"
+        f"config = {str(ROOT / 'pyproject.toml')!r}\n"
+        "sys.exit(lint_imports(config_filename=config, no_cache=True, no_logo=True))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kept, 0 broken" in done.stdout
 
 
 def test_config_loads_no_ml_library() -> None:
