@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError, LmtuneError
@@ -63,9 +63,6 @@ class ExportCheck:
             identical=self.identical,
             max_logit_diff=self.max_logit_diff,
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.record().model_dump(mode="json")
 
     def failure(self) -> str:
         """A one-line description of the first differing output."""

@@ -69,7 +69,10 @@ def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
         after=after,
         max_logit_diff=max_abs_diff(before_logits, after_logits),
     )
-    atomic_write_text(rundir.export / "export_check.json", json.dumps(check.as_dict(), indent=2) + "\n")
+    atomic_write_text(
+        rundir.export / "export_check.json",
+        json.dumps(check.record().model_dump(mode="json"), indent=2) + "\n",
+    )
     rundir.update_lineage(
         export={
             "path": str(out),
