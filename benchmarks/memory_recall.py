@@ -79,10 +79,11 @@ from lmtune.data.formats.assets import read_chatterbot
 from lmtune.data.records import RawItem
 from lmtune.evaluate.loss import eval_loss
 from lmtune.methods.memory_experts import parameter_count
-from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.generation import greedy_generate, render_prompt
 from lmtune.runtime.load import SMOLLM2_ALIAS, load_tokenizer
 from lmtune.runtime.records import TrainSummaryLog
 from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.stops import stop_token_ids
 from lmtune.train import sft
 from lmtune.weights.load import load_base, load_tuned
 

@@ -20,6 +20,7 @@ from lmtune.align.rewards import RewardFunction, total_reward
 from lmtune.config.align.rewards import AnyReward
 from lmtune.data.encoding.template import render, stop_token_ids
 from lmtune.data.records import Conversation
+from lmtune.runtime.generation import Generator, SamplingParams
 from lmtune.runtime.load import folder_tokenizer
 
 if TYPE_CHECKING:
@@ -97,18 +98,6 @@ def encode_prompts(
     return ids, attention
 
 
-def completion_mask(completion: torch.Tensor, stop_ids: Sequence[int]) -> torch.Tensor:
-    """1 on each row's tokens up to and including its first stop token (all of them when none), else 0.
-
-    m_t = 1  iff  no stop token at any s < t
-    """
-    is_stop = torch.isin(
-        completion, torch.tensor(list(stop_ids), dtype=completion.dtype, device=completion.device)
-    )
-    stops_before = torch.cumsum(is_stop.long(), dim=1) - is_stop.long()
-    return (stops_before == 0).long()
-
-
 @torch.no_grad()
 def sample(
     model: torch.nn.Module,
@@ -117,45 +106,36 @@ def sample(
     sampling: Sampling,
     step: int,
 ) -> Batch:
-    """Sample one completion per prompt from `model` with the random state seeded from (seed, step).
-
-    transformers' `generate` takes no `torch.Generator`: it draws from torch's global generator (the
-    model's device's), so that generator is forked (the caller's random state is untouched) and seeded with
-    `step_seed(seed, step)`: the same step always samples the same completions from the same weights.
-    The rows come back on the model's device.
+    """Sample one completion per prompt from `model` through the runtime's engine, seeded with
+    `step_seed(seed, step)`: the same step always samples the same completions from the same weights,
+    and the caller's random state is untouched. A completion ends at any special token that can end a
+    turn (`stop_token_ids`). The rows come back on the model's device.
     """
-    # deferred: transformers only when this runs (keeps `import lmtune...` light)
-    from transformers import GenerationConfig
-
     device = next(model.parameters()).device
     prompt_ids, prompt_mask = (t.to(device) for t in encode_prompts(tok, prompts))
     stops = sorted(stop_token_ids(tok))
     pad = int(tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-    config = GenerationConfig(
-        do_sample=True,
+    params = SamplingParams(
+        max_new_tokens=sampling.max_new_tokens,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         top_k=0,
-        max_new_tokens=sampling.max_new_tokens,
-        eos_token_id=stops,
-        pad_token_id=pad,
+        seed=step_seed(sampling.seed, step),
     )
-    generating: Any = model  # PeftModel forwards `generate` to the base model
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(step_seed(sampling.seed, step))
-        out = generating.generate(input_ids=prompt_ids, attention_mask=prompt_mask, generation_config=config)
-    completion = out[:, prompt_ids.size(1) :]
-    if completion.size(1) == 0:  # every row stopped at once: keep one (stop) column so shapes hold
-        completion = torch.full((len(prompts), 1), stops[0], dtype=torch.long, device=device)
-    mask = completion_mask(completion, stops)
-    completion = completion.masked_fill(mask == 0, pad)
-    texts = tok.batch_decode(completion, skip_special_tokens=True)
+    rows = [ids[mask.bool()].tolist() for ids, mask in zip(prompt_ids, prompt_mask, strict=True)]
+    done = Generator(model, tok, stops).generate(rows, params)
+    width = max(1, *(d.completion_tokens for d in done))  # every row stopped at once: one (stop) column
+    completion = torch.full((len(prompts), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    for i, d in enumerate(done):
+        completion[i, : d.completion_tokens] = torch.tensor(d.token_ids, dtype=torch.long)
+        mask[i, : d.completion_tokens] = 1
     return Batch(
         input_ids=torch.cat([prompt_ids, completion], dim=1),
         attention_mask=torch.cat([prompt_mask, mask], dim=1),
         mask=mask,
         prompt_length=prompt_ids.size(1),
-        completions=texts,
+        completions=tok.batch_decode(completion, skip_special_tokens=True),
     )
 
 

@@ -24,9 +24,9 @@ from lmtune.config.run import RunConfig
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
 from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
-from lmtune.runtime.generation import stop_token_ids
 from lmtune.runtime.records import EvalSummaryFile, EvalSummaryLog
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.runtime.stops import stop_token_ids
 from lmtune.weights.load import load_base, load_tuned
 from lmtune.weights.view import final_view
 

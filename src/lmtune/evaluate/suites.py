@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, assert_never
 from lmtune.config.suites import AnySuite, ExactMatchSuite, FormatComplianceSuite, PerplexitySuite
 from lmtune.evaluate import metrics
 from lmtune.evaluate.loss import eval_loss
-from lmtune.runtime.generation import Generation, Message, greedy_generate, render_prompt
+from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -40,9 +40,9 @@ class Answers:
     cfg: EvaluateConfig
     stops: list[int]
     label: str
-    _scored: tuple[list[str], list[Generation], list[metrics.Score]] | None = field(default=None, repr=False)
+    _scored: tuple[list[str], list[Completion], list[metrics.Score]] | None = field(default=None, repr=False)
 
-    def scored(self) -> tuple[list[str], list[Generation], list[metrics.Score]]:
+    def scored(self) -> tuple[list[str], list[Completion], list[metrics.Score]]:
         """(prompts, answers, scores) of the sampled examples."""
         if self._scored is None:
             sampled = self.examples[: self.cfg.max_samples]

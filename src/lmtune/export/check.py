@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError, LmtuneError
-from lmtune.runtime.generation import Generation, Message
+from lmtune.runtime.generation import Completion, Message
 from lmtune.runtime.records import ExportCheckRecord, GenerationRecord
 from lmtune.runtime.rundir import RunDir
 
@@ -40,8 +40,8 @@ class ExportCheck:
     """Greedy outputs before export (in memory) and after (reloaded from disk)."""
 
     prompts: list[str]
-    before: list[Generation]
-    after: list[Generation]
+    before: list[Completion]
+    after: list[Completion]
     max_logit_diff: float | None
     """Largest |logit difference| over the prompt + answer tokens; None when no prompt was checked."""
 
@@ -53,7 +53,7 @@ class ExportCheck:
     def record(self) -> ExportCheckRecord:
         """What `export_check.json` holds."""
 
-        def gens(items: list[Generation]) -> list[GenerationRecord]:
+        def gens(items: list[Completion]) -> list[GenerationRecord]:
             return [GenerationRecord(text=g.text, token_ids=g.token_ids) for g in items]
 
         return ExportCheckRecord(

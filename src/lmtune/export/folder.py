@@ -18,8 +18,9 @@ from lmtune.export.check import (
     sequence_logits,
 )
 from lmtune.export.formats import load_format, save_format
-from lmtune.runtime.generation import Generation, greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.generation import Completion, greedy_generate, render_prompt
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.runtime.stops import stop_token_ids
 from lmtune.weights.load import load_tuned, load_weights_tokenizer
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def _answers(
     cfg: RunConfig,
     *,
     stops: list[int] | None,
-) -> tuple[list[Generation], list[list[int]]]:
+) -> tuple[list[Completion], list[list[int]]]:
     """Greedy answers to the check prompts, and each prompt + answer as token ids."""
     if not conversations:
         return [], []

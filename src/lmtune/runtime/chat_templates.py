@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune.config.data import CHAT_TEMPLATE_FAMILIES
 from lmtune.errors import ConfigError
-from lmtune.runtime.generation import END_OF_TURN_TOKENS, stop_token_ids
+from lmtune.runtime.stops import END_OF_TURN_TOKENS, stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

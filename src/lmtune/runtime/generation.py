@@ -1,44 +1,30 @@
-"""Greedy, batched, left-padded generation from chat prompts (used by evaluation and the export check)."""
+"""The one generation engine: token-id prompts -> completions, batched and left-padded, greedy or
+sampled, ending on stop tokens and stop strings, with streaming and cancellation.
+
+Evaluation, the export check, serving (`lmtune serve`, `lmtune chat`, and through its HTTP API data
+synthesis) and PPO's rollouts all generate through `Generator.generate`. A seeded call draws from a
+forked copy of torch's random state seeded with `params.seed`, so the same call (same prompts, same
+batch size, same weights) samples the same completions, and the caller's random state is untouched.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import LmtuneError
+from lmtune.runtime.stops import TextTracker, stop_token_ids
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Message = dict[str, str]
 
-# End-of-turn markers of common chat templates. A chat model ends a reply with one of these, which is
-# often not the tokenizer's document-level eos (Llama 3 ends turns with <|eot_id|>, eos is <|end_of_text|>).
-END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")
-
-
-def end_of_turn_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The token id that ends an assistant turn: a known end-of-turn marker that the chat template
-    writes and the vocabulary holds, else eos."""
-    vocab = tokenizer.get_vocab()
-    template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else ""
-    for token in END_OF_TURN_TOKENS:
-        if token in vocab and token in template:
-            return int(vocab[token])
-    if tokenizer.eos_token_id is None:
-        raise LmtuneError(
-            "tokenizer has neither an end-of-turn token nor an eos token: cannot stop generation"
-        )
-    return int(tokenizer.eos_token_id)
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Ids that end generation: the end-of-turn token, plus eos when that differs."""
-    ids = [end_of_turn_id(tokenizer)]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(int(tokenizer.eos_token_id))
-    return ids
+OnText = Callable[[int, str], None]
+"""Receives (prompt index, newly final text) while generating."""
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> str:
@@ -50,17 +36,215 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message
 
 
 @dataclass(frozen=True)
-class Generation:
-    """One greedy completion."""
+class SamplingParams:
+    """How to generate completions."""
+
+    max_new_tokens: int
+    """Most tokens to generate (capped further by the model's context length)."""
+    temperature: float | None = None
+    """0 means greedy; None means the model's generation_config value, else 1.0."""
+    top_p: float | None = None
+    """Nucleus sampling mass; None means the model's generation_config value, else 1.0."""
+    top_k: int | None = None
+    """Top-k filter (0: off); None means the model's generation_config value, else off."""
+    stop: tuple[str, ...] = ()
+    """Strings that end a completion; its text is cut before the first one."""
+    seed: int | None = None
+    """Seed of the sampler (a forked copy of torch's random state); None draws from the current state."""
+
+
+GREEDY = SamplingParams(max_new_tokens=1, temperature=0)
+"""Greedy decoding (replace `max_new_tokens`)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One generated completion."""
 
     text: str
-    """The completion decoded without special tokens."""
+    """The completion decoded without special tokens, cut before the first stop string."""
     token_ids: list[int]
     """The new tokens, up to and including the stop token when one was produced."""
+    finish_reason: str
+    """`stop` (a stop token or string), `length` (token budget spent) or `cancelled`."""
+    prompt_tokens: int
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens generated, the stop token included."""
+        return len(self.token_ids)
+
+
+class Generator:
+    """Generates from one model and its tokenizer (a PeftModel works: its active adapter applies)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel | Any,
+        tokenizer: PreTrainedTokenizerBase,
+        stop_ids: Sequence[int] | None = None,
+    ) -> None:
+        """
+        Args:
+            model: A causal LM with `generate`.
+            tokenizer: Decodes completions (and encodes chat prompts in `encode`).
+            stop_ids: Token ids that end a completion; default: the chat tokenizer's end-of-turn token
+                and eos (`lmtune.runtime.stops.stop_token_ids`).
+        """
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stop_ids = list(stop_ids) if stop_ids is not None else stop_token_ids(tokenizer)
+        if not self.stop_ids:
+            raise LmtuneError("generation needs at least one stop token id")
+        pad = tokenizer.pad_token_id
+        self.pad_id = int(pad) if pad is not None else self.stop_ids[0]
+        self.context_length: int | None = getattr(model.config, "max_position_embeddings", None)
+
+    def encode(self, messages: Sequence[Message]) -> list[int]:
+        """Prompt token ids: the chat template over `messages` with the assistant generation prompt."""
+        return list(
+            self.tokenizer(render_prompt(self.tokenizer, messages), add_special_tokens=False)["input_ids"]
+        )
+
+    def sampling_kwargs(self, params: SamplingParams) -> dict[str, Any]:
+        """`generate` keyword arguments for `params`, unset values taken from the model's config."""
+        gen = self.model.generation_config
+        temperature = params.temperature if params.temperature is not None else gen.temperature or 1.0
+        if temperature == 0:
+            return {"do_sample": False}
+        top_p = params.top_p if params.top_p is not None else gen.top_p or 1.0
+        # transformers falls back to top_k=50 when the model sets none; the OpenAI API has no top-k.
+        top_k = params.top_k if params.top_k is not None else gen.top_k or 0
+        return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": top_k}
+
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        *,
+        batch_size: int | None = None,
+        on_text: OnText | None = None,
+        cancel: threading.Event | None = None,
+        desc: str | None = None,
+    ) -> list[Completion]:
+        """Generate one completion per prompt, `batch_size` prompts per `generate` call (all at once
+        when None). Blocks: run it in a worker thread from async code.
+
+        Args:
+            prompts: Token ids of each prompt (see `encode`).
+            params: Sampling settings, the same for every prompt.
+            batch_size: Prompts per batch.
+            on_text: Called with (prompt index, newly final text) while generating; a prompt's pieces
+                concatenate to its `Completion.text`.
+            cancel: When set, generation stops at the next token (`finish_reason="cancelled"`).
+            desc: Progress-bar label; None hides the bar.
+        """
+        # deferred: torch, tqdm only when this runs (keeps `import lmtune...` light)
+        import torch
+        from tqdm.auto import tqdm
+
+        if not prompts:
+            return []
+        size = batch_size or len(prompts)
+        device = next(self.model.parameters()).device
+        results: list[Completion] = []
+        with torch.random.fork_rng(
+            devices=[device] if device.type == "cuda" else [], enabled=params.seed is not None
+        ):
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            for start in tqdm(range(0, len(prompts), size), desc=desc, unit="batch", disable=desc is None):
+                batch = prompts[start : start + size]
+                results += self._batch(batch, params, device, start, on_text, cancel)
+        return results
+
+    def _batch(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: SamplingParams,
+        device: torch.device,
+        first: int,
+        on_text: OnText | None,
+        cancel: threading.Event | None,
+    ) -> list[Completion]:
+        """One `generate` call over left-padded `prompts` (indices from `first` for `on_text`)."""
+        # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, row in enumerate(prompts):
+            if row:
+                ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
+                attention[i, width - len(row) :] = 1
+        budget = params.max_new_tokens
+        if self.context_length is not None:
+            budget = max(1, min(budget, self.context_length - width))
+        stops = frozenset(self.stop_ids)
+        trackers = [TextTracker(self.tokenizer, params.stop, stops) for _ in prompts]
+        ended = [0] * len(prompts)
+        """Per row: how many tokens it had when a stop string or cancel ended it (0: not ended so)."""
+        finished = [False] * len(prompts)
+        """Per row: it produced a stop token (later tokens are padding)."""
+        watch = on_text is not None or bool(params.stop) or cancel is not None
+
+        class _Watch(StoppingCriteria):
+            """Runs after every generated token: hands out final text, ends rows on a stop string,
+            and every row on cancel."""
+
+            def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+                new = input_ids[:, width:]
+                cancelled = cancel is not None and cancel.is_set()
+                done = []
+                for i, tracker in enumerate(trackers):
+                    if not ended[i] and not finished[i]:
+                        row = new[i].tolist()
+                        finished[i] = row[-1] in stops
+                        if on_text is not None or tracker.stop:
+                            delta = tracker.update(row)
+                            if delta and on_text is not None:
+                                on_text(first + i, delta)
+                        if tracker.stopped or cancelled:
+                            ended[i] = len(row)
+                    done.append(bool(ended[i]))
+                return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+        with torch.inference_mode():
+            out = self.model.generate(  # type: ignore[operator]
+                input_ids=ids.to(device),
+                attention_mask=attention.to(device),
+                max_new_tokens=budget,
+                eos_token_id=list(self.stop_ids),
+                pad_token_id=self.pad_id,
+                stopping_criteria=StoppingCriteriaList([_Watch()]) if watch else None,
+                **self.sampling_kwargs(params),
+            )
+        cancelled = cancel is not None and cancel.is_set()
+        results = []
+        for i, row in enumerate(out[:, width:].tolist()):
+            cut = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
+            if ended[i]:
+                cut = min(cut, ended[i])
+            tokens = row[:cut]
+            text, hit = trackers[i].final_text(tokens)
+            if hit or (tokens and tokens[-1] in stops):
+                reason = "stop"
+            elif cancelled:
+                reason = "cancelled"
+            else:
+                reason = "length"
+            if on_text is not None:
+                rest = trackers[i].rest(text)
+                if rest:
+                    on_text(first + i, rest)
+            results.append(Completion(text, tokens, reason, len(prompts[i])))
+        return results
 
 
 def greedy_generate(
-    model: PreTrainedModel,
+    model: PreTrainedModel | Any,
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     *,
@@ -68,48 +252,9 @@ def greedy_generate(
     batch_size: int,
     stop_ids: Sequence[int],
     desc: str | None = None,
-) -> list[Generation]:
-    """Greedy-decode each rendered prompt, `batch_size` at a time, left padded.
-
-    Args:
-        model: A causal LM (a PeftModel works: its active adapter is applied).
-        tokenizer: Encodes the prompts (already templated, so no special tokens are added).
-        prompts: Rendered prompt strings (see `render_prompt`).
-        max_new_tokens: Generation budget per prompt.
-        batch_size: Prompts per `generate` call.
-        stop_ids: Token ids that end a completion.
-        desc: Progress-bar label; None hides the bar.
-
-    Returns:
-        One `Generation` per prompt, in order.
-    """
-    # deferred: torch, tqdm, transformers only when this runs (keeps `import lmtune...` light)
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import GenerationConfig
-
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_ids[0]
-    config = GenerationConfig(
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=list(stop_ids),
-        pad_token_id=pad_id,
-    )
-    stops = set(stop_ids)
-    device = next(model.parameters()).device
-    results: list[Generation] = []
-    starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc=desc, unit="batch", disable=desc is None):
-        batch = list(prompts[start : start + batch_size])
-        enc: Any = tokenizer(
-            batch, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt"
-        )
-        enc = {k: v.to(device) for k, v in enc.items()}
-        with torch.inference_mode():
-            out = model.generate(**enc, generation_config=config)  # type: ignore[operator]
-        new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
-        for row in new_tokens:
-            cut = next((i + 1 for i, t in enumerate(row) if t in stops), len(row))
-            ids = row[:cut]
-            results.append(Generation(str(tokenizer.decode(ids, skip_special_tokens=True)), ids))
-    return results
+) -> list[Completion]:
+    """Greedy completions of rendered prompt strings (see `render_prompt`), `batch_size` at a time:
+    what evaluation and the export check compare."""
+    ids = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0)
+    return Generator(model, tokenizer, stop_ids).generate(ids, params, batch_size=batch_size, desc=desc)

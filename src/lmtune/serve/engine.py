@@ -1,114 +1,33 @@
 """The served model: chat messages -> prompt tokens -> one generation, optionally streamed as text.
 
 `Engine` is what the server and the chat loop ask of a serving back-end; `TransformersEngine` is the
-first back-end (`lmtune.serve.backends` opens the one the config names). It holds one model;
-`generate` takes its lock, so generations run one at a time (callers run it off the event loop).
-Streaming and non-streaming share the same `model.generate` call, so with the same request (and seed)
-the streamed pieces concatenate to the non-streamed text.
+first back-end (`lmtune.serve.backends` opens the one the config names). It holds one model and
+generates through the runtime's engine (`lmtune.runtime.generation.Generator`); `generate` takes its
+lock, so generations run one at a time (callers run it off the event loop). Streaming and non-streaming
+share the same `model.generate` call, so with the same request (and seed) the streamed pieces
+concatenate to the non-streamed text.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lmtune.errors import LmtuneError, ModelLoadError
 from lmtune.runtime.device import inference_device
+from lmtune.runtime.generation import Completion, Generator, SamplingParams
 from lmtune.runtime.load import causal_lm, folder_tokenizer
 
+__all__ = ["Completion", "Engine", "PromptError", "SamplingParams", "TransformersEngine"]
+
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 class PromptError(LmtuneError):
     """The messages cannot be turned into a prompt for this model (template error, too long)."""
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to generate one completion."""
-
-    max_new_tokens: int
-    """Most tokens to generate (capped further by the model's context length)."""
-    temperature: float | None = None
-    """0 means greedy; None means the model's generation_config value, else 1.0."""
-    top_p: float | None = None
-    """Nucleus sampling mass; None means the model's generation_config value, else 1.0."""
-    stop: tuple[str, ...] = ()
-    """Strings that end the completion; the text is cut before the first one."""
-    seed: int | None = None
-    """Seed for the sampler (set on torch's global generator under the engine lock)."""
-
-
-@dataclass(frozen=True)
-class Completion:
-    """The result of one generation."""
-
-    text: str
-    finish_reason: str
-    """`stop` (eos or a stop string), `length` (token budget spent) or `cancelled`."""
-    prompt_tokens: int
-    completion_tokens: int
-    """Tokens generated, the eos token included."""
-
-
-def _stop_cut(text: str, stop: Sequence[str]) -> int | None:
-    """Index of the earliest stop string in `text`, or None."""
-    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return min(hits) if hits else None
-
-
-def _held_back(text: str, stop: Sequence[str]) -> int:
-    """Length of the longest suffix of `text` that could still grow into a stop string."""
-    longest = 0
-    for s in stop:
-        for k in range(min(len(s) - 1, len(text)), longest, -1):
-            if text.endswith(s[:k]):
-                longest = k
-                break
-    return longest
-
-
-class _TextTracker:
-    """Decodes the growing completion and hands out only text that is final.
-
-    Text is held back while it ends in an incomplete UTF-8 sequence or in a prefix of a stop string,
-    so what has been handed out is always a prefix of the final, stop-trimmed completion.
-    """
-
-    def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, stop: Sequence[str], eos_ids: frozenset[int]
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.stop = tuple(stop)
-        self.eos_ids = eos_ids
-        self.emitted = ""
-        self.stopped = False
-
-    def decode(self, ids: Sequence[int]) -> str:
-        """The completion text of generated `ids`: a final eos token is not part of it."""
-        ids = list(ids[:-1] if ids and ids[-1] in self.eos_ids else ids)
-        return str(self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False))
-
-    def update(self, ids: Sequence[int]) -> str:
-        """Take the full list of generated ids so far; return the newly final text (may be empty)."""
-        text = self.decode(ids)
-        cut = _stop_cut(text, self.stop)
-        if cut is not None:
-            self.stopped = True
-            text = text[:cut]
-        else:
-            text = text[: len(text) - _held_back(text, self.stop)]
-        text = text.rstrip("\ufffd")
-        if len(text) <= len(self.emitted) or not text.startswith(self.emitted):
-            return ""
-        delta = text[len(self.emitted) :]
-        self.emitted = text
-        return delta
 
 
 class Engine(Protocol):
@@ -164,13 +83,11 @@ class TransformersEngine:
             raise ModelLoadError(f"{folder}: tokenizer has no chat template; cannot serve chat completions")
         self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
-        gen = self.model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
-        eos_list = eos if isinstance(eos, list) else [eos] if eos is not None else []
-        self.eos_ids: frozenset[int] = frozenset(eos_list)
-        pad = gen.pad_token_id if gen.pad_token_id is not None else self.tokenizer.pad_token_id
-        self.pad_id: int | None = pad if pad is not None else min(self.eos_ids, default=None)
-        self.context_length: int | None = getattr(self.model.config, "max_position_embeddings", None)
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = eos if isinstance(eos, list) else [eos] if eos is not None else None
+        # What the folder's generation config stops on (an lmtune export: the end-of-turn token and eos).
+        self.generator = Generator(self.model, self.tokenizer, eos_ids)
+        self.context_length: int | None = self.generator.context_length
         self.lock = threading.Lock()
         """Held for the whole of one generation: one model, one generation at a time."""
 
@@ -196,15 +113,6 @@ class TransformersEngine:
             )
         return ids
 
-    def _sampling_kwargs(self, params: SamplingParams) -> dict[str, Any]:
-        gen = self.model.generation_config
-        temperature = params.temperature if params.temperature is not None else gen.temperature or 1.0
-        if temperature == 0:
-            return {"do_sample": False}
-        top_p = params.top_p if params.top_p is not None else gen.top_p or 1.0
-        # transformers falls back to top_k=50 when the model sets none; the OpenAI API has no top-k.
-        return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": gen.top_k or 0}
-
     def generate(
         self,
         prompt_ids: Sequence[int],
@@ -221,53 +129,7 @@ class TransformersEngine:
                 concatenate to `Completion.text`.
             cancel: when set, generation stops at the next token (`finish_reason="cancelled"`).
         """
-        # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        n_prompt = len(prompt_ids)
-        budget = params.max_new_tokens
-        if self.context_length is not None:
-            budget = max(1, min(budget, self.context_length - n_prompt))
-        tracker = _TextTracker(self.tokenizer, params.stop, self.eos_ids)
-        watch_text = on_text is not None or bool(params.stop)
-
-        class _Watch(StoppingCriteria):
-            """Runs after every generated token: emits final text, ends on a stop string or cancel."""
-
-            def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-                if watch_text:
-                    delta = tracker.update(input_ids[0, n_prompt:].tolist())
-                    if delta and on_text is not None:
-                        on_text(delta)
-                done = tracker.stopped or (cancel is not None and cancel.is_set())
-                return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
-
-        inputs = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
-        with self.lock, torch.inference_mode():
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            out = self.model.generate(  # type: ignore[operator]
-                input_ids=inputs,
-                attention_mask=torch.ones_like(inputs),
-                max_new_tokens=budget,
-                pad_token_id=self.pad_id,
-                stopping_criteria=StoppingCriteriaList([_Watch()]),
-                **self._sampling_kwargs(params),
-            )
-        generated = out[0, n_prompt:].tolist()
-        text = tracker.decode(generated)
-        cut = _stop_cut(text, params.stop)
-        if cut is not None:
-            text, reason = text[:cut], "stop"
-        elif generated and generated[-1] in self.eos_ids:
-            reason = "stop"
-        elif cancel is not None and cancel.is_set():
-            reason = "cancelled"
-        else:
-            reason = "length"
-        if on_text is not None and len(text) > len(tracker.emitted) and text.startswith(tracker.emitted):
-            on_text(text[len(tracker.emitted) :])
-        return Completion(
-            text=text, finish_reason=reason, prompt_tokens=n_prompt, completion_tokens=len(generated)
-        )
+        show = (lambda _index, text: on_text(text)) if on_text is not None else None
+        with self.lock:
+            (done,) = self.generator.generate([prompt_ids], params, on_text=show, cancel=cancel)
+        return done

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.errors import LmtuneError
-from lmtune.runtime.generation import stop_token_ids
+from lmtune.runtime.stops import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig, PreTrainedTokenizerBase

@@ -18,7 +18,6 @@ from lmtune.align import ppo, ppo_checkpoint
 from lmtune.align.rollout import (
     Sampling,
     Scorer,
-    completion_mask,
     prompt_indices,
     sample,
     step_seed,
@@ -129,11 +128,6 @@ def test_token_rewards_closed_form() -> None:
     got = token_rewards(scores, kl, mask, kl_coef=0.1)
     want = torch.tensor([[-0.05, -0.1, -0.3 + 2.0], [-0.2 - 1.0, 0.0, 0.0]])
     assert torch.allclose(got, want)
-
-
-def test_completion_mask_keeps_tokens_through_the_first_stop() -> None:
-    completion = torch.tensor([[5, 6, 2, 7, 2], [5, 6, 7, 8, 9], [2, 2, 2, 2, 2]])
-    assert completion_mask(completion, [2]).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
 
 
 def test_prompt_order_is_seeded_epochs_of_permutations() -> None:

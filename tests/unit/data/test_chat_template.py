@@ -18,8 +18,9 @@ from lmtune.data.encoding.template import IGNORE, encode_conversation
 from lmtune.data.prepare import prepare
 from lmtune.errors import ConfigError, DataError
 from lmtune.runtime import chat_templates
-from lmtune.runtime.generation import END_OF_TURN_TOKENS, end_of_turn_id, render_prompt
+from lmtune.runtime.generation import render_prompt
 from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.stops import END_OF_TURN_TOKENS, end_of_turn_id
 from lmtune.runtime.tiny import build_tokenizer
 
 CONVERSATION = [

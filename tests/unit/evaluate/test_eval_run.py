@@ -15,8 +15,9 @@ from lmtune.errors import DataError, ModelLoadError
 from lmtune.evaluate import metrics
 from lmtune.evaluate.loss import eval_loss
 from lmtune.evaluate.run import SUMMARY_METRICS, EvalSummary, run
-from lmtune.runtime.generation import greedy_generate, render_prompt, stop_token_ids
+from lmtune.runtime.generation import greedy_generate, render_prompt
 from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.stops import stop_token_ids
 
 PREDICTION_KEYS = {
     "prompt",

@@ -20,8 +20,8 @@ from lmtune.errors import ConfigError
 from lmtune.evaluate import suites as suites_module
 from lmtune.evaluate.run import load_eval_examples, run
 from lmtune.evaluate.suites import Answers, run_suite
-from lmtune.runtime.generation import stop_token_ids
 from lmtune.runtime.rundir import RunDir
+from lmtune.runtime.stops import stop_token_ids
 
 EVERY_SUITE = [cls() for cls in get_args(AnySuite)]
 

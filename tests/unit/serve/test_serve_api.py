@@ -125,7 +125,7 @@ def test_generation_stops_on_the_generation_config_eos(tiny_model_dir: Path, tmp
     assert before.finish_reason == "length" and before.completion_tokens == 2
     out = engine.model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=1, do_sample=False)
     first_token = int(out[0, -1])
-    assert first_token not in engine.eos_ids
+    assert first_token not in engine.generator.stop_ids
     folder = tmp_path / "eos-model"
     shutil.copytree(tiny_model_dir, folder)
     gen = json.loads((folder / "generation_config.json").read_text())

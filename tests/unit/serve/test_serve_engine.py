@@ -1,4 +1,5 @@
-"""The engine's text tracking: what is streamed is always a prefix of the final completion."""
+"""The serving engine: what is streamed is always a prefix of the final completion; cancel; the back-end
+contract."""
 
 from __future__ import annotations
 
@@ -8,20 +9,7 @@ from pathlib import Path
 import pytest
 
 from lmtune.errors import ModelLoadError
-from lmtune.serve.engine import Engine, SamplingParams, TransformersEngine, _held_back, _stop_cut
-
-
-def test_stop_cut_finds_the_earliest_stop() -> None:
-    assert _stop_cut("abcXYdefZ", ("Z", "XY")) == 3
-    assert _stop_cut("abc", ("Z",)) is None
-    assert _stop_cut("abc", ()) is None
-
-
-def test_held_back_is_the_longest_stop_prefix_at_the_end() -> None:
-    assert _held_back("hello wor", ("world",)) == 3
-    assert _held_back("hello w", ("xyz", "wo")) == 1
-    assert _held_back("hello", ("world",)) == 0
-    assert _held_back("hello", ()) == 0
+from lmtune.serve.engine import Engine, SamplingParams, TransformersEngine
 
 
 @pytest.fixture(scope="module")
