@@ -128,7 +128,7 @@ def run_lmtune(path: Path, folder: Path, tokenizer: Any, num_proc: int, max_leng
         }
     )
     t0 = time.perf_counter()
-    prepared = prepare(cfg, RunDir.for_config(cfg), tokenizer)
+    prepared = prepare(cfg.data, RunDir.for_config(cfg), tokenizer, seed=cfg.seed)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "prepared": prepared, "seed": cfg.seed, "eval_size": cfg.data.eval_size}
 

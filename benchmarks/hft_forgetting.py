@@ -113,7 +113,7 @@ def _general_rows(args: argparse.Namespace, work: Path, tokenizer: Any) -> list[
             },
         },
     )
-    return _rows(prepare(cfg, RunDir.for_config(cfg), tokenizer).eval)
+    return _rows(prepare(cfg.data, RunDir.for_config(cfg), tokenizer, seed=cfg.seed).eval)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -337,7 +337,7 @@ def measure(args: argparse.Namespace) -> None:
         print(f"{name}: lr {lr}, {steps} steps through lmtune.train.sft.run", flush=True)
         trained = train(cfg, planned)
         losses, count = trained["losses"], trained["trainable_parameters"]
-        tuned = load_tuned(trained["result"].weights_path, cfg)
+        tuned = load_tuned(trained["result"].weights_path, cfg.weights)
         model = tuned.model.to(device)
         held, framed, misses = recall(model, tokenizer, asked)
         seen_recall, _, _ = recall(model, tokenizer, seen)

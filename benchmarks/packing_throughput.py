@@ -66,7 +66,7 @@ def prepared_rows(packing: bool, max_length: int, root: Path) -> tuple[list[dict
         },
     )
     tokenizer = load_tokenizer(cfg.model)
-    data = prepare(cfg, RunDir.for_config(cfg), tokenizer)
+    data = prepare(cfg.data, RunDir.for_config(cfg), tokenizer, seed=cfg.seed)
     columns = [c for c in ("input_ids", "labels", "position_ids") if c in data.train.column_names]
     return list(data.train.select_columns(columns)), tokenizer
 

@@ -385,7 +385,7 @@ def write_prepared(cfg: Any, batches: list[Any]) -> list[list[list[int]]]:
     Dataset.from_dict(columns, features=features).save_to_disk(str(data / "train"))
     Dataset.from_dict({k: [] for k in features}, features=features).save_to_disk(str(data / "eval"))
     stats = {
-        "prepare_key": prepare_key(cfg, load_tokenizer(cfg.model)),
+        "prepare_key": prepare_key(cfg.data, load_tokenizer(cfg.model), seed=cfg.seed),
         "split": {"train": len(rows), "eval": 0},
         "written_by": "benchmarks/train_throughput.py (random token rows)",
     }

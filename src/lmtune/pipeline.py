@@ -35,7 +35,7 @@ class PipelineResult:
 
 
 def _data(cfg: RunConfig, rundir: RunDir, result: PipelineResult) -> None:
-    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
+    prepared = prepare(cfg.data, rundir, load_tokenizer(cfg.model, cfg.data.chat_template), seed=cfg.seed)
     result.artefacts["data"] = str(rundir.data)
     result.metrics["data"] = {
         k: prepared.stats.get(k) for k in ("read", "accepted", "rejected", "train", "eval")

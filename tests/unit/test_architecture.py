@@ -165,6 +165,39 @@ def test_causal_lms_are_loaded_in_one_place() -> None:
     assert callers == {"lmtune.runtime.load"}
 
 
+SECTION_ONLY = (
+    "lmtune.data",
+    "lmtune.methods",
+    "lmtune.evaluate",
+    "lmtune.export",
+    "lmtune.serve",
+    "lmtune.monitor",
+)
+"""Stages that take their own config section (plus a small context such as `WeightsSpec`, a seed, a
+run directory), never the whole run config. `runtime.rundir` stores the run config; `weights.view`
+builds the final view from it; training and alignment read most sections."""
+
+
+def test_stages_take_their_own_config_section() -> None:
+    readers = set()
+    for module, path in module_files(SRC).items():
+        names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)}
+        names |= {
+            alias.name
+            for n in ast.walk(ast.parse(path.read_text()))
+            if isinstance(n, ast.ImportFrom)
+            for alias in n.names
+        }
+        if "RunConfig" in names:
+            readers.add(module)
+    section_only = {m for m in readers if m.startswith(SECTION_ONLY)}
+    assert section_only == set(), section_only
+    assert {m for m in readers if m.startswith("lmtune.runtime")} == {"lmtune.runtime.rundir"}
+    assert "lmtune.weights.view" in readers and "lmtune.weights.load" not in readers
+    # the check sees a stage that takes the whole config
+    assert {"lmtune.train.sft", "lmtune.pipeline"} <= readers
+
+
 def _function_level_import_blocks(tree: ast.AST) -> Iterator[list[ast.stmt]]:
     """Each run of consecutive import statements inside a function body."""
     for node in ast.walk(tree):

@@ -37,7 +37,7 @@ from lmtune.align.value_head import (
 )
 from lmtune.config.align.ppo import PpoConfig
 from lmtune.errors import ConfigError, TrainingError
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 from lmtune.runtime.load import load_model
 from lmtune.runtime.rundir import atomic_write_text
 from lmtune.train import checkpoints, sft
@@ -329,7 +329,7 @@ def _device(s: Session) -> torch.device:
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
-    return torch.device(train_device(s.view))
+    return torch.device(pick_device(s.view.trainer.device))
 
 
 def _check_method(s: Session, model: torch.nn.Module) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lmtune import methods
 from lmtune.data.alignment.prepare import prepare_align, split_align
 from lmtune.data.records import RejectLog, open_rejects
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 from lmtune.runtime.load import load_model, load_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.train import sft
@@ -101,7 +101,7 @@ def policy(session: Session) -> torch.nn.Module:
     # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import set_seed
 
-    base = load_model(session.view.model, device=train_device(session.cfg))
+    base = load_model(session.view.model, device=pick_device(session.cfg.trainer.device))
     set_seed(session.cfg.seed)
     return methods.prepare(base, session.view.method)
 
@@ -114,7 +114,7 @@ def reference(session: Session, model: torch.nn.Module) -> PreTrainedModel | Non
 
     if isinstance(model, PeftModel):
         return None
-    ref = load_model(session.view.model, device=train_device(session.cfg)).eval()
+    ref = load_model(session.view.model, device=pick_device(session.cfg.trainer.device)).eval()
     ref.requires_grad_(False)
     return ref
 

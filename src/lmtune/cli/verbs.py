@@ -115,7 +115,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     cfg = _load_run_config(args.config, args.overrides)
     rundir = RunDir.for_config(cfg)
     rundir.write_config(cfg)
-    prepared = prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
+    prepared = prepare(cfg.data, rundir, load_tokenizer(cfg.model, cfg.data.chat_template), seed=cfg.seed)
     print(json.dumps(prepared.stats, indent=2, default=str))
     return 0
 
@@ -123,6 +123,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
     from lmtune.data.report.summary import inspect, print_summary
+    from lmtune.runtime.load import load_tokenizer
     from lmtune.runtime.rundir import RunDir
 
     target = Path(args.target)
@@ -135,7 +136,7 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
         cfg = _load_run_config(args.target, args.overrides)
         rundir = RunDir.for_config(cfg)
     rundir.write_config(cfg)
-    files = inspect(cfg, rundir)
+    files = inspect(cfg.data, rundir, load_tokenizer(cfg.model, cfg.data.chat_template), seed=cfg.seed)
     print_summary(files.report)
     print(f"report: {files.html_path} and {files.json_path}")
     return 0

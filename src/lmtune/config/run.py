@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Self
 
 from pydantic import Field, model_validator
@@ -12,7 +13,7 @@ from lmtune.config.align import AlignConfig
 from lmtune.config.base import StrictModel
 from lmtune.config.data import DataConfig
 from lmtune.config.deploy import EvaluateConfig, ExportConfig, MonitorConfig, ServeConfig
-from lmtune.config.methods import MethodConfig
+from lmtune.config.methods import AnyMethod, MethodConfig
 from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.model import ModelConfig
 from lmtune.config.training import TrainerConfig
@@ -31,6 +32,16 @@ class PipelineConfig(StrictModel):
         "How many clips did Natalia sell altogether in April and May?"
     )
     """The chat request sent to the served model in the `serve` stage."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """What a run's trained weights are: the base model they were trained from and the method whose
+    layout they are saved in. The small run context that loading, evaluating and exporting weights
+    need beside their own config section (`RunConfig.weights`)."""
+
+    model: ModelConfig
+    method: AnyMethod
 
 
 class RunConfig(StrictModel):
@@ -63,6 +74,11 @@ class RunConfig(StrictModel):
     """Stage 7: request store and metrics."""
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     """What `lmtune pipeline` runs."""
+
+    @property
+    def weights(self) -> WeightsSpec:
+        """The base model and method of this run's trained weights."""
+        return WeightsSpec(self.model, self.method)
 
     @model_validator(mode="after")
     def _settings_combine(self) -> Self:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.data import CHAT_TEMPLATE_FAMILIES, DataConfig
-from lmtune.config.run import RunConfig
 from lmtune.data.curation.curate import curate
 from lmtune.data.encoding.stream import (
     CHUNK_SIZE,
@@ -109,14 +108,19 @@ class _Curation:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedData:
+def prepare(data: DataConfig, rundir: RunDir, processor: Processor, *, seed: int) -> PreparedData:
     """Read every source, validate, template + mask, split, and write the prepared data to `rundir.data`.
+
+    Args:
+        data: The run's data section.
+        rundir: Where the prepared data, rejects, stats and lineage go.
+        processor: Encodes the records (a tokenizer is the text case).
+        seed: The run's seed (the train/eval split and the mixture's resampling).
 
     Raises:
         DataError: no sources, an unreadable source, unknown format, a tokenizer that cannot encode the
             formats used, or no record accepted at all (the rejects file says why).
     """
-    data = cfg.data
     tokenizer = text_tokenizer(processor)
     _check_inputs(data, tokenizer)
     rundir.data.mkdir(parents=True, exist_ok=True)
@@ -151,9 +155,9 @@ def prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedDat
         raise DataError(f"no record accepted ({read} read, {rejects.count} rejected; see {rundir.rejects})")
 
     encoded = memory_mapped(encoded_path)
-    train_idx, eval_idx = split_indices(len(kept), data.eval_size, cfg.seed)
+    train_idx, eval_idx = split_indices(len(kept), data.eval_size, seed)
     # after the split, so over-sampled copies of a record never reach eval
-    train_idx, mixture = resample(train_idx, kept, data, cfg.seed)
+    train_idx, mixture = resample(train_idx, kept, data, seed)
     train_rows = encoded.select(train_idx)
     if data.packing:
         train_rows = packed_rows(encoded, train_idx, data.max_length)
@@ -177,14 +181,14 @@ def prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedDat
             "train": len(train_idx),
             "eval": len(eval_idx),
             "eval_size": data.eval_size,
-            "seed": cfg.seed,
+            "seed": seed,
         },
         "tokens": {"train": token_counts(train), "eval": token_counts(evals)},
         "packing": {"enabled": data.packing, "train_rows": len(train)},
         "curation": curation.stats,
         "mixture": mixture,
         "fingerprint": digest,
-        "prepare_key": prepare_key(cfg, tokenizer),
+        "prepare_key": prepare_key(data, tokenizer, seed=seed),
     }
     atomic_write_text(rundir.data / "stats.json", json.dumps(stats, indent=2))
     counts = {k: stats[k] for k in ("read", "accepted", "rejected")} | {
@@ -213,25 +217,25 @@ def load_prepared(rundir: RunDir) -> PreparedData:
     return PreparedData(train=train, eval=evals, stats=json.loads(stats_path.read_text(encoding="utf-8")))
 
 
-def load_or_prepare(cfg: RunConfig, rundir: RunDir, processor: Processor) -> PreparedData:
+def load_or_prepare(data: DataConfig, rundir: RunDir, processor: Processor, *, seed: int) -> PreparedData:
     """Reuse the prepared data when it was made from the same data config, seed, tokenizer and source
     files (sizes and modification times); otherwise prepare again."""
     try:
         prepared = load_prepared(rundir)
     except DataError:
-        return prepare(cfg, rundir, processor)
-    if prepared.stats.get("prepare_key") != prepare_key(cfg, processor):
-        return prepare(cfg, rundir, processor)
+        return prepare(data, rundir, processor, seed=seed)
+    if prepared.stats.get("prepare_key") != prepare_key(data, processor, seed=seed):
+        return prepare(data, rundir, processor, seed=seed)
     return prepared
 
 
-def prepare_key(cfg: RunConfig, processor: Processor) -> str:
+def prepare_key(data: DataConfig, processor: Processor, *, seed: int) -> str:
     """A cheap key for "would prepare give the same result": settings, tokenizer and source file stats."""
-    files = [_file_stamp(src.path) for src in cfg.data.sources]
-    files += [_file_stamp(es.path) for es in cfg.data.curation.decontamination.eval_sets]
+    files = [_file_stamp(src.path) for src in data.sources]
+    files += [_file_stamp(es.path) for es in data.curation.decontamination.eval_sets]
     key = {
-        "data": cfg.data.model_dump(mode="json"),
-        "seed": cfg.seed,
+        "data": data.model_dump(mode="json"),
+        "seed": seed,
         "tokenizer": tokenizer_identity(text_tokenizer(processor)),
     }
     blob = json.dumps(key | {"files": files}, sort_keys=True, default=str)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.config.deploy import EvaluateConfig
-from lmtune.config.run import RunConfig
+from lmtune.config.run import WeightsSpec
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
 from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
@@ -64,7 +64,7 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
 
     cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
-    result = evaluate(cfg, final, examples, rundir.eval)
+    result = evaluate(cfg.evaluate, cfg.weights, final, examples, rundir.eval)
     rundir.append_metrics(EvalSummaryLog(eval=EvalSummaryFile.model_validate(result.summary).root))
     return result
 
@@ -89,35 +89,36 @@ def to_example(row: dict[str, Any], index: int) -> EvalExample:
     return EvalExample(tokens, messages[:-1], messages[-1]["content"])
 
 
-def evaluate(cfg: RunConfig, weights: Path, examples: list[EvalExample], out_dir: Path) -> EvalSummary:
-    """Evaluate `weights` (adapter or full model folder) and, when configured, the base model.
+def evaluate(
+    cfg: EvaluateConfig, spec: WeightsSpec, weights: Path, examples: list[EvalExample], out_dir: Path
+) -> EvalSummary:
+    """Evaluate `weights` (adapter or full model folder, of base model and method `spec`) and, when
+    `cfg.compare_base`, the base model.
 
     Writes `out_dir/tuned.json`, `out_dir/base.json` (only when comparing) and `out_dir/summary.json`.
     """
     if not examples:
         raise DataError("the eval split is empty: nothing to evaluate")
-    tuned = load_tuned(weights, cfg)
+    tuned = load_tuned(weights, spec)
     tok = tuned.tokenizer
-    tuned_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="tuned")
+    tuned_report = evaluate_model(tuned.model, tok, examples, cfg, label="tuned")
     base_report: dict[str, Any] | None = None
-    base_view = methods.base_view(tuned.model, cfg.method) if cfg.evaluate.compare_base else None
+    base_view = methods.base_view(tuned.model, spec.method) if cfg.compare_base else None
     if base_view is not None:  # the same model computes the base function (e.g. adapters disabled)
         with base_view:
-            base_report = evaluate_model(tuned.model, tok, examples, cfg.evaluate, label="base")
-    elif cfg.evaluate.compare_base:
+            base_report = evaluate_model(tuned.model, tok, examples, cfg, label="base")
+    elif cfg.compare_base:
         del tuned  # one full model in memory at a time
-        base_report = evaluate_model(
-            load_base(cfg.model, len(tok)), tok, examples, cfg.evaluate, label="base"
-        )
+        base_report = evaluate_model(load_base(spec.model, len(tok)), tok, examples, cfg, label="base")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})
     if base_report is not None:
-        _write_json(out_dir / "base.json", {"model": "base", "base": cfg.model.path, **base_report})
+        _write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **base_report})
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
-    names = [name for suite in cfg.evaluate.suites for name in suite.metrics]
+    names = [name for suite in cfg.suites for name in suite.metrics]
     summary = compare(tuned_report["metrics"], base_metrics, names)
     _write_json(out_dir / "summary.json", summary)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)

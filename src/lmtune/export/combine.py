@@ -116,7 +116,7 @@ def run(rundir: RunDir, combine: CombineConfig) -> ExportResult:
     os.replace(tmp, out)
     del model  # one model in memory at a time: the export loads the combined adapter again
 
-    result = export(rundir, as_lora, out)
+    result = export(rundir, as_lora.export, as_lora.weights, out, as_lora.evaluate.batch_size)
     rundir.update_lineage(combine=record)
     return result
 

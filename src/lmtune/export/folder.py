@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lmtune.config.deploy import ExportConfig
 from lmtune.config.formats import chosen_format
-from lmtune.config.run import RunConfig
+from lmtune.config.run import WeightsSpec
 from lmtune.export.check import (
     ExportCheck,
     ExportCheckError,
@@ -40,28 +41,32 @@ class ExportResult:
     """{weight file name: sha256}."""
 
 
-def export(rundir: RunDir, cfg: RunConfig, weights: Path) -> ExportResult:
-    """Export the trained weights in `weights` (saved by `cfg.method`) into `rundir`'s export folder,
-    with the export check (see `run`)."""
+def export(
+    rundir: RunDir, cfg: ExportConfig, spec: WeightsSpec, weights: Path, batch_size: int
+) -> ExportResult:
+    """Export the trained weights in `weights` (base model and method: `spec`) into `rundir`'s export
+    folder, with the export check (see `lmtune.export.run.run`) generating `batch_size` prompts at a
+    time."""
     # deferred: transformers only when this runs (keeps `import lmtune...` light)
     from transformers import GenerationConfig
 
-    tuned = load_tuned(weights, cfg)
-    conversations = check_conversations(rundir, cfg.export.check_prompts)
-    before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, cfg, stops=None)
+    tuned = load_tuned(weights, spec)
+    conversations = check_conversations(rundir, cfg.check_prompts)
+    generation = (cfg.check_max_new_tokens, batch_size)
+    before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, generation, stops=None)
     # Logits on the same token sequences (prompt + answer before export) on both sides.
     before_logits = sequence_logits(tuned.model, sequences)
 
-    fmt = chosen_format(cfg.export.merge, cfg.method, cfg.model.quantization)
+    fmt = chosen_format(cfg.merge, spec.method, spec.model.quantization)
     out = rundir.export / fmt.folder
-    files = save_format(fmt, tuned, cfg, out)
+    files = save_format(fmt, tuned, spec, out)
     del tuned  # one model in memory at a time
 
-    reloaded = load_format(fmt, out, cfg)
-    tokenizer = load_weights_tokenizer(out, cfg.model)
+    reloaded = load_format(fmt, out, spec)
+    tokenizer = load_weights_tokenizer(out, spec.model)
     eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
     stops = eos if isinstance(eos, list) else [eos]
-    after, _ = _answers(reloaded, tokenizer, conversations, cfg, stops=stops)
+    after, _ = _answers(reloaded, tokenizer, conversations, generation, stops=stops)
     after_logits = sequence_logits(reloaded, sequences)
 
     check = ExportCheck(
@@ -92,11 +97,12 @@ def _answers(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     conversations: list[list[dict[str, str]]],
-    cfg: RunConfig,
+    generation: tuple[int, int],
     *,
     stops: list[int] | None,
 ) -> tuple[list[Completion], list[list[int]]]:
-    """Greedy answers to the check prompts, and each prompt + answer as token ids."""
+    """Greedy answers to the check prompts (`generation`: max new tokens, batch size), and each
+    prompt + answer as token ids."""
     if not conversations:
         return [], []
     prompts = [render_prompt(tokenizer, c) for c in conversations]
@@ -104,8 +110,8 @@ def _answers(
         model,
         tokenizer,
         prompts,
-        max_new_tokens=cfg.export.check_max_new_tokens,
-        batch_size=cfg.evaluate.batch_size,
+        max_new_tokens=generation[0],
+        batch_size=generation[1],
         stop_ids=stops if stops is not None else stop_token_ids(tokenizer),
     )
     prompt_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]

@@ -14,27 +14,27 @@ from lmtune.weights.save import save_folder
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from lmtune.config.run import RunConfig
+    from lmtune.config.run import WeightsSpec
 
 
-def save_format(fmt: AnyFormat, tuned: Tuned, cfg: RunConfig, out: Path) -> dict[str, str]:
+def save_format(fmt: AnyFormat, tuned: Tuned, spec: WeightsSpec, out: Path) -> dict[str, str]:
     """Write the trained model in `fmt` to `out`; returns {weight file name: sha256}."""
     match fmt:
         case MergedFormat():
-            return save_folder(methods.merge(tuned.model, cfg.method), tuned.tokenizer, out)
+            return save_folder(methods.merge(tuned.model, spec.method), tuned.tokenizer, out)
         case AdapterFormat():
-            return save_folder(tuned.model, tuned.tokenizer, out, cfg.method)
+            return save_folder(tuned.model, tuned.tokenizer, out, spec.method)
         case _:
             assert_never(fmt)
 
 
-def load_format(fmt: AnyFormat, out: Path, cfg: RunConfig) -> PreTrainedModel:
+def load_format(fmt: AnyFormat, out: Path, spec: WeightsSpec) -> PreTrainedModel:
     """The model a user loads from what `save_format` wrote (transformers alone for a standalone
     format; the base + the adapter otherwise)."""
     match fmt:
         case MergedFormat():
-            return load_full(out, cfg.model)
+            return load_full(out, spec.model)
         case AdapterFormat():
-            return load_tuned(out, cfg).model
+            return load_tuned(out, spec).model
         case _:
             assert_never(fmt)

@@ -33,4 +33,4 @@ def run(rundir: RunDir) -> ExportResult:
     if cfg.export.combine is not None:
         return combine.run(rundir, cfg.export.combine)
     view, weights = final_view(rundir)  # the aligned policy when the run has one
-    return export(rundir, view, weights)
+    return export(rundir, view.export, view.weights, weights, view.evaluate.batch_size)

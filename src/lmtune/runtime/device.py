@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from lmtune.errors import PreflightError
-
-if TYPE_CHECKING:
-    from lmtune.config.run import RunConfig
 
 
 def pick_device(requested: Literal["auto", "cpu", "cuda"] = "auto") -> str:
@@ -27,11 +24,6 @@ def pick_device(requested: Literal["auto", "cpu", "cuda"] = "auto") -> str:
             return "cuda"
         case "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def train_device(cfg: RunConfig) -> str:
-    """The training device of the run `cfg` (`trainer.device`)."""
-    return pick_device(cfg.trainer.device)
 
 
 def inference_device() -> str:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from lmtune import errors as lmtune_errors
 from lmtune.errors import ConfigError, LmtuneError
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 
 if TYPE_CHECKING:
     from accelerate import PartialState
@@ -116,7 +116,7 @@ def launch_processes(
     """
 
     engine = config_engine(launch.accelerate_config) if launch.accelerate_config else None
-    if engine in CUDA_ONLY_ENGINES and train_device(cfg) != "cuda":
+    if engine in CUDA_ONLY_ENGINES and pick_device(cfg.trainer.device) != "cuda":
         raise ConfigError(_cpu_refusal(engine))
     cmd = launch_command(launch, config, overrides, resume)
     with tempfile.TemporaryDirectory(prefix="lmtune-failures-") as reports:
@@ -259,7 +259,7 @@ def process_state(cfg: RunConfig) -> PartialState:
     # deferred: accelerate only when this runs (keeps `import lmtune...` light)
     from accelerate import PartialState
 
-    on_cpu = train_device(cfg) != "cuda"
+    on_cpu = pick_device(cfg.trainer.device) != "cuda"
     sharded = [name for name in CUDA_ONLY_ENGINES if _engine_on(name)]
     if sharded and on_cpu:
         raise ConfigError(_cpu_refusal(sharded[0]))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lmtune import methods
 from lmtune.errors import ConfigError, PreflightError
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 from lmtune.train import distributed
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def check(
         )
     batch_tokens = cfg.trainer.batch_size * min(longest, cfg.data.max_length)
     available, source = available_memory(model, cfg)
-    if local_processes > 1 and train_device(cfg) == "cpu":
+    if local_processes > 1 and pick_device(cfg.trainer.device) == "cpu":
         available //= local_processes
         source += f", shared by {local_processes} processes"
     fused = liger_on(cfg)  # Liger's kernels
@@ -279,7 +279,7 @@ def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
 
     if cfg.trainer.memory_limit_gb is not None:
         return int(cfg.trainer.memory_limit_gb * GIB), "trainer.memory_limit_gb"
-    device = train_device(cfg)
+    device = pick_device(cfg.trainer.device)
     resident = sum(p.numel() * p.element_size() for p in model.parameters() if p.device.type == device)
     if device == "cuda":
         free, _ = torch.cuda.mem_get_info()
@@ -292,7 +292,7 @@ def available_memory(model: torch.nn.Module, cfg: RunConfig) -> tuple[int, str]:
 
 def liger_on(cfg: RunConfig) -> bool:
     """`use_liger` for the run `cfg`: its trainer settings, device and engine."""
-    return use_liger(cfg.trainer, train_device(cfg) == "cuda", sharded_adapter(cfg))
+    return use_liger(cfg.trainer, pick_device(cfg.trainer.device) == "cuda", sharded_adapter(cfg))
 
 
 def sharded_adapter(cfg: RunConfig) -> bool:

@@ -21,7 +21,7 @@ from lmtune.config.training import TrainerConfig
 from lmtune.data.prepare import load_or_prepare, load_prepared
 from lmtune.errors import ConfigError, TrainingError
 from lmtune.runtime import chat_templates
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 from lmtune.runtime.load import load_model, resolve_model_path
 from lmtune.runtime.processing import load_processor, text_tokenizer
 from lmtune.runtime.rundir import RunDir
@@ -98,7 +98,11 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
             rundir.update_lineage(**training_lineage(cfg.model.path, resolved, cfg.seed))
         # The others read what the main process prepared (their own file stamps may differ, e.g. on
         # another machine, and must not make them prepare again into the shared directory).
-        data = load_or_prepare(cfg, rundir, processor) if state.is_main_process else load_prepared(rundir)
+        data = (
+            load_or_prepare(cfg.data, rundir, processor, seed=cfg.seed)
+            if state.is_main_process
+            else load_prepared(rundir)
+        )
     shards = distributed.shards(state)
     sharded = distributed.weights_sharded()
     if sharded and not cfg.method.gathers_from_shards:
@@ -106,7 +110,7 @@ def run(cfg: RunConfig, resume: bool = False, callbacks: Sequence[TrainerCallbac
             f"method '{cfg.method.type}' saves its own format, which lmtune cannot gather from FSDP / ZeRO-3 "
             "shards: use DDP (`--nproc N` without a sharding config) or ZeRO-2"
         )
-    base = load_model(cfg.model, device=train_device(cfg))
+    base = load_model(cfg.model, device=pick_device(cfg.trainer.device))
     use_cache = base.config.use_cache
     set_seed(cfg.seed)  # the method's own initialisation (e.g. LoRA A) follows the run seed
     fit_chat_template(base, tokenizer, cfg)
@@ -263,7 +267,7 @@ def training_arguments(
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
-    on_cuda = train_device(cfg) == "cuda"
+    on_cuda = pick_device(cfg.trainer.device) == "cuda"
     checkpointing = (
         t.gradient_checkpointing is True if gradient_checkpointing is None else gradient_checkpointing
     )

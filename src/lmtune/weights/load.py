@@ -21,7 +21,7 @@ from lmtune.runtime.load import (
 )
 
 if TYPE_CHECKING:
-    from lmtune.config.run import RunConfig
+    from lmtune.config.run import WeightsSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -65,7 +65,7 @@ def load_base(base: ModelConfig, vocab_size: int | None = None) -> PreTrainedMod
     return model.to(inference_device()).eval()  # type: ignore[arg-type]
 
 
-def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
+def load_tuned(weights: Path, spec: WeightsSpec) -> Tuned:
     """Load a run's trained weights through its method (`lmtune.methods.load_for_inference`): an
     adapter goes on top of the base model, whole weights load on their own.
 
@@ -77,16 +77,16 @@ def load_tuned(weights: Path, cfg: RunConfig) -> Tuned:
         raise ModelLoadError(
             f"{weights}: no trained weights (missing or empty folder); run `lmtune train` first"
         )
-    base_dir = resolve_model_path(cfg.model.path)
+    base_dir = resolve_model_path(spec.model.path)
     try:
-        model = methods.load_for_inference(base_dir, weights, cfg.method, cfg.model.dtype)
+        model = methods.load_for_inference(base_dir, weights, spec.method, spec.model.dtype)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{weights}: cannot load the trained weights ({exc})") from None
     model = model.to(inference_device()).eval()
     # A PeftModel forwards every attribute (generate, config, ...) to the model it wraps.
     return Tuned(
         cast("PreTrainedModel", model),
-        load_weights_tokenizer(weights, cfg.model),
-        methods.is_adapter(cfg.method),
+        load_weights_tokenizer(weights, spec.model),
+        methods.is_adapter(spec.method),
         weights,
     )

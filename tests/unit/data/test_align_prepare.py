@@ -189,7 +189,7 @@ def test_sft_prepare_refuses_an_alignment_source(tmp_path: Path, tiny_tokenizer:
         }
     )
     with pytest.raises(DataError) as err:
-        prepare(cfg, RunDir.for_config(cfg), tiny_tokenizer)
+        prepare(cfg.data, RunDir.for_config(cfg), tiny_tokenizer, seed=cfg.seed)
     assert str(err.value) == f"{path}: format 'preference' is for align.data.sources, not data.sources"
 
 

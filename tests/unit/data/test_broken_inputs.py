@@ -167,7 +167,7 @@ def _prepare(path: Path, fmt: str, tmp_path: Path, tokenizer: Any) -> tuple[dict
         data["curation"] = {"pii": {"enabled": False}}
     cfg = RunConfig.model_validate({"output_dir": str(tmp_path), "data": data})
     rundir = RunDir.for_config(cfg)
-    return prepare(cfg, rundir, tokenizer).stats, rundir
+    return prepare(cfg.data, rundir, tokenizer, seed=cfg.seed).stats, rundir
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -68,7 +68,7 @@ def test_a_tokenizer_without_template_says_how_to_set_one(tmp_path: Path, base_d
     source.write_text(json.dumps({"messages": CONVERSATION}) + "\n", encoding="utf-8")
     cfg = RunConfig.model_validate({"data": {"sources": [{"path": str(source)}]}})
     with pytest.raises(DataError) as info:
-        prepare(cfg, RunDir(tmp_path / "r"), tok)
+        prepare(cfg.data, RunDir(tmp_path / "r"), tok, seed=cfg.seed)
     assert str(info.value) == (
         f"tokenizer {tok.name_or_path}: has no chat template; set data.chat_template (chatml, llama3, "
         "gemma, mistral or a Jinja file), use format `text`, or use a chat model"

@@ -72,7 +72,7 @@ ALL_ON = {
 def _run(tmp_path: Path, tokenizer: Any, curation: dict[str, Any]) -> tuple[dict, list[dict], RunDir]:
     cfg = _cfg(tmp_path, curation)
     rundir = RunDir.for_config(cfg)
-    prepare(cfg, rundir, tokenizer)
+    prepare(cfg.data, rundir, tokenizer, seed=cfg.seed)
     stats = json.loads((rundir.data / "stats.json").read_text())
     rejects = [json.loads(line) for line in rundir.rejects.read_text().splitlines()]
     return stats, rejects, rundir

@@ -182,7 +182,7 @@ def test_streamed_prepare_equals_in_memory_reference(
     monkeypatch.setattr(prepare_module, "CHUNK_SIZE", 7)  # many chunks, one of them partly rejected
     cfg = _cfg(tmp_path, sources, num_proc=num_proc)
     rundir = RunDir(tmp_path / "r")
-    prepared = prepare_module.prepare(cfg, rundir, tiny_tokenizer)
+    prepared = prepare_module.prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     train, evals, rejects = _in_memory_reference(cfg, tiny_tokenizer)
     assert _rows(prepared.train) == train
     assert _rows(prepared.eval) == evals
@@ -209,8 +209,12 @@ def test_num_proc_2_gives_the_same_output_as_num_proc_1(
     monkeypatch.setattr(prepare_module, "CHUNK_SIZE", 5)
     one = RunDir(tmp_path / "one")
     two = RunDir(tmp_path / "two")
-    a = prepare_module.prepare(_cfg(tmp_path, sources, num_proc=1, packing=True), one, tiny_tokenizer)
-    b = prepare_module.prepare(_cfg(tmp_path, sources, num_proc=2, packing=True), two, tiny_tokenizer)
+    a = prepare_module.prepare(
+        _cfg(tmp_path, sources, num_proc=1, packing=True).data, one, tiny_tokenizer, seed=5
+    )
+    b = prepare_module.prepare(
+        _cfg(tmp_path, sources, num_proc=2, packing=True).data, two, tiny_tokenizer, seed=5
+    )
     assert a.train.to_dict() == b.train.to_dict() and a.eval.to_dict() == b.eval.to_dict()
     assert {k: v for k, v in a.stats.items() if k != "prepare_key"} == {
         k: v for k, v in b.stats.items() if k != "prepare_key"
@@ -251,7 +255,7 @@ def test_records_stream_and_splits_are_memory_mapped(
     monkeypatch.setattr(ChunkEncoder, "encode", spy)
     cfg = RunConfig.model_validate({"data": {"sources": [{"path": "gen"}], "eval_size": 0.1}})
     rundir = RunDir(tmp_path / "r")
-    prepared = prepare_module.prepare(cfg, rundir, tiny_tokenizer)
+    prepared = prepare_module.prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     assert prepared.stats["accepted"] == n and encoded == n
     assert len(lags) == n // chunk
     assert max(lags) <= chunk  # at most the chunk being encoded is alive, not 3,000 records
@@ -280,7 +284,7 @@ def test_chunked_curation_equals_curating_everything(
         {"data": {"sources": [{"path": str(path)}], "curation": curation, "eval_size": 0}}
     )
     monkeypatch.setattr(prepare_module, "CHUNK_SIZE", 6)
-    prepared = prepare_module.prepare(cfg, RunDir(tmp_path / "r"), tiny_tokenizer)
+    prepared = prepare_module.prepare(cfg.data, RunDir(tmp_path / "r"), tiny_tokenizer, seed=cfg.seed)
 
     items = [
         prepare_module._Pending(0, r.item.where, r.item.raw, r.messages, False)

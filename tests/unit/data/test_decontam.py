@@ -62,7 +62,7 @@ def test_planted_contaminated_record_is_removed_and_reported(
 ) -> None:
     cfg = _cfg(tmp_path, files)
     rundir = RunDir.for_config(cfg)
-    prepare(cfg, rundir, tiny_tokenizer)
+    prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     stats = json.loads((rundir.data / "stats.json").read_text())
     assert (stats["read"], stats["accepted"], stats["rejected"]) == (8, 7, 1)
     assert stats["rejected_by_reason"] == {"contaminated": 1}
@@ -84,7 +84,7 @@ def test_planted_contaminated_record_is_removed_and_reported(
 def test_ngram_size_is_configurable(tmp_path: Path, files: dict[str, Path], tiny_tokenizer: Any) -> None:
     cfg = _cfg(tmp_path, files, ngram=12)
     rundir = RunDir.for_config(cfg)
-    prepare(cfg, rundir, tiny_tokenizer)
+    prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     stats = json.loads((rundir.data / "stats.json").read_text())
     assert stats["rejected_by_reason"] == {"contaminated": 2}  # the 12-word overlap now counts too
 
@@ -118,7 +118,7 @@ def test_prepared_data_is_redone_when_an_eval_set_changes(
     from lmtune.data.prepare import prepare_key
 
     cfg = _cfg(tmp_path, files)
-    before = prepare_key(cfg, tiny_tokenizer)
+    before = prepare_key(cfg.data, tiny_tokenizer, seed=cfg.seed)
     files["eval"].write_text(files["eval"].read_text() + json.dumps({"question": "q", "answer": "a"}) + "\n")
     os.utime(files["eval"], ns=(1, 1))  # a different size and time, whatever the clock resolution
-    assert prepare_key(cfg, tiny_tokenizer) != before
+    assert prepare_key(cfg.data, tiny_tokenizer, seed=cfg.seed) != before

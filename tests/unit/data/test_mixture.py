@@ -143,7 +143,7 @@ def test_prepare_mixes_sources_by_weight_and_keeps_copies_out_of_eval(
         {"path": str(small), "format": "prompt_completion", "weight": 1},
     ]
     cfg = _cfg(tmp_path, sources, {"size": "largest"})
-    prepared = prepare(cfg, RunDir.for_config(cfg), tiny_tokenizer)
+    prepared = prepare(cfg.data, RunDir.for_config(cfg), tiny_tokenizer, seed=cfg.seed)
     stats, mix = prepared.stats, prepared.stats["mixture"]
 
     assert (stats["read"], stats["accepted"], stats["rejected"]) == (50, 50, 0)
@@ -157,7 +157,7 @@ def test_prepare_mixes_sources_by_weight_and_keeps_copies_out_of_eval(
     assert stats["split"]["train"] == len(train_prompts) == mix["train_after"]
     assert set(train_prompts).isdisjoint(_prompts(prepared.eval))  # no copy crosses the split
 
-    again = prepare(cfg, RunDir(tmp_path / "again"), tiny_tokenizer)
+    again = prepare(cfg.data, RunDir(tmp_path / "again"), tiny_tokenizer, seed=cfg.seed)
     assert _prompts(again.train) == train_prompts  # seeded: the same train split
 
 
@@ -169,7 +169,7 @@ def test_prepare_oversamples_labels_and_stores_class_weights(tmp_path: Path, tin
     mixture = {"label_field": "label", "label_strategy": "oversample", "class_weights": True}
     cfg = _cfg(tmp_path, sources, mixture)
     rundir = RunDir.for_config(cfg)
-    prepared = prepare(cfg, rundir, tiny_tokenizer)
+    prepared = prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     block = json.loads((rundir.data / "stats.json").read_text())["mixture"]["labels"]
 
     assert sum(block["before"].values()) + sum(block["eval"].values()) == 48
@@ -182,7 +182,9 @@ def test_prepare_oversamples_labels_and_stores_class_weights(tmp_path: Path, tin
     assert weights == pytest.approx({"mixed": 1.0, "neg": 1.0, "pos": 1.0})  # balanced after oversampling
 
     cfg = _cfg(tmp_path, sources, {"label_field": "label", "class_weights": True}, seed=6)
-    unbalanced = prepare(cfg, RunDir(tmp_path / "unbalanced"), tiny_tokenizer).stats["mixture"]
+    unbalanced = prepare(cfg.data, RunDir(tmp_path / "unbalanced"), tiny_tokenizer, seed=cfg.seed).stats[
+        "mixture"
+    ]
     counts = unbalanced["labels"]["after"]
     w = unbalanced["class_weights"]
     assert sum(w[c] * n for c, n in counts.items()) / sum(counts.values()) == pytest.approx(1.0)
@@ -193,7 +195,7 @@ def test_undersample_drops_train_records_but_not_accepted_ones(tmp_path: Path, t
     src = _write_source(tmp_path / "u.jsonl", "u", ["pos"] * 30 + ["neg"] * 10)
     mixture = {"label_field": "label", "label_strategy": "undersample", "label_ratio": 0.5}
     cfg = _cfg(tmp_path, [{"path": str(src), "format": "prompt_completion"}], mixture)
-    stats = prepare(cfg, RunDir.for_config(cfg), tiny_tokenizer).stats
+    stats = prepare(cfg.data, RunDir.for_config(cfg), tiny_tokenizer, seed=cfg.seed).stats
     labels, mix = stats["mixture"]["labels"], stats["mixture"]
     assert labels["after"]["pos"] == 2 * labels["before"]["neg"]
     assert labels["after"]["neg"] == labels["before"]["neg"]

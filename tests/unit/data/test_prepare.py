@@ -65,7 +65,7 @@ def test_prepare_writes_splits_rejects_stats_and_lineage(
 ) -> None:
     cfg = _cfg(tmp_path, sources)
     rundir = RunDir.for_config(cfg)
-    prepared = prepare(cfg, rundir, tiny_tokenizer)
+    prepared = prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
 
     stats = json.loads((rundir.data / "stats.json").read_text())
     assert (stats["read"], stats["accepted"], stats["rejected"]) == (18, 15, 3)
@@ -110,15 +110,15 @@ def test_prepare_writes_splits_rejects_stats_and_lineage(
 
 def test_split_and_fingerprint_are_deterministic(tmp_path: Path, sources: dict, tiny_tokenizer: Any) -> None:
     cfg = _cfg(tmp_path, sources)
-    a = prepare(cfg, RunDir(tmp_path / "a"), tiny_tokenizer)
-    b = prepare(cfg, RunDir(tmp_path / "b"), tiny_tokenizer)
+    a = prepare(cfg.data, RunDir(tmp_path / "a"), tiny_tokenizer, seed=cfg.seed)
+    b = prepare(cfg.data, RunDir(tmp_path / "b"), tiny_tokenizer, seed=cfg.seed)
     assert a.stats["fingerprint"] == b.stats["fingerprint"]
     assert a.eval["messages"][:] == b.eval["messages"][:]
-    other = prepare(cfg.model_copy(update={"seed": 4}), RunDir(tmp_path / "c"), tiny_tokenizer)
+    other = prepare(cfg.data, RunDir(tmp_path / "c"), tiny_tokenizer, seed=4)
     assert other.eval["messages"][:] != a.eval["messages"][:]
     shorter = _cfg(tmp_path, sources, max_length=32)
     assert (
-        prepare(shorter, RunDir(tmp_path / "d"), tiny_tokenizer).stats["fingerprint"]
+        prepare(shorter.data, RunDir(tmp_path / "d"), tiny_tokenizer, seed=shorter.seed).stats["fingerprint"]
         != a.stats["fingerprint"]
     )
 
@@ -126,8 +126,10 @@ def test_split_and_fingerprint_are_deterministic(tmp_path: Path, sources: dict, 
 def test_packing_keeps_every_train_token_and_eval_unpacked(
     tmp_path: Path, sources: dict, tiny_tokenizer: Any
 ) -> None:
-    plain = prepare(_cfg(tmp_path, sources), RunDir(tmp_path / "plain"), tiny_tokenizer)
-    packed = prepare(_cfg(tmp_path, sources, packing=True), RunDir(tmp_path / "packed"), tiny_tokenizer)
+    plain = prepare(_cfg(tmp_path, sources).data, RunDir(tmp_path / "plain"), tiny_tokenizer, seed=3)
+    packed = prepare(
+        _cfg(tmp_path, sources, packing=True).data, RunDir(tmp_path / "packed"), tiny_tokenizer, seed=3
+    )
     assert packed.train.column_names == ["input_ids", "labels", "attention_mask", "position_ids", "messages"]
     assert "position_ids" not in packed.eval.column_names
     assert len(packed.train) < len(plain.train)
@@ -143,7 +145,9 @@ def test_packing_keeps_every_train_token_and_eval_unpacked(
 
 
 def test_truncate_policy_keeps_the_long_record(tmp_path: Path, sources: dict, tiny_tokenizer: Any) -> None:
-    prepared = prepare(_cfg(tmp_path, sources, truncation="truncate"), RunDir(tmp_path / "r"), tiny_tokenizer)
+    prepared = prepare(
+        _cfg(tmp_path, sources, truncation="truncate").data, RunDir(tmp_path / "r"), tiny_tokenizer, seed=3
+    )
     assert prepared.stats["rejected_by_reason"] == {"malformed_json": 1, "no_final_assistant": 1}
     assert max(len(r) for r in [*prepared.train["input_ids"], *prepared.eval["input_ids"]]) == 64
 
@@ -152,7 +156,10 @@ def test_system_prompt_is_prepended_to_chat_not_text(
     tmp_path: Path, sources: dict, tiny_tokenizer: Any
 ) -> None:
     prepared = prepare(
-        _cfg(tmp_path, sources, system_prompt="be brief."), RunDir(tmp_path / "r"), tiny_tokenizer
+        _cfg(tmp_path, sources, system_prompt="be brief.").data,
+        RunDir(tmp_path / "r"),
+        tiny_tokenizer,
+        seed=3,
     )
     rows = [*prepared.train, *prepared.eval]
     roles = [row["messages"][0]["role"] for row in rows]
@@ -166,12 +173,12 @@ def test_load_or_prepare_reuses_then_redoes_on_change(
     rundir = RunDir(tmp_path / "r")
     with pytest.raises(DataError, match=r"no prepared data \(run the data stage first\)"):
         load_prepared(rundir)
-    first = load_or_prepare(cfg, rundir, tiny_tokenizer)
+    first = load_or_prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     stamp = (rundir.data / "stats.json").stat().st_mtime_ns
-    again = load_or_prepare(cfg, rundir, tiny_tokenizer)
+    again = load_or_prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     assert (rundir.data / "stats.json").stat().st_mtime_ns == stamp
     assert again.stats == first.stats
-    changed = load_or_prepare(cfg.model_copy(update={"seed": 9}), rundir, tiny_tokenizer)
+    changed = load_or_prepare(cfg.data, rundir, tiny_tokenizer, seed=9)
     assert (rundir.data / "stats.json").stat().st_mtime_ns != stamp
     assert changed.stats["split"]["seed"] == 9
 
@@ -182,29 +189,29 @@ def test_nothing_accepted_is_a_data_error_with_rejects_kept(tmp_path: Path, tiny
     cfg = RunConfig.model_validate({"data": {"sources": [{"path": str(bad)}]}})
     rundir = RunDir(tmp_path / "r")
     with pytest.raises(DataError, match=r"no record accepted \(2 read, 2 rejected; see .*rejects\.jsonl\)"):
-        prepare(cfg, rundir, tiny_tokenizer)
+        prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     assert len(rundir.rejects.read_text().splitlines()) == 2
 
 
 def test_bad_setup_is_a_data_error(tmp_path: Path, sources: dict, tiny_tokenizer: Any) -> None:
     rundir = RunDir(tmp_path / "r")
     with pytest.raises(DataError, match=r"data\.sources is empty"):
-        prepare(RunConfig(), rundir, tiny_tokenizer)
+        prepare(RunConfig().data, rundir, tiny_tokenizer, seed=0)
     no_template = copy.deepcopy(tiny_tokenizer)
     no_template.chat_template = None
     with pytest.raises(
         DataError,
         match=r"has no chat template; set data\.chat_template .*, use format `text`, or use a chat model",
     ):
-        prepare(_cfg(tmp_path, sources), rundir, no_template)
+        prepare(_cfg(tmp_path, sources).data, rundir, no_template, seed=3)
     missing = RunConfig.model_validate({"data": {"sources": [{"path": str(tmp_path / "gone.jsonl")}]}})
     with pytest.raises(DataError, match=r"gone\.jsonl: no such file"):
-        prepare(missing, rundir, tiny_tokenizer)
+        prepare(missing.data, rundir, tiny_tokenizer, seed=missing.seed)
 
 
 def test_worker_processes_give_the_same_result(tmp_path: Path, sources: dict, tiny_tokenizer: Any) -> None:
-    one = prepare(_cfg(tmp_path, sources), RunDir(tmp_path / "one"), tiny_tokenizer)
-    two = prepare(_cfg(tmp_path, sources, num_proc=2), RunDir(tmp_path / "two"), tiny_tokenizer)
+    one = prepare(_cfg(tmp_path, sources).data, RunDir(tmp_path / "one"), tiny_tokenizer, seed=3)
+    two = prepare(_cfg(tmp_path, sources, num_proc=2).data, RunDir(tmp_path / "two"), tiny_tokenizer, seed=3)
     assert two.stats["fingerprint"] == one.stats["fingerprint"]
     assert two.train["input_ids"][:] == one.train["input_ids"][:]
     assert two.train["labels"][:] == one.train["labels"][:]
@@ -215,7 +222,7 @@ def test_eval_size_zero_round_trips_as_an_empty_split(
 ) -> None:
     cfg = _cfg(tmp_path, sources, eval_size=0)
     rundir = RunDir.for_config(cfg)
-    prepare(cfg, rundir, tiny_tokenizer)
+    prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
     loaded = load_prepared(rundir)
     assert len(loaded.eval) == 0 and len(loaded.train) == 15
     assert set(loaded.eval.column_names) == set(loaded.train.column_names)

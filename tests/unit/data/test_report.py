@@ -69,7 +69,7 @@ def _config(folder: Path, **data: Any) -> dict[str, Any]:
 def prepared_run(tmp_path: Path, tiny_tokenizer: Any) -> tuple[RunDir, PreparedData]:
     cfg = RunConfig.model_validate(_config(tmp_path))
     rundir = RunDir.for_config(cfg)
-    return rundir, prepare(cfg, rundir, tiny_tokenizer)
+    return rundir, prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed)
 
 
 def test_histogram_helpers() -> None:
@@ -187,7 +187,7 @@ def test_report_without_labels_has_no_label_section(tmp_path: Path, tiny_tokeniz
     ] + [{"path": raw["data"]["sources"][1]["path"]}]
     cfg = RunConfig.model_validate(raw)
     rundir = RunDir.for_config(cfg)
-    files = write_report(rundir, prepare(cfg, rundir, tiny_tokenizer))
+    files = write_report(rundir, prepare(cfg.data, rundir, tiny_tokenizer, seed=cfg.seed))
     html = files.html_path.read_text()
     assert files.report["labels"] is None and "Label balance" not in html
     assert build_report(rundir, load_prepared(rundir))["splits"] == files.report["splits"]

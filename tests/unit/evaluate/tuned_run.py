@@ -87,7 +87,7 @@ def prepare_data(cfg: RunConfig, tokenizer: Any, conversations: list[list[dict[s
     source = Path(cfg.data.sources[0].path)
     source.parent.mkdir(parents=True, exist_ok=True)
     source.write_text("".join(json.dumps({"messages": m}) + "\n" for m in records))
-    prepare(cfg, RunDir.for_config(cfg), tokenizer)
+    prepare(cfg.data, RunDir.for_config(cfg), tokenizer, seed=cfg.seed)
 
 
 def perturbed_lora(base_dir: Path, scale: float, seed: int = 0) -> Any:

@@ -27,15 +27,15 @@ def test_every_format_reloads_to_the_trained_model(
 ) -> None:
     rundir = make_run(tmp_path, tiny_model_dir, scale=0.5)
     cfg, weights = final_view(rundir)
-    tuned = load_tuned(weights, cfg)
+    tuned = load_tuned(weights, cfg.weights)
     ids = torch.tensor([[1, 5, 9, 23, 42, 7]])
     with torch.no_grad():
         before = tuned.model(input_ids=ids).logits
     out = tmp_path / "export" / fmt.folder
-    files = save_format(fmt, tuned, cfg, out)
+    files = save_format(fmt, tuned, cfg.weights, out)
     assert files and all(name.endswith(".safetensors") for name in files)
     with torch.no_grad():
-        after = load_format(fmt, out, cfg)(input_ids=ids).logits
+        after = load_format(fmt, out, cfg.weights)(input_ids=ids).logits
     assert torch.allclose(before, after, atol=1e-4)
     if fmt.standalone:  # transformers alone, no PEFT, no base beside it
         plain = AutoModelForCausalLM.from_pretrained(out).eval()

@@ -67,9 +67,9 @@ def test_the_data_stage_prepares_the_same_rows_through_a_processor(
     tmp_path: Path, tiny_model_dir: Path, tiny_tokenizer: Any
 ) -> None:
     cfg = _config(tmp_path, tiny_model_dir)
-    by_tokenizer = prepare(cfg, RunDir(tmp_path / "a"), tiny_tokenizer)
+    by_tokenizer = prepare(cfg.data, RunDir(tmp_path / "a"), tiny_tokenizer, seed=cfg.seed)
     processor = TextAndAudio(feature_extractor=WhisperFeatureExtractor(), tokenizer=tiny_tokenizer)
-    by_processor = prepare(cfg, RunDir(tmp_path / "b"), processor)
+    by_processor = prepare(cfg.data, RunDir(tmp_path / "b"), processor, seed=cfg.seed)
     assert by_processor.train["input_ids"] == by_tokenizer.train["input_ids"]
     assert by_processor.train["labels"] == by_tokenizer.train["labels"]
     assert by_processor.stats["accepted"] == by_tokenizer.stats["accepted"] == 10

@@ -16,7 +16,7 @@ from lmtune.config.methods.full import FullConfig
 from lmtune.config.methods.lora import LoraConfig
 from lmtune.config.run import RunConfig
 from lmtune.errors import PreflightError
-from lmtune.runtime.device import train_device
+from lmtune.runtime.device import pick_device
 from lmtune.train import preflight
 from lmtune.train.preflight import GIB, check, estimate_memory, layer_activation_elements
 
@@ -233,7 +233,7 @@ def test_memory_estimate_matches_its_closed_form(tiny_model_dir: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal when no CUDA device exists")
 def test_cuda_requested_without_a_device(run_config: Callable[..., RunConfig]) -> None:
     with pytest.raises(PreflightError, match=r"^trainer.device is 'cuda' but no CUDA device is available$"):
-        train_device(run_config(trainer={"device": "cuda"}))
+        pick_device(run_config(trainer={"device": "cuda"}).trainer.device)
 
 
 def test_liger_and_compile_reach_the_trainer_arguments(

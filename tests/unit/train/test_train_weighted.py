@@ -80,7 +80,7 @@ def _cfg(tmp_path: Path, source: Path, **data: Any) -> RunConfig:
 
 def test_train_rows_carry_their_class_weight(tmp_path: Path, tiny_tokenizer: Any) -> None:
     cfg = _cfg(tmp_path, _labelled(tmp_path))
-    prepared = prepare(cfg, RunDir.for_config(cfg), tiny_tokenizer)
+    prepared = prepare(cfg.data, RunDir.for_config(cfg), tiny_tokenizer, seed=cfg.seed)
     weights = prepared.stats["mixture"]["class_weights"]
     assert weights["neg"] > 1 > weights["pos"]
     rows = list(zip(prepared.train["messages"], prepared.train["weight"], strict=True))

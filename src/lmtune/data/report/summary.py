@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 from lmtune.data.prepare import load_or_prepare
 from lmtune.data.report.html import render_html
 from lmtune.runtime.console import summary_console
-from lmtune.runtime.load import load_tokenizer
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 
 if TYPE_CHECKING:
     from datasets import Dataset
     from rich.console import Console
 
-    from lmtune.config.run import RunConfig
+    from lmtune.config.data import DataConfig
     from lmtune.data.prepare import PreparedData
+    from lmtune.runtime.processing import Processor
 
 HISTOGRAM_BINS = 20
 _KNOWN = {
@@ -52,14 +52,14 @@ class ReportFiles:
     report: dict[str, Any]
 
 
-def inspect(cfg: RunConfig, rundir: RunDir) -> ReportFiles:
+def inspect(data: DataConfig, rundir: RunDir, processor: Processor, *, seed: int) -> ReportFiles:
     """Prepare the run's data if needed (none yet, or other settings), then write the report next to it.
 
     Raises:
         DataError: the data cannot be prepared (see `lmtune.data.prepare.prepare`).
     """
 
-    prepared = load_or_prepare(cfg, rundir, load_tokenizer(cfg.model, cfg.data.chat_template))
+    prepared = load_or_prepare(data, rundir, processor, seed=seed)
     return write_report(rundir, prepared)
 
 
