@@ -46,9 +46,11 @@ def run_online(
     objective_args: dict[str, Any],
     resume: bool,
     extra_rewards: Sequence[RewardFunction],
+    trainer_kwargs: dict[str, Any] | None = None,
 ) -> AlignResult:
     """Train with a TRL online trainer (`trainer_classes` = (its config class, its trainer class)) on
-    `objective.data` prompts, scored by `objective.rewards` plus the `extra_rewards` callables."""
+    `objective.data` prompts, scored by `objective.rewards` plus the `extra_rewards` callables;
+    `trainer_kwargs` are more keyword arguments of the trainer (e.g. GRPO's `rollout_func`)."""
     return run_trl(
         cfg,
         objective,
@@ -57,5 +59,8 @@ def run_online(
         resume,
         kind="prompt",
         reference=False,  # TRL's online trainers use the adapter-disabled policy when beta > 0
-        trainer_kwargs={"reward_funcs": [trl_reward(objective.rewards, extra_rewards)]},
+        trainer_kwargs={
+            "reward_funcs": [trl_reward(objective.rewards, extra_rewards)],
+            **(trainer_kwargs or {}),
+        },
     )

@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -166,3 +167,47 @@ def test_grpo_resume_samples_the_same_sequence(
         for root in (tmp_path / "a" / "grpo", copy)
     ]
     assert rewards[0] == rewards[1]  # steps 3-4 sampled the same completions (same rewards) after resume
+
+
+def test_grpo_samples_through_the_engine_as_trls_own_generation(
+    tmp_path: Path, prompts_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GRPO's groups come from the runtime's engine (`grpo.rollout`, TRL's `rollout_func`): it is called
+    during training, and from the same random state it samples token for token what TRL's own
+    generation path samples."""
+    import torch
+
+    from lmtune.align import trl_run
+    from lmtune.runtime.generation import Generator
+
+    calls: list[int] = []
+    real_generate = Generator.generate
+
+    def counting(self: Generator, prompts: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(prompts))
+        return real_generate(self, prompts, *args, **kwargs)
+
+    trainers: list[Any] = []
+    real_finish = trl_run.session.finish
+
+    def keep(s: Any, trainer: Any, *args: Any, **kwargs: Any) -> Any:
+        trainers.append(trainer)
+        return real_finish(s, trainer, *args, **kwargs)
+
+    monkeypatch.setattr(Generator, "generate", counting)
+    monkeypatch.setattr(trl_run.session, "finish", keep)
+    cfg = online_config(tmp_path, prompts_file, "grpo", steps=1)
+    grpo.run(cfg, cfg.align, extra_rewards=[share_of_e])  # type: ignore[arg-type]
+    assert 16 in calls  # one training batch: 2 prompts x 8 generations
+
+    trainer = trainers[0]
+    trainer.model.eval()
+    messages = [[{"role": "user", "content": f"What is {i} plus {i}?"}] for i in range(4) for _ in range(2)]
+    for seed in (1, 2, 3):
+        torch.manual_seed(seed)
+        ids, _, _ = trainer._tokenize_prompts(messages)
+        theirs, _ = trainer._generate_single_turn(ids, None, {}, 2)
+        torch.manual_seed(seed)
+        ours = grpo.rollout(messages, trainer)
+        assert ours["prompt_ids"] == ids
+        assert ours["completion_ids"] == theirs
