@@ -18,7 +18,7 @@ from lmtune.export import run as export_run
 from lmtune.monitor.store import RequestStore
 from lmtune.runtime.console import summary_console
 from lmtune.runtime.load import load_tokenizer
-from lmtune.runtime.records import EvalSummaryFile
+from lmtune.runtime.records import EvalSummaryFile, MetricComparison
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.serve.run import background_server
 from lmtune.train import sft
@@ -168,6 +168,30 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def comparison_table(rows: dict[str, MetricComparison]) -> Any:
+    """Base vs tuned per metric, with the delta's paired 95% interval; a delta whose interval holds 0
+    reads `within noise`, not as a change."""
+    # deferred: rich only when this runs (keeps `import lmtune...` light)
+    from rich.table import Table
+
+    table = Table(title="Held-out metrics: base vs tuned")
+    for col in ("metric", "base", "tuned", "delta", "95% interval", "items", "reading"):
+        table.add_column(col, justify="left" if col in ("metric", "reading") else "right")
+    for name, row in rows.items():
+        interval = "-" if row.ci95 is None else f"[{_fmt(row.ci95[0])}, {_fmt(row.ci95[1])}]"
+        match row.significant:
+            case None:
+                reading = "-" if row.delta is None else "no interval"
+            case False:
+                reading = "within noise"
+            case True:
+                reading = "higher" if (row.delta or 0) > 0 else "lower"
+        table.add_row(
+            name, _fmt(row.base), _fmt(row.tuned), _fmt(row.delta), interval, _fmt(row.items), reading
+        )
+    return table
+
+
 def print_summary(result: PipelineResult) -> None:
     """Metrics before/after, time per stage, where each artefact is."""
     # deferred: rich only when this runs (keeps `import lmtune...` light)
@@ -176,13 +200,7 @@ def print_summary(result: PipelineResult) -> None:
     console = summary_console()
     evals = result.metrics.get("eval", {})
     if evals:
-        table = Table(title="Held-out metrics: base vs tuned")
-        for col in ("metric", "base", "tuned", "delta"):
-            table.add_column(col, justify="left" if col == "metric" else "right")
-        for name, row in evals.items():
-            if isinstance(row, dict):
-                table.add_row(name, _fmt(row.get("base")), _fmt(row.get("tuned")), _fmt(row.get("delta")))
-        console.print(table)
+        console.print(comparison_table(EvalSummaryFile.model_validate(evals).root))
     times = Table(title="Time per stage")
     times.add_column("stage")
     times.add_column("seconds", justify="right")

@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
     p.add_argument("run_dir")
+    p.add_argument(
+        "--config",
+        help="take the evaluation settings (suites, budgets) from this run config's `evaluate` section",
+    )
     p = verb("export", cmd_export, "merge and save a standard model folder, with an export check")
     p.add_argument("run_dir")
     p.add_argument(

@@ -179,7 +179,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from lmtune.evaluate.run import run
     from lmtune.runtime.rundir import RunDir
 
-    run(RunDir(Path(args.run_dir)))
+    settings = _load_run_config(args.config, []).evaluate if args.config else None
+    run(RunDir(Path(args.run_dir)), settings=settings)
     print((Path(args.run_dir) / "eval" / "summary.json").read_text())
     return 0
 

@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from lmtune.config.backends import BackendConfig, TransformersBackend
 from lmtune.config.base import StrictModel
-from lmtune.config.suites import SuiteConfig, default_suites
+from lmtune.config.suites import AnySuite, SuiteConfig, default_suites
 
 Combination = Literal["cat", "linear", "svd"]
 """How `export.combine` joins LoRA adapters (see docs/methods.md, "Several adapters on one base")."""
@@ -24,8 +24,23 @@ class EvaluateConfig(StrictModel):
     compare_base: bool = True
     """Also evaluate the base model (adapter disabled) so the report shows before and after."""
     suites: list[SuiteConfig] = Field(default_factory=default_suites, min_length=1)
-    """What to measure, in this order (`type`: `perplexity`, `exact_match`, `format_compliance`). The
-    greedy answers are generated once per model, for the suites that score them."""
+    """What to measure, in this order (`type`: `perplexity`, `exact_match`, `format_compliance`,
+    `generation`). The greedy answers to the held-out prompts are generated once per model, for the
+    suites that score them."""
+
+    @field_validator("suites")
+    @classmethod
+    def _unique_metrics(cls, suites: list[AnySuite]) -> list[AnySuite]:
+        seen: set[str] = set()
+        for suite in suites:
+            twice = seen & set(suite.metric_names())
+            if twice:
+                first = sorted(twice)[0]
+                raise ValueError(
+                    f"metric {first!r} is reported by two suites; give the second another `name`"
+                )
+            seen |= set(suite.metric_names())
+        return suites
 
 
 class CombineSource(StrictModel):

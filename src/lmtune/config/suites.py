@@ -1,8 +1,9 @@
 """Evaluation suites: each a tagged config joined in one discriminated union (`SuiteConfig`); the
 evaluation stage runs each through one exhaustive `match` (`lmtune.evaluate.suites.run_suite`).
 
-A suite names the metrics it reports (`metrics`) and whether it needs the model's generated answers
-(`generates`: the answers are generated once per model and shared by every suite that needs them).
+A suite names the metrics it reports (`metric_names()`) and whether it needs the model's generated
+answers to the run's held-out prompts (`generates`: those answers are generated once per model and
+shared by every suite that needs them). A suite with its own task file (`path`) generates its own.
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ class SuiteBase(StrictModel):
     """Base of every suite config."""
 
     type: str
-    metrics: ClassVar[tuple[str, ...]]
-    """The metrics the suite reports, compared base vs tuned in `eval/summary.json`."""
+    metrics: ClassVar[tuple[str, ...]] = ()
+    """The metrics a suite of this type always reports."""
     generates: ClassVar[bool] = False
     """Whether the suite scores greedy answers to the held-out prompts."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics this suite reports, compared base vs tuned in `eval/summary.json`."""
+        return self.metrics
 
 
 class PerplexitySuite(SuiteBase):
@@ -49,7 +54,39 @@ class FormatComplianceSuite(SuiteBase):
     generates: ClassVar[bool] = True
 
 
-AnySuite = PerplexitySuite | ExactMatchSuite | FormatComplianceSuite
+GenerationScore = Literal["exact_match", "numeric_match", "token_f1", "rouge_l", "bleu", "chrf"]
+AnswerFilter = Literal["flexible", "strict"]
+DEFAULT_SCORES: tuple[GenerationScore, ...] = ("exact_match", "token_f1", "rouge_l", "bleu", "chrf")
+
+
+class GenerationSuite(SuiteBase):
+    """Greedy answers to a task file's prompts (or to the run's held-out prompts), scored against the
+    references: `exact_match` (normalised text), `numeric_match` (the numbers `answer_filter` extracts),
+    `token_f1` (SQuAD's bag-of-tokens F1), `rouge_l` (rouge-score's ROUGE-L F-measure), `bleu` and
+    `chrf` (sacrebleu's corpus BLEU and chrF, 0-100). Metrics are reported as `<name>/<score>`."""
+
+    type: Literal["generation"] = "generation"
+    generates: ClassVar[bool] = True
+    name: str = Field(default="generation", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    path: str | None = None
+    """A JSONL task file: rows of `messages` (ending in the reference assistant turn), or a prompt
+    (`prompt` | `question` | `input`) and a reference (`answer` | `reference` | `output` | `target`);
+    `gsm8k`: the packaged GSM8K test set. None: the run's held-out split."""
+    scores: list[GenerationScore] = Field(default_factory=lambda: list(DEFAULT_SCORES), min_length=1)
+    """What to score each answer by, in this order."""
+    answer_filter: AnswerFilter = "flexible"
+    """How `numeric_match` extracts a number: `flexible` takes the number after the last `####`, else the
+    last number in the answer (lm-evaluation-harness's flexible-extract); `strict` only the number
+    after `####` (its strict-match). Stated in the result."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Items to answer (the first ones); None: `evaluate.max_samples`."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}/{score}" for score in self.scores)
+
+
+AnySuite = PerplexitySuite | ExactMatchSuite | FormatComplianceSuite | GenerationSuite
 SuiteConfig = Annotated[AnySuite, Field(discriminator="type")]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import DataError
@@ -26,6 +26,8 @@ class LossResult:
     """exp(loss)."""
     tokens: int
     """Scored (labelled) tokens the mean is taken over."""
+    per_row: list[tuple[float, int]] = field(default_factory=list)
+    """(summed NLL, scored tokens) of each row, in order: what a paired bootstrap resamples."""
 
 
 def _pad_batch(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -68,6 +70,21 @@ def summed_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     return total, int((shifted_labels != IGNORE_INDEX).sum())
 
 
+def row_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, int]]:
+    """(summed NLL, scored tokens) of each row of a batch (see `summed_token_nll`)."""
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
+    import torch.nn.functional as F
+
+    shifted_logits = logits[:, :-1, :].float()
+    shifted_labels = labels[:, 1:]
+    per_token = F.cross_entropy(
+        shifted_logits.transpose(1, 2), shifted_labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    sums = per_token.sum(dim=1).tolist()
+    counts = (shifted_labels != IGNORE_INDEX).sum(dim=1).tolist()
+    return [(float(s), int(c)) for s, c in zip(sums, counts, strict=True)]
+
+
 def eval_loss(
     model: PreTrainedModel, rows: Sequence[dict[str, Any]], *, batch_size: int, pad_id: int
 ) -> LossResult:
@@ -83,6 +100,7 @@ def eval_loss(
         raise DataError("the eval split is empty: cannot compute eval loss")
     device = next(model.parameters()).device
     total, count = 0.0, 0
+    per_row: list[tuple[float, int]] = []
     for start in range(0, len(rows), batch_size):
         batch = {k: v.to(device) for k, v in _pad_batch(rows[start : start + batch_size], pad_id).items()}
         with torch.inference_mode():
@@ -92,7 +110,13 @@ def eval_loss(
         nll, n = summed_token_nll(logits, batch["labels"])
         total += float(nll)
         count += n
+        per_row += row_token_nll(logits, batch["labels"])
     if count == 0:
         raise DataError("the eval split has no labelled tokens (every label is -100): nothing to score")
     loss = total / count
-    return LossResult(loss=loss, perplexity=math.exp(loss) if loss < 700 else math.inf, tokens=count)
+    return LossResult(loss=loss, perplexity=perplexity(loss), tokens=count, per_row=per_row)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), inf past what a float holds."""
+    return math.exp(loss) if loss < 700 else math.inf

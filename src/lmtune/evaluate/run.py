@@ -23,6 +23,7 @@ from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.run import WeightsSpec
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
+from lmtune.evaluate.stats import ItemScores, paired_interval
 from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
 from lmtune.runtime.records import EvalSummaryFile, EvalSummaryLog
 from lmtune.runtime.rundir import RunDir, atomic_write_text
@@ -49,7 +50,9 @@ class EvalSummary:
     out_dir: Path
 
 
-def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
+def run(
+    rundir: RunDir, *, weights: Path | None = None, settings: EvaluateConfig | None = None
+) -> EvalSummary:
     """Evaluate a run directory's trained weights on its eval split and write `<run>/eval/`.
 
     Args:
@@ -57,6 +60,7 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
         weights: An adapter or full model folder to evaluate instead of the run's own final weights
             (which are the aligned policy when the run has one: `lmtune.weights.view.final_view`, whose
             "base" is then the model alignment started from).
+        settings: An evaluate section to use instead of the run's own (e.g. other suites).
 
     Returns:
         The tuned (and base) metrics and their comparison.
@@ -64,7 +68,7 @@ def run(rundir: RunDir, *, weights: Path | None = None) -> EvalSummary:
 
     cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
-    result = evaluate(cfg.evaluate, cfg.weights, final, examples, rundir.eval)
+    result = evaluate(settings or cfg.evaluate, cfg.weights, final, examples, rundir.eval)
     rundir.append_metrics(EvalSummaryLog(eval=EvalSummaryFile.model_validate(result.summary).root))
     return result
 
@@ -101,15 +105,17 @@ def evaluate(
         raise DataError("the eval split is empty: nothing to evaluate")
     tuned = load_tuned(weights, spec)
     tok = tuned.tokenizer
-    tuned_report = evaluate_model(tuned.model, tok, examples, cfg, label="tuned")
+    tuned_report, tuned_items = evaluate_model(tuned.model, tok, examples, cfg, label="tuned")
     base_report: dict[str, Any] | None = None
+    base_items: dict[str, ItemScores] = {}
     base_view = methods.base_view(tuned.model, spec.method) if cfg.compare_base else None
     if base_view is not None:  # the same model computes the base function (e.g. adapters disabled)
         with base_view:
-            base_report = evaluate_model(tuned.model, tok, examples, cfg, label="base")
+            base_report, base_items = evaluate_model(tuned.model, tok, examples, cfg, label="base")
     elif cfg.compare_base:
         del tuned  # one full model in memory at a time
-        base_report = evaluate_model(load_base(spec.model, len(tok)), tok, examples, cfg, label="base")
+        base = load_base(spec.model, len(tok))
+        base_report, base_items = evaluate_model(base, tok, examples, cfg, label="base")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})
@@ -118,8 +124,8 @@ def evaluate(
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
-    names = [name for suite in cfg.suites for name in suite.metrics]
-    summary = compare(tuned_report["metrics"], base_metrics, names)
+    names = [name for suite in cfg.suites for name in suite.metric_names()]
+    summary = compare(tuned_report["metrics"], base_metrics, names, tuned_items, base_items)
     _write_json(out_dir / "summary.json", summary)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
 
@@ -131,33 +137,58 @@ def evaluate_model(
     cfg: EvaluateConfig,
     *,
     label: str,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, ItemScores]]:
     """Every suite of `cfg.suites` on `model`, in order (generation metrics on the first
     `cfg.max_samples` examples).
 
     Returns:
-        {"metrics": {...}, "predictions": [{prompt, reference, prediction, reference_answer,
-        predicted_answer, correct, has_format}, ...]}
+        ({"metrics": {...}, "predictions": [{prompt, reference, prediction, reference_answer,
+        predicted_answer, correct, has_format}, ...], "suites": {suite name: {"settings", "items"}}},
+        {metric: per-item scores}).
     """
     answers = Answers(model, tokenizer, examples, cfg, stop_token_ids(tokenizer), label)
     found: Metrics = {}
+    items: dict[str, ItemScores] = {}
+    per_suite: dict[str, Any] = {}
     for suite in cfg.suites:
-        found |= run_suite(suite, answers)
-    if any(suite.generates for suite in cfg.suites):
-        found["samples"] = len(examples[: cfg.max_samples])
-    return {"metrics": found, "predictions": answers.predictions()}
+        result = run_suite(suite, answers)
+        found |= result.metrics
+        items |= result.items
+        if result.rows or result.settings:
+            per_suite[getattr(suite, "name", suite.type)] = {
+                "settings": result.settings,
+                "items": result.rows,
+            }
+    predictions = answers.predictions()
+    if predictions:
+        found["samples"] = len(predictions)
+    report: dict[str, Any] = {"metrics": found, "predictions": predictions}
+    if per_suite:
+        report["suites"] = per_suite
+    return report, items
 
 
 def compare(
-    tuned: Metrics, base: Metrics | None, names: Sequence[str] = SUMMARY_METRICS
-) -> dict[str, dict[str, float | None]]:
-    """{metric: {base, tuned, delta}} for the metrics `names`; delta = tuned - base."""
-    out: dict[str, dict[str, float | None]] = {}
+    tuned: Metrics,
+    base: Metrics | None,
+    names: Sequence[str] = SUMMARY_METRICS,
+    tuned_items: dict[str, ItemScores] | None = None,
+    base_items: dict[str, ItemScores] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """{metric: {base, tuned, delta, ci95, items}} for the metrics `names`; delta = tuned - base, and
+    where both sides kept per-item scores, its paired bootstrap 95% interval and the items it counts."""
+    out: dict[str, dict[str, Any]] = {}
     for name in names:
         t = tuned.get(name)
         b = base.get(name) if base is not None else None
         delta = t - b if t is not None and b is not None else None
-        out[name] = {"base": b, "tuned": t, "delta": delta}
+        row: dict[str, Any] = {"base": b, "tuned": t, "delta": delta}
+        t_items, b_items = (tuned_items or {}).get(name), (base_items or {}).get(name)
+        if delta is not None and t_items is not None and b_items is not None:
+            interval = paired_interval(b_items, t_items)
+            if interval is not None:
+                row |= {"ci95": [interval.low, interval.high], "items": interval.items}
+        out[name] = row
     return out
 
 

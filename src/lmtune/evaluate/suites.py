@@ -1,15 +1,25 @@
 """The evaluation suites (configs: `lmtune.config.suites`), each run on one model through one
-exhaustive `match` (`run_suite`). Suites that score generated answers share one generation pass per
-model (`Answers`)."""
+exhaustive `match` (`run_suite`). Suites that score answers to the held-out prompts share one
+generation pass per model (`Answers`). Every suite returns per-item scores beside its metrics, so
+base and tuned can be compared item by item (`lmtune.evaluate.stats`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
 
-from lmtune.config.suites import AnySuite, ExactMatchSuite, FormatComplianceSuite, PerplexitySuite
+from lmtune.config.suites import (
+    AnySuite,
+    ExactMatchSuite,
+    FormatComplianceSuite,
+    GenerationSuite,
+    PerplexitySuite,
+)
 from lmtune.evaluate import metrics
-from lmtune.evaluate.loss import eval_loss
+from lmtune.evaluate.loss import eval_loss, perplexity
+from lmtune.evaluate.stats import ItemScores
+from lmtune.evaluate.tasks import read_task_file
+from lmtune.evaluate.text_metrics import FILTERS, score_answers
 from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
 
 if TYPE_CHECKING:
@@ -18,6 +28,19 @@ if TYPE_CHECKING:
     from lmtune.config.deploy import EvaluateConfig
 
 Metrics = dict[str, float | int | None]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What one suite measured on one model."""
+
+    metrics: Metrics
+    items: dict[str, ItemScores] = field(default_factory=dict)
+    """Per-item scores of each compared metric (what the paired bootstrap resamples)."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """One record per item (prompt, reference, prediction, its scores), for the per-item drill-down."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """How the suite scored (task file, items, answer filter), written into the result."""
 
 
 @dataclass(frozen=True)
@@ -46,19 +69,24 @@ class Answers:
         """(prompts, answers, scores) of the sampled examples."""
         if self._scored is None:
             sampled = self.examples[: self.cfg.max_samples]
-            prompts = [render_prompt(self.tokenizer, e.prompt_messages) for e in sampled]
-            answers = greedy_generate(
-                self.model,
-                self.tokenizer,
-                prompts,
-                max_new_tokens=self.cfg.max_new_tokens,
-                batch_size=self.cfg.batch_size,
-                stop_ids=self.stops,
-                desc=f"generate ({self.label})",
-            )
+            prompts, answers = self.answer([e.prompt_messages for e in sampled], "held-out")
             scores = [metrics.score(g.text, e.reference) for g, e in zip(answers, sampled, strict=True)]
             self._scored = (prompts, answers, scores)
         return self._scored
+
+    def answer(self, conversations: list[list[Message]], what: str) -> tuple[list[str], list[Completion]]:
+        """Greedy answers to `conversations` (rendered prompts, completions)."""
+        prompts = [render_prompt(self.tokenizer, c) for c in conversations]
+        answers = greedy_generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=self.cfg.max_new_tokens,
+            batch_size=self.cfg.batch_size,
+            stop_ids=self.stops,
+            desc=f"generate {what} ({self.label})",
+        )
+        return prompts, answers
 
     def predictions(self) -> list[dict[str, Any]]:
         """One row per scored answer (empty when no suite generated)."""
@@ -79,8 +107,8 @@ class Answers:
         ]
 
 
-def run_suite(suite: AnySuite, answers: Answers) -> Metrics:
-    """The metrics of one suite on `answers.model` (the one exhaustive dispatch)."""
+def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
+    """What one suite measures on `answers.model` (the one exhaustive dispatch)."""
     match suite:
         case PerplexitySuite():
             tok = answers.tokenizer
@@ -91,10 +119,51 @@ def run_suite(suite: AnySuite, answers: Answers) -> Metrics:
                 batch_size=answers.cfg.batch_size,
                 pad_id=pad_id,
             )
-            return {"eval_loss": loss.loss, "perplexity": loss.perplexity, "eval_tokens": loss.tokens}
+            return SuiteResult(
+                {"eval_loss": loss.loss, "perplexity": loss.perplexity, "eval_tokens": loss.tokens},
+                {
+                    "eval_loss": ItemScores(list(loss.per_row), kind="ratio"),
+                    "perplexity": ItemScores(list(loss.per_row), kind="ratio", transform=perplexity),
+                },
+            )
         case ExactMatchSuite():
-            return {"exact_match": metrics.exact_match(answers.scored()[2])}
+            scores = answers.scored()[2]
+            return SuiteResult(
+                {"exact_match": metrics.exact_match(scores)},
+                {"exact_match": ItemScores([float(s.correct) for s in scores])},
+            )
         case FormatComplianceSuite():
-            return {"format_compliance": metrics.format_compliance(answers.scored()[2])}
+            scores = answers.scored()[2]
+            values = [float(s.has_format) if s.reference_has_format else None for s in scores]
+            return SuiteResult(
+                {"format_compliance": metrics.format_compliance(scores)},
+                {"format_compliance": ItemScores(values)},
+            )
+        case GenerationSuite():
+            return _generation(suite, answers)
         case _:
             assert_never(suite)
+
+
+def _generation(suite: GenerationSuite, answers: Answers) -> SuiteResult:
+    """Greedy answers to the suite's task file (or the held-out prompts), scored by its text metrics."""
+    limit = suite.max_samples or answers.cfg.max_samples
+    if suite.path is None:
+        prompts, completions, _ = answers.scored()
+        references = [e.reference for e in answers.examples[: len(completions)]][:limit]
+        prompts, completions = prompts[:limit], completions[:limit]
+    else:
+        items = read_task_file(suite.path)[:limit]
+        prompts, completions = answers.answer([i.messages for i in items], suite.name)
+        references = [i.reference for i in items]
+    predictions = [c.text for c in completions]
+    items_by_score, scored = score_answers(predictions, references, suite.scores, suite.answer_filter)
+    found: Metrics = {f"{suite.name}/{k}": v.aggregate() for k, v in items_by_score.items()}
+    rows = [
+        {"prompt": p, "reference": r, "prediction": c, **row}
+        for p, r, c, row in zip(prompts, references, predictions, scored, strict=True)
+    ]
+    settings = {"task_file": suite.path or "held-out split", "items": len(rows)}
+    if "numeric_match" in suite.scores:
+        settings["answer_filter"] = f"{suite.answer_filter}: {FILTERS[suite.answer_filter]}"
+    return SuiteResult(found, {f"{suite.name}/{k}": v for k, v in items_by_score.items()}, rows, settings)

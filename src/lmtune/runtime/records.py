@@ -67,6 +67,15 @@ class MetricComparison(BaseModel):
     base: float | None = None
     tuned: float | None = None
     delta: float | None = None
+    ci95: tuple[float, float] | None = None
+    """Paired bootstrap 95% interval of delta (absent in results written before intervals)."""
+    items: int | None = None
+    """Items the interval resamples."""
+
+    @property
+    def significant(self) -> bool | None:
+        """Whether the interval excludes 0 (None without an interval)."""
+        return None if self.ci95 is None else not (self.ci95[0] <= 0 <= self.ci95[1])
 
 
 class EvalSummaryLog(_Open):

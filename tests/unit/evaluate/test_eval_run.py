@@ -57,7 +57,10 @@ def test_writes_base_tuned_and_summary_with_expected_keys(lora_run: RunDir, lora
             assert p["prompt"].endswith("<|im_start|>assistant\n")
     summary = _read(lora_run.eval / "summary.json")
     assert set(summary) == set(SUMMARY_METRICS)
-    assert all(set(v) == {"base", "tuned", "delta"} for v in summary.values())
+    assert all(set(v) == {"base", "tuned", "delta", "ci95", "items"} for v in summary.values())
+    for row in summary.values():  # the paired interval holds the delta, over the items both sides count
+        assert row["ci95"][0] <= row["delta"] <= row["ci95"][1]
+    assert summary["eval_loss"]["items"] == summary["exact_match"]["items"] == 5
     assert summary == lora_eval.summary
     # references are the last assistant messages, prompts end before them
     tuned = _read(lora_run.eval / "tuned.json")

@@ -36,15 +36,18 @@ def answers(lora_run: RunDir, tiny_model_dir: Path) -> Answers:
 
 @pytest.mark.parametrize("suite", EVERY_SUITE, ids=lambda s: s.type)
 def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers) -> None:
-    found = run_suite(suite, answers)
-    assert set(suite.metrics) <= set(found)
-    for name in suite.metrics:
+    result = run_suite(suite, answers)
+    found = result.metrics
+    assert set(suite.metric_names()) <= set(found)
+    assert set(result.items) == set(suite.metric_names())  # per-item scores for every compared metric
+    for name in suite.metric_names():
         value = found[name]
+        assert result.items[name].aggregate() == (None if value is None else pytest.approx(value))
         assert value is None or (isinstance(value, float) and math.isfinite(value)), (name, value)
     if isinstance(suite, PerplexitySuite):
         assert found["perplexity"] == pytest.approx(math.exp(found["eval_loss"]))  # type: ignore[arg-type]
     else:
-        assert 0.0 <= found[suite.metrics[0]] <= 1.0  # type: ignore[operator]
+        assert 0.0 <= found[suite.metric_names()[0]] <= 1.0  # type: ignore[operator]
     assert suite.generates == (answers.predictions() != [])
 
 
@@ -85,3 +88,54 @@ def test_the_default_suites_are_todays_metrics() -> None:
 def test_an_unknown_suite_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"evaluate\.suites\.0"):
         loader.build(RunConfig, {"evaluate": {"suites": [{"type": "bleu"}]}})
+
+
+def test_a_generation_suite_scores_its_task_file_base_vs_tuned(tmp_path: Path, tiny_model_dir: Path) -> None:
+    task = tmp_path / "task.jsonl"
+    rows = [
+        {"question": f"what is {i} plus {i}?", "answer": f"{i} + {i} = {2 * i}. #### {2 * i}"}
+        for i in range(6)
+    ]
+    task.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    scores = ["exact_match", "numeric_match", "token_f1", "rouge_l", "bleu", "chrf"]
+    suite = {
+        "type": "generation",
+        "name": "sums",
+        "path": str(task),
+        "scores": scores,
+        "answer_filter": "strict",
+    }
+    rundir = make_run(tmp_path, tiny_model_dir, evaluate={"suites": [suite], "max_samples": 4})
+    result = run(rundir)
+    assert list(result.summary) == [f"sums/{s}" for s in scores]
+    tuned = json.loads((rundir.eval / "tuned.json").read_text())
+    info = tuned["suites"]["sums"]
+    assert info["settings"] == {
+        "task_file": str(task),
+        "items": 4,  # max_samples
+        "answer_filter": "strict: only the number after the last `####` (no marker: no answer)",
+    }
+    assert [item["reference"] for item in info["items"]] == [r["answer"] for r in rows[:4]]
+    for name in scores:
+        values = [item[name] for item in info["items"]]
+        assert len(values) == 4
+        row = result.summary[f"sums/{name}"]
+        assert row["items"] == 4 and row["ci95"][0] <= row["delta"] <= row["ci95"][1]
+    assert tuned["predictions"] == []  # the held-out split was not generated for
+
+
+def test_two_suites_may_not_report_one_metric() -> None:
+    with pytest.raises(ConfigError, match="metric 'generation/bleu' is reported by two suites"):
+        loader.build(RunConfig, {"evaluate": {"suites": [{"type": "generation"}, {"type": "generation"}]}})
+
+
+def test_cli_evaluate_takes_the_suites_of_another_config(tmp_path: Path, tiny_model_dir: Path) -> None:
+    from lmtune.cli import main
+
+    rundir = make_run(tmp_path, tiny_model_dir)
+    other = tmp_path / "other.yaml"
+    other.write_text("evaluate:\n  suites:\n    - type: perplexity\n")
+    assert main(["evaluate", str(rundir.root), "--config", str(other)]) == 0
+    assert list(json.loads((rundir.eval / "summary.json").read_text())) == ["eval_loss", "perplexity"]
+    assert rundir.load_config().evaluate.suites[0].type == "perplexity"  # the run's own: the default list
+    assert len(rundir.load_config().evaluate.suites) == 3
