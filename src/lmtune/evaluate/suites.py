@@ -5,6 +5,7 @@ base and tuned can be compared item by item (`lmtune.evaluate.stats`)."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
 
@@ -13,9 +14,12 @@ from lmtune.config.suites import (
     ExactMatchSuite,
     FormatComplianceSuite,
     GenerationSuite,
+    MultipleChoiceSuite,
     PerplexitySuite,
 )
 from lmtune.evaluate import metrics
+from lmtune.evaluate.choice import expected_calibration_error, score_choices
+from lmtune.evaluate.choice_sets import read_choice_set
 from lmtune.evaluate.loss import eval_loss, perplexity
 from lmtune.evaluate.stats import ItemScores
 from lmtune.evaluate.tasks import read_task_file
@@ -141,6 +145,8 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
             )
         case GenerationSuite():
             return _generation(suite, answers)
+        case MultipleChoiceSuite():
+            return _multiple_choice(suite, answers)
         case _:
             assert_never(suite)
 
@@ -167,3 +173,45 @@ def _generation(suite: GenerationSuite, answers: Answers) -> SuiteResult:
     if "numeric_match" in suite.scores:
         settings["answer_filter"] = f"{suite.answer_filter}: {FILTERS[suite.answer_filter]}"
     return SuiteResult(found, {f"{suite.name}/{k}": v for k, v in items_by_score.items()}, rows, settings)
+
+
+def _multiple_choice(suite: MultipleChoiceSuite, answers: Answers) -> SuiteResult:
+    """Log-likelihood accuracy (raw and length-normalised) and calibration on the suite's set."""
+    items = read_choice_set(suite.source)
+    if suite.order == "shuffled":
+        random.Random(0).shuffle(items)
+    shots, scored = items[: suite.shots], items[suite.shots :][: suite.max_samples or answers.cfg.max_samples]
+    # prompt-learning adapters (prompt, prefix tuning) prepend virtual tokens: no shared prompt cache
+    full_rows = bool(getattr(getattr(answers.model, "active_peft_config", None), "is_prompt_learning", False))
+    scores = score_choices(
+        answers.model,
+        answers.tokenizer,
+        scored,
+        shots,
+        full_rows=full_rows,
+        desc=f"{suite.name} ({answers.label})",
+    )
+    right = [float(s.predicted == s.answer) for s in scores]
+    right_norm = [float(s.predicted_norm == s.answer) for s in scores]
+    calibration = [(s.confidence, r) for s, r in zip(scores, right, strict=True)]
+    items_by_metric = {
+        f"{suite.name}/accuracy": ItemScores(right),
+        f"{suite.name}/accuracy_norm": ItemScores(right_norm),
+        f"{suite.name}/ece": ItemScores(calibration, kind="corpus", corpus=expected_calibration_error),
+    }
+    rows = [
+        {
+            "question": item.question,
+            "choices": item.choices,
+            "answer": item.answer,
+            "predicted": s.predicted,
+            "predicted_norm": s.predicted_norm,
+            "logliks": s.logliks,
+            "confidence": s.confidence,
+        }
+        for item, s in zip(scored, scores, strict=True)
+    ]
+    settings = {"source": suite.source, "shots": suite.shots, "order": suite.order, "items": len(rows)}
+    return SuiteResult(
+        {k: v.aggregate() for k, v in items_by_metric.items()}, items_by_metric, rows, settings
+    )

@@ -15,7 +15,13 @@ from tuned_run import make_run
 
 from lmtune.config import loader
 from lmtune.config.run import RunConfig
-from lmtune.config.suites import AnySuite, ExactMatchSuite, FormatComplianceSuite, PerplexitySuite
+from lmtune.config.suites import (
+    AnySuite,
+    ExactMatchSuite,
+    FormatComplianceSuite,
+    MultipleChoiceSuite,
+    PerplexitySuite,
+)
 from lmtune.errors import ConfigError
 from lmtune.evaluate import suites as suites_module
 from lmtune.evaluate.run import load_eval_examples, run
@@ -34,8 +40,25 @@ def answers(lora_run: RunDir, tiny_model_dir: Path) -> Answers:
     return Answers(model, tok, load_eval_examples(lora_run), cfg.evaluate, stop_token_ids(tok), "base")
 
 
+MC_ROWS = [
+    {"question": "which is a fruit?", "choices": ["apple", "chair", "cloud"], "answer": 0},
+    {"question": "what colour is the sky on a clear day?", "choices": ["green", "blue"], "answer": "B"},
+    {"question": "how many legs has a cat?", "choices": ["three", "four", "nine"], "answer": 1},
+    {"question": "what do bees make?", "choices": ["milk", "honey"], "answer": 1},
+]
+
+
+@pytest.fixture(scope="module")
+def mc_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("mc") / "mc.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in MC_ROWS))
+    return path
+
+
 @pytest.mark.parametrize("suite", EVERY_SUITE, ids=lambda s: s.type)
-def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers) -> None:
+def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers, mc_file: Path) -> None:
+    if isinstance(suite, MultipleChoiceSuite):  # the packaged sets are checked with the `real` marker
+        suite = suite.model_copy(update={"source": str(mc_file)})
     result = run_suite(suite, answers)
     found = result.metrics
     assert set(suite.metric_names()) <= set(found)
@@ -48,7 +71,8 @@ def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers)
         assert found["perplexity"] == pytest.approx(math.exp(found["eval_loss"]))  # type: ignore[arg-type]
     else:
         assert 0.0 <= found[suite.metric_names()[0]] <= 1.0  # type: ignore[operator]
-    assert suite.generates == (answers.predictions() != [])
+    if suite.generates:
+        assert answers.predictions() != []
 
 
 def test_answers_are_generated_once_for_every_suite(
@@ -139,3 +163,24 @@ def test_cli_evaluate_takes_the_suites_of_another_config(tmp_path: Path, tiny_mo
     assert list(json.loads((rundir.eval / "summary.json").read_text())) == ["eval_loss", "perplexity"]
     assert rundir.load_config().evaluate.suites[0].type == "perplexity"  # the run's own: the default list
     assert len(rundir.load_config().evaluate.suites) == 3
+
+
+def test_a_multiple_choice_suite_scores_its_set_with_few_shot_turns(
+    tmp_path: Path, tiny_model_dir: Path, mc_file: Path
+) -> None:
+    suite = {"type": "multiple_choice", "name": "quiz", "source": str(mc_file), "shots": 1, "order": "file"}
+    rundir = make_run(tmp_path, tiny_model_dir, evaluate={"suites": [suite]})
+    result = run(rundir)
+    assert list(result.summary) == ["quiz/accuracy", "quiz/accuracy_norm", "quiz/ece"]
+    tuned = json.loads((rundir.eval / "tuned.json").read_text())
+    info = tuned["suites"]["quiz"]
+    assert info["settings"] == {"source": str(mc_file), "shots": 1, "order": "file", "items": 3}
+    assert [item["question"] for item in info["items"]] == [
+        r["question"] for r in MC_ROWS[1:]
+    ]  # the shot is not scored
+    assert [item["answer"] for item in info["items"]] == [1, 1, 1]
+    for item in info["items"]:
+        assert item["predicted"] == max(range(len(item["logliks"])), key=lambda i: item["logliks"][i])
+        assert 1 / len(item["choices"]) <= item["confidence"] <= 1
+    accuracy = sum(i["predicted"] == i["answer"] for i in info["items"]) / 3
+    assert tuned["metrics"]["quiz/accuracy"] == pytest.approx(accuracy)
