@@ -159,12 +159,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the curation (dedup, quality, decontamination, PII) from this run config's data.curation",
     )
 
-    p = verb("evaluate", cmd_evaluate, "evaluate base vs tuned on the held-out split of a run")
-    p.add_argument("run_dir")
+    p = verb(
+        "evaluate",
+        cmd_evaluate,
+        "evaluate base vs tuned on a run (RUN_DIR), or score code samples (code PROBLEMS --samples S)",
+    )
+    p.add_argument("target", nargs="+", metavar="RUN_DIR | code PROBLEMS.jsonl")
     p.add_argument(
         "--config",
         help="take the evaluation settings (suites, budgets) from this run config's `evaluate` section",
     )
+    p.add_argument("--samples", help="code: a JSONL of {task_id, completion} to score without a model")
+    p.add_argument(
+        "--k", default="1,10,100", help="code: the k of pass@k, comma-separated (default 1,10,100)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=15.0, help="code: wall-clock seconds per sample (default 15)"
+    )
+    p.add_argument("--workers", type=int, help="code: samples run at once (default: the CPUs)")
     p = verb("export", cmd_export, "merge and save a standard model folder, with an export check")
     p.add_argument("run_dir")
     p.add_argument(

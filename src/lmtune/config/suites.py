@@ -8,9 +8,9 @@ shared by every suite that needs them). A suite with its own task file (`path`) 
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from lmtune.config.base import StrictModel
 
@@ -110,7 +110,52 @@ class MultipleChoiceSuite(SuiteBase):
         return (f"{self.name}/accuracy", f"{self.name}/accuracy_norm", f"{self.name}/ece")
 
 
-AnySuite = PerplexitySuite | ExactMatchSuite | FormatComplianceSuite | GenerationSuite | MultipleChoiceSuite
+class CodeSuite(SuiteBase):
+    """Code generation scored by running it: `samples_per_task` answers to each HumanEval-format problem
+    (task_id, prompt, test, entry_point), each run against the problem's tests in a confined process
+    (CPU, memory and wall-clock limits, no network, its own directory, nothing outside it readable or
+    writable); reports `<name>/pass@<k>` by the unbiased estimator for each k in `ks`."""
+
+    type: Literal["code"] = "code"
+    generates: ClassVar[bool] = True
+    name: str = Field(default="code", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    problems: str = "mini-humaneval"
+    """A HumanEval-format JSONL file, or `mini-humaneval` (the 12 problems that ship with lmtune)."""
+    samples_per_task: int = Field(default=1, ge=1, le=200)
+    """Answers generated per problem (n of pass@k)."""
+    ks: list[int] = Field(default_factory=lambda: [1], min_length=1)
+    """The k of pass@k (each at most `samples_per_task`)."""
+    temperature: float = Field(default=0.0, ge=0.0)
+    """0: greedy (then use one sample per task); above 0: sampled, seeded with the run's seed."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Wall-clock seconds one sample may run (its CPU time is limited to the same)."""
+    memory_mb: int = Field(default=1024, ge=64)
+    """Address space one sample may use."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Problems to answer (the first ones); None: every problem."""
+
+    @model_validator(mode="after")
+    def _ks_fit(self) -> Self:
+        too_big = [k for k in self.ks if not 1 <= k <= self.samples_per_task]
+        if too_big:
+            raise ValueError(
+                f"ks {too_big}: each k must be between 1 and samples_per_task ({self.samples_per_task})"
+            )
+        return self
+
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.name}/pass@{k}" for k in self.ks)
+
+
+AnySuite = (
+    PerplexitySuite
+    | ExactMatchSuite
+    | FormatComplianceSuite
+    | GenerationSuite
+    | MultipleChoiceSuite
+    | CodeSuite
+)
 SuiteConfig = Annotated[AnySuite, Field(discriminator="type")]
 
 

@@ -6,11 +6,11 @@ base and tuned can be compared item by item (`lmtune.evaluate.stats`)."""
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, assert_never
+from typing import assert_never
 
 from lmtune.config.suites import (
     AnySuite,
+    CodeSuite,
     ExactMatchSuite,
     FormatComplianceSuite,
     GenerationSuite,
@@ -18,97 +18,16 @@ from lmtune.config.suites import (
     PerplexitySuite,
 )
 from lmtune.evaluate import metrics
+from lmtune.evaluate.answers import Answers, EvalExample, Metrics, SuiteResult
 from lmtune.evaluate.choice import expected_calibration_error, score_choices
 from lmtune.evaluate.choice_sets import read_choice_set
+from lmtune.evaluate.code_suite import code_suite
 from lmtune.evaluate.loss import eval_loss, perplexity
 from lmtune.evaluate.stats import ItemScores
 from lmtune.evaluate.tasks import read_task_file
 from lmtune.evaluate.text_metrics import FILTERS, score_answers
-from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
 
-if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-    from lmtune.config.deploy import EvaluateConfig
-
-Metrics = dict[str, float | int | None]
-
-
-@dataclass(frozen=True)
-class SuiteResult:
-    """What one suite measured on one model."""
-
-    metrics: Metrics
-    items: dict[str, ItemScores] = field(default_factory=dict)
-    """Per-item scores of each compared metric (what the paired bootstrap resamples)."""
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    """One record per item (prompt, reference, prediction, its scores), for the per-item drill-down."""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """How the suite scored (task file, items, answer filter), written into the result."""
-
-
-@dataclass(frozen=True)
-class EvalExample:
-    """One held-out example: tokenised for the loss, and as a conversation for generation."""
-
-    tokens: dict[str, list[int]]
-    prompt_messages: list[Message]
-    reference: str
-
-
-@dataclass
-class Answers:
-    """The model, its examples, and its greedy answers to the first `cfg.max_samples` (generated the
-    first time a suite asks, then shared)."""
-
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    examples: list[EvalExample]
-    cfg: EvaluateConfig
-    stops: list[int]
-    label: str
-    _scored: tuple[list[str], list[Completion], list[metrics.Score]] | None = field(default=None, repr=False)
-
-    def scored(self) -> tuple[list[str], list[Completion], list[metrics.Score]]:
-        """(prompts, answers, scores) of the sampled examples."""
-        if self._scored is None:
-            sampled = self.examples[: self.cfg.max_samples]
-            prompts, answers = self.answer([e.prompt_messages for e in sampled], "held-out")
-            scores = [metrics.score(g.text, e.reference) for g, e in zip(answers, sampled, strict=True)]
-            self._scored = (prompts, answers, scores)
-        return self._scored
-
-    def answer(self, conversations: list[list[Message]], what: str) -> tuple[list[str], list[Completion]]:
-        """Greedy answers to `conversations` (rendered prompts, completions)."""
-        prompts = [render_prompt(self.tokenizer, c) for c in conversations]
-        answers = greedy_generate(
-            self.model,
-            self.tokenizer,
-            prompts,
-            max_new_tokens=self.cfg.max_new_tokens,
-            batch_size=self.cfg.batch_size,
-            stop_ids=self.stops,
-            desc=f"generate {what} ({self.label})",
-        )
-        return prompts, answers
-
-    def predictions(self) -> list[dict[str, Any]]:
-        """One row per scored answer (empty when no suite generated)."""
-        if self._scored is None:
-            return []
-        prompts, answers, scores = self._scored
-        return [
-            {
-                "prompt": prompt,
-                "reference": e.reference,
-                "prediction": g.text,
-                "reference_answer": s.reference_answer,
-                "predicted_answer": s.predicted_answer,
-                "correct": s.correct,
-                "has_format": s.has_format,
-            }
-            for prompt, e, g, s in zip(prompts, self.examples, answers, scores, strict=False)
-        ]
+__all__ = ["Answers", "EvalExample", "Metrics", "SuiteResult", "run_suite"]
 
 
 def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
@@ -147,6 +66,8 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
             return _generation(suite, answers)
         case MultipleChoiceSuite():
             return _multiple_choice(suite, answers)
+        case CodeSuite():
+            return code_suite(suite, answers)
         case _:
             assert_never(suite)
 

@@ -1,0 +1,95 @@
+"""What the suites share: the held-out examples, a model's answers to them (generated once, shared by
+every suite that scores them), and what one suite returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lmtune.evaluate import metrics
+from lmtune.evaluate.stats import ItemScores
+from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from lmtune.config.deploy import EvaluateConfig
+
+Metrics = dict[str, float | int | None]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What one suite measured on one model."""
+
+    metrics: Metrics
+    items: dict[str, ItemScores] = field(default_factory=dict)
+    """Per-item scores of each compared metric (what the paired bootstrap resamples)."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """One record per item (prompt, reference, prediction, its scores), for the per-item drill-down."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """How the suite scored (task file, items, answer filter), written into the result."""
+
+
+@dataclass(frozen=True)
+class EvalExample:
+    """One held-out example: tokenised for the loss, and as a conversation for generation."""
+
+    tokens: dict[str, list[int]]
+    prompt_messages: list[Message]
+    reference: str
+
+
+@dataclass
+class Answers:
+    """The model, its examples, and its greedy answers to the first `cfg.max_samples` (generated the
+    first time a suite asks, then shared)."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    examples: list[EvalExample]
+    cfg: EvaluateConfig
+    stops: list[int]
+    label: str
+    _scored: tuple[list[str], list[Completion], list[metrics.Score]] | None = field(default=None, repr=False)
+
+    def scored(self) -> tuple[list[str], list[Completion], list[metrics.Score]]:
+        """(prompts, answers, scores) of the sampled examples."""
+        if self._scored is None:
+            sampled = self.examples[: self.cfg.max_samples]
+            prompts, answers = self.answer([e.prompt_messages for e in sampled], "held-out")
+            scores = [metrics.score(g.text, e.reference) for g, e in zip(answers, sampled, strict=True)]
+            self._scored = (prompts, answers, scores)
+        return self._scored
+
+    def answer(self, conversations: list[list[Message]], what: str) -> tuple[list[str], list[Completion]]:
+        """Greedy answers to `conversations` (rendered prompts, completions)."""
+        prompts = [render_prompt(self.tokenizer, c) for c in conversations]
+        answers = greedy_generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=self.cfg.max_new_tokens,
+            batch_size=self.cfg.batch_size,
+            stop_ids=self.stops,
+            desc=f"generate {what} ({self.label})",
+        )
+        return prompts, answers
+
+    def predictions(self) -> list[dict[str, Any]]:
+        """One row per scored answer (empty when no suite generated)."""
+        if self._scored is None:
+            return []
+        prompts, answers, scores = self._scored
+        return [
+            {
+                "prompt": prompt,
+                "reference": e.reference,
+                "prediction": g.text,
+                "reference_answer": s.reference_answer,
+                "predicted_answer": s.predicted_answer,
+                "correct": s.correct,
+                "has_format": s.has_format,
+            }
+            for prompt, e, g, s in zip(prompts, self.examples, answers, scores, strict=False)
+        ]
