@@ -104,6 +104,7 @@ def score_choices(
 def _shared_prompt(
     model: Any, prompt: list[int], choices: list[list[int]], pad: int, device: Any
 ) -> list[float]:
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     first = model(input_ids=torch.tensor([prompt], device=device), use_cache=True)
@@ -122,6 +123,7 @@ def _shared_prompt(
 
 
 def _full_rows(model: Any, prompt: list[int], choices: list[list[int]], pad: int, device: Any) -> list[float]:
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
     width = max(len(c) for c in choices)
