@@ -6,7 +6,7 @@ from pydantic import Field, field_validator
 
 from lmtune.config.backends import BackendConfig, TransformersBackend
 from lmtune.config.base import StrictModel
-from lmtune.config.suites import AnySuite, SuiteConfig, default_suites
+from lmtune.config.suites import AnySuite, PerplexitySuite, SuiteConfig, default_suites
 
 Combination = Literal["cat", "linear", "svd"]
 """How `export.combine` joins LoRA adapters (see docs/methods.md, "Several adapters on one base")."""
@@ -23,10 +23,26 @@ class EvaluateConfig(StrictModel):
     """Prompts per generation batch."""
     compare_base: bool = True
     """Also evaluate the base model (adapter disabled) so the report shows before and after."""
+    general: str | None = "chatterbot"
+    """The forgetting check: a general held-out text scored for base and tuned beside the suites, as
+    `general/loss` and `general/perplexity` (what fine-tuning may have cost). `chatterbot` (the packaged
+    corpus of real English exchanges), or any `source` a `perplexity` suite takes; null: off."""
+    general_max_samples: int = Field(default=300, ge=1)
+    """Conversations (or text windows) of the general set scored (a seeded sample)."""
     suites: list[SuiteConfig] = Field(default_factory=default_suites, min_length=1)
     """What to measure, in this order (`type`: `perplexity`, `exact_match`, `format_compliance`,
     `generation`). The greedy answers to the held-out prompts are generated once per model, for the
     suites that score them."""
+
+    def all_suites(self) -> list[AnySuite]:
+        """`suites`, then the forgetting check's general set (unless off, or a suite is named `general`)."""
+        named = {getattr(s, "name", None) for s in self.suites}
+        if self.general is None or "general" in named:
+            return list(self.suites)
+        return [
+            *self.suites,
+            PerplexitySuite(source=self.general, name="general", max_samples=self.general_max_samples),
+        ]
 
     @field_validator("suites")
     @classmethod

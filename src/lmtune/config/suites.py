@@ -30,10 +30,26 @@ class SuiteBase(StrictModel):
 
 
 class PerplexitySuite(SuiteBase):
-    """Loss and perplexity of the held-out references (assistant tokens only), on every example."""
+    """Loss and perplexity: of the held-out references (assistant tokens only, every example) as
+    `eval_loss` and `perplexity`; or, with `source`, of other text as `<name>/loss` and
+    `<name>/perplexity`."""
 
     type: Literal["perplexity"] = "perplexity"
     metrics: ClassVar[tuple[str, ...]] = ("eval_loss", "perplexity")
+    source: str | None = None
+    """None: the run's held-out split. `chatterbot`: the packaged chatterbot corpus (real English
+    exchanges, assistant turns scored); a `.txt` file (windows of `window` tokens, every token scored);
+    a JSONL file of `text` rows, or of `messages` rows (scored as conversations)."""
+    name: str = Field(default="text", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of the metric names when `source` is set (unique among the suites)."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Conversations or windows scored (a seeded sample of conversations when there are more); None:
+    all of them."""
+    window: int = Field(default=512, ge=8)
+    """Tokens per row (text is cut into windows; longer conversations are cut)."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return self.metrics if self.source is None else (f"{self.name}/loss", f"{self.name}/perplexity")
 
 
 class ExactMatchSuite(SuiteBase):

@@ -13,6 +13,7 @@ run(rundir)
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from lmtune.weights.view import final_view
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("eval_loss", "perplexity", "exact_match", "format_compliance")
 """The metrics compared base vs tuned in summary.json with the default suites."""
@@ -124,7 +127,9 @@ def evaluate(
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
-    names = [name for suite in cfg.suites for name in suite.metric_names()]
+    names = [
+        name for suite in cfg.all_suites() for name in suite.metric_names() if name in tuned_report["metrics"]
+    ]
     summary = compare(tuned_report["metrics"], base_metrics, names, tuned_items, base_items)
     _write_json(out_dir / "summary.json", summary)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
@@ -150,8 +155,16 @@ def evaluate_model(
     found: Metrics = {}
     items: dict[str, ItemScores] = {}
     per_suite: dict[str, Any] = {}
-    for suite in cfg.suites:
-        result = run_suite(suite, answers)
+    for suite in cfg.all_suites():
+        try:
+            result = run_suite(suite, answers)
+        except DataError as exc:
+            if suite in cfg.suites:
+                raise
+            # the automatic forgetting check on a general set that cannot be read: say so, go on
+            log.warning("forgetting check skipped: %s", exc)
+            per_suite["general"] = {"settings": {"skipped": str(exc)}, "items": []}
+            continue
         found |= result.metrics
         items |= result.items
         if result.rows or result.settings:

@@ -22,6 +22,7 @@ from lmtune.evaluate.answers import Answers, EvalExample, Metrics, SuiteResult
 from lmtune.evaluate.choice import expected_calibration_error, score_choices
 from lmtune.evaluate.choice_sets import read_choice_set
 from lmtune.evaluate.code_suite import code_suite
+from lmtune.evaluate.general import token_rows
 from lmtune.evaluate.loss import eval_loss, perplexity
 from lmtune.evaluate.stats import ItemScores
 from lmtune.evaluate.tasks import read_task_file
@@ -34,21 +35,7 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
     """What one suite measures on `answers.model` (the one exhaustive dispatch)."""
     match suite:
         case PerplexitySuite():
-            tok = answers.tokenizer
-            pad_id = tok.pad_token_id if tok.pad_token_id is not None else answers.stops[0]
-            loss = eval_loss(
-                answers.model,
-                [e.tokens for e in answers.examples],
-                batch_size=answers.cfg.batch_size,
-                pad_id=pad_id,
-            )
-            return SuiteResult(
-                {"eval_loss": loss.loss, "perplexity": loss.perplexity, "eval_tokens": loss.tokens},
-                {
-                    "eval_loss": ItemScores(list(loss.per_row), kind="ratio"),
-                    "perplexity": ItemScores(list(loss.per_row), kind="ratio", transform=perplexity),
-                },
-            )
+            return _perplexity(suite, answers)
         case ExactMatchSuite():
             scores = answers.scored()[2]
             return SuiteResult(
@@ -136,3 +123,25 @@ def _multiple_choice(suite: MultipleChoiceSuite, answers: Answers) -> SuiteResul
     return SuiteResult(
         {k: v.aggregate() for k, v in items_by_metric.items()}, items_by_metric, rows, settings
     )
+
+
+def _perplexity(suite: PerplexitySuite, answers: Answers) -> SuiteResult:
+    """Token-mean loss and perplexity of the held-out references, or of the suite's `source`."""
+    tok = answers.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else answers.stops[0]
+    if suite.source is None:
+        rows = [e.tokens for e in answers.examples]
+    else:
+        rows = token_rows(suite.source, tok, limit=suite.max_samples, window=suite.window)
+    loss = eval_loss(answers.model, rows, batch_size=answers.cfg.batch_size, pad_id=pad_id)
+    loss_name, ppl_name = suite.metric_names()
+    found: Metrics = {loss_name: loss.loss, ppl_name: loss.perplexity}
+    found["eval_tokens" if suite.source is None else f"{suite.name}/tokens"] = loss.tokens
+    items = {
+        loss_name: ItemScores(list(loss.per_row), kind="ratio"),
+        ppl_name: ItemScores(list(loss.per_row), kind="ratio", transform=perplexity),
+    }
+    settings = (
+        {} if suite.source is None else {"source": suite.source, "rows": len(rows), "tokens": loss.tokens}
+    )
+    return SuiteResult(found, items, [], settings)

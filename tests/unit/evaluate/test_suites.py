@@ -164,7 +164,7 @@ def test_cli_evaluate_takes_the_suites_of_another_config(tmp_path: Path, tiny_mo
 
     rundir = make_run(tmp_path, tiny_model_dir)
     other = tmp_path / "other.yaml"
-    other.write_text("evaluate:\n  suites:\n    - type: perplexity\n")
+    other.write_text("evaluate:\n  general: null\n  suites:\n    - type: perplexity\n")
     assert main(["evaluate", str(rundir.root), "--config", str(other)]) == 0
     assert list(json.loads((rundir.eval / "summary.json").read_text())) == ["eval_loss", "perplexity"]
     assert rundir.load_config().evaluate.suites[0].type == "perplexity"  # the run's own: the default list

@@ -145,7 +145,7 @@ def make_run(
         data=DataConfig(sources=[source], eval_size=len(conversations)),
         method=LoraConfig(rank=4, alpha=8) if method == "lora" else FullConfig(),
         evaluate=EvaluateConfig(
-            **{"max_samples": 8, "max_new_tokens": 8, "batch_size": 2, **(evaluate or {})}
+            **{"max_samples": 8, "max_new_tokens": 8, "batch_size": 2, "general": None, **(evaluate or {})}
         ),
         export=ExportConfig(**{"check_max_new_tokens": 8, **(export or {})}),
     )
