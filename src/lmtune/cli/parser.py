@@ -166,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("target", nargs="+", metavar="RUN_DIR | code PROBLEMS.jsonl")
     p.add_argument(
+        "--compare", action="store_true", help="show the evaluations of the given runs side by side"
+    )
+    p.add_argument(
+        "--allow-different-settings",
+        action="store_true",
+        help="--compare: show runs evaluated under different settings (flagged) instead of refusing",
+    )
+    p.add_argument(
         "--config",
         help="take the evaluation settings (suites, budgets) from this run config's `evaluate` section",
     )

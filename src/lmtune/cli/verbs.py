@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import LmtuneError
 
@@ -175,6 +175,8 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _compare_runs(args.target, args.allow_different_settings)
     if args.target[0] == "code" and len(args.target) == 2:
         return _evaluate_code(args.target[1], args)
     if len(args.target) != 1:
@@ -187,6 +189,42 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run(RunDir(Path(args.target[0])), settings=settings)
     print((Path(args.target[0]) / "eval" / "summary.json").read_text())
     return 0
+
+
+def _compare_runs(runs: list[str], allow_different: bool) -> int:
+    """`lmtune evaluate --compare A B [...]`: each run's tuned value, delta and interval, side by side."""
+    # deferred: rich and the evaluation records load only for this verb
+    from rich.table import Table
+
+    from lmtune.evaluate.compare import check_comparable, comparison_rows, load_eval
+    from lmtune.runtime.console import summary_console
+
+    if len(runs) < 2:
+        raise LmtuneError("--compare needs at least two run directories")
+    evals = [load_eval(r) for r in runs]
+    notes = check_comparable(evals, allow_different)
+    table = Table(title="Evaluations side by side: tuned (delta vs base, 95% interval)")
+    table.add_column("metric")
+    for e in evals:
+        table.add_column(f"{e.name} [{e.settings_hash or 'settings?'}]", justify="right")
+    for name, cells in comparison_rows(evals):
+        table.add_row(name, *(_cell(c) for c in cells))
+    console = summary_console()
+    console.print(table)
+    for note in notes:
+        console.print(f"FLAGGED: {note}", markup=False)
+    return 0
+
+
+def _cell(row: Any) -> str:
+    if row is None:
+        return "-"
+    tuned = "-" if row.tuned is None else f"{row.tuned:.4g}"
+    if row.delta is None:
+        return tuned
+    interval = "" if row.ci95 is None else f" [{row.ci95[0]:+.3g}, {row.ci95[1]:+.3g}]"
+    noise = " ~" if row.significant is False else ""
+    return f"{tuned} ({row.delta:+.3g}{interval}){noise}"
 
 
 def _evaluate_code(problems_file: str, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lmtune.data.formats.preference import with_system
 from lmtune.evaluate import metrics
 from lmtune.evaluate.stats import ItemScores
 from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
@@ -51,6 +52,8 @@ class Answers:
     cfg: EvaluateConfig
     stops: list[int]
     label: str
+    system_prompt: str | None = None
+    """The run's system prompt (`data.system_prompt`), put in front of every prompt that has none."""
     _scored: tuple[list[str], list[Completion], list[metrics.Score]] | None = field(default=None, repr=False)
 
     def scored(self) -> tuple[list[str], list[Completion], list[metrics.Score]]:
@@ -62,9 +65,13 @@ class Answers:
             self._scored = (prompts, answers, scores)
         return self._scored
 
+    def with_system(self, messages: list[Message]) -> list[Message]:
+        """`messages` with the run's system prompt in front, unless they have a system turn."""
+        return with_system(messages, self.system_prompt)
+
     def answer(self, conversations: list[list[Message]], what: str) -> tuple[list[str], list[Completion]]:
         """Greedy answers to `conversations` (rendered prompts, completions)."""
-        prompts = [render_prompt(self.tokenizer, c) for c in conversations]
+        prompts = [render_prompt(self.tokenizer, self.with_system(c)) for c in conversations]
         answers = greedy_generate(
             self.model,
             self.tokenizer,

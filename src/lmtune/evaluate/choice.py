@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lmtune.data.formats.preference import with_system
 from lmtune.evaluate.choice_sets import ChoiceItem
 from lmtune.runtime.generation import render_prompt
 
@@ -76,6 +77,7 @@ def score_choices(
     items: Sequence[ChoiceItem],
     shots: Sequence[ChoiceItem] = (),
     *,
+    system_prompt: str | None = None,
     full_rows: bool = False,
     desc: str | None = None,
 ) -> list[ChoiceScore]:
@@ -84,7 +86,7 @@ def score_choices(
     import torch
     from tqdm.auto import tqdm
 
-    context = few_shot_turns(shots)
+    context = with_system(few_shot_turns(shots), system_prompt)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out = []

@@ -22,7 +22,9 @@ def code_suite(suite: CodeSuite, answers: Answers) -> SuiteResult:
     chosen = list(problems.values())[: suite.max_samples]
     generator = Generator(answers.model, answers.tokenizer, answers.stops)
     prompts = [
-        generator.encode([{"role": "user", "content": INSTRUCTION.format(prompt=p.prompt)}])
+        generator.encode(
+            answers.with_system([{"role": "user", "content": INSTRUCTION.format(prompt=p.prompt)}])
+        )
         for p in chosen
         for _ in range(suite.samples_per_task)
     ]

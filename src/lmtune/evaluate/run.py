@@ -24,6 +24,7 @@ from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.run import WeightsSpec
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
+from lmtune.evaluate.settings import settings_record
 from lmtune.evaluate.stats import ItemScores, paired_interval
 from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
 from lmtune.runtime.records import EvalSummaryFile, EvalSummaryLog
@@ -71,7 +72,14 @@ def run(
 
     cfg, final = final_view(rundir) if weights is None else (rundir.load_config(), weights)
     examples = load_eval_examples(rundir)
-    result = evaluate(settings or cfg.evaluate, cfg.weights, final, examples, rundir.eval)
+    result = evaluate(
+        settings or cfg.evaluate,
+        cfg.weights,
+        final,
+        examples,
+        rundir.eval,
+        system_prompt=cfg.data.system_prompt,
+    )
     rundir.append_metrics(EvalSummaryLog(eval=EvalSummaryFile.model_validate(result.summary).root))
     return result
 
@@ -97,33 +105,50 @@ def to_example(row: dict[str, Any], index: int) -> EvalExample:
 
 
 def evaluate(
-    cfg: EvaluateConfig, spec: WeightsSpec, weights: Path, examples: list[EvalExample], out_dir: Path
+    cfg: EvaluateConfig,
+    spec: WeightsSpec,
+    weights: Path,
+    examples: list[EvalExample],
+    out_dir: Path,
+    *,
+    system_prompt: str | None = None,
 ) -> EvalSummary:
     """Evaluate `weights` (adapter or full model folder, of base model and method `spec`) and, when
     `cfg.compare_base`, the base model.
 
-    Writes `out_dir/tuned.json`, `out_dir/base.json` (only when comparing) and `out_dir/summary.json`.
+    Writes `out_dir/tuned.json`, `out_dir/base.json` (only when comparing), `out_dir/summary.json` and
+    `out_dir/settings.json` (what the numbers depend on, with its hash: `lmtune.evaluate.settings`).
     """
     if not examples:
         raise DataError("the eval split is empty: nothing to evaluate")
     tuned = load_tuned(weights, spec)
     tok = tuned.tokenizer
-    tuned_report, tuned_items = evaluate_model(tuned.model, tok, examples, cfg, label="tuned")
+    record = settings_record(cfg, tok, stop_token_ids(tok), system_prompt, spec, weights)
+    stamp = {"settings_hash": record["settings_hash"]}
+
+    tuned_report, tuned_items = evaluate_one(
+        tuned.model, tok, examples, cfg, label="tuned", system_prompt=system_prompt
+    )
     base_report: dict[str, Any] | None = None
     base_items: dict[str, ItemScores] = {}
     base_view = methods.base_view(tuned.model, spec.method) if cfg.compare_base else None
     if base_view is not None:  # the same model computes the base function (e.g. adapters disabled)
         with base_view:
-            base_report, base_items = evaluate_model(tuned.model, tok, examples, cfg, label="base")
+            base_report, base_items = evaluate_one(
+                tuned.model, tok, examples, cfg, label="base", system_prompt=system_prompt
+            )
     elif cfg.compare_base:
         del tuned  # one full model in memory at a time
         base = load_base(spec.model, len(tok))
-        base_report, base_items = evaluate_model(base, tok, examples, cfg, label="base")
+        base_report, base_items = evaluate_one(
+            base, tok, examples, cfg, label="base", system_prompt=system_prompt
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **tuned_report})
+    _write_json(out_dir / "settings.json", record)
+    _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **stamp, **tuned_report})
     if base_report is not None:
-        _write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **base_report})
+        _write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **stamp, **base_report})
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
@@ -135,13 +160,14 @@ def evaluate(
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
 
 
-def evaluate_model(
+def evaluate_one(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     examples: list[EvalExample],
     cfg: EvaluateConfig,
     *,
     label: str,
+    system_prompt: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, ItemScores]]:
     """Every suite of `cfg.suites` on `model`, in order (generation metrics on the first
     `cfg.max_samples` examples).
@@ -151,7 +177,7 @@ def evaluate_model(
         predicted_answer, correct, has_format}, ...], "suites": {suite name: {"settings", "items"}}},
         {metric: per-item scores}).
     """
-    answers = Answers(model, tokenizer, examples, cfg, stop_token_ids(tokenizer), label)
+    answers = Answers(model, tokenizer, examples, cfg, stop_token_ids(tokenizer), label, system_prompt)
     found: Metrics = {}
     items: dict[str, ItemScores] = {}
     per_suite: dict[str, Any] = {}

@@ -96,6 +96,7 @@ def _multiple_choice(suite: MultipleChoiceSuite, answers: Answers) -> SuiteResul
         answers.tokenizer,
         scored,
         shots,
+        system_prompt=answers.system_prompt,
         full_rows=full_rows,
         desc=f"{suite.name} ({answers.label})",
     )
