@@ -24,6 +24,7 @@ from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.run import WeightsSpec
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
+from lmtune.evaluate.report import write_report
 from lmtune.evaluate.settings import settings_record
 from lmtune.evaluate.stats import ItemScores, paired_interval
 from lmtune.evaluate.suites import Answers, EvalExample, Metrics, run_suite
@@ -157,6 +158,7 @@ def evaluate(
     ]
     summary = compare(tuned_report["metrics"], base_metrics, names, tuned_items, base_items)
     _write_json(out_dir / "summary.json", summary)
+    write_report(out_dir)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
 
 

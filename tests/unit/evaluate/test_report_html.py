@@ -1,0 +1,83 @@
+"""`eval/report.html`: written by every evaluation, self-contained, and rendered by a real headless
+Chromium with a screenshot and no console errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tuned_run import make_run
+
+from lmtune.evaluate.report import item_score, reading
+from lmtune.evaluate.run import run
+from lmtune.runtime.records import MetricComparison
+from lmtune.runtime.rundir import RunDir
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> RunDir:
+    root = tmp_path_factory.mktemp("report")
+    suites = [{"type": "perplexity"}, {"type": "exact_match"}, {"type": "generation", "scores": ["token_f1"]}]
+    rundir = make_run(root, tiny_model_dir, scale=2.0, evaluate={"suites": suites})
+    run(rundir)
+    return rundir
+
+
+def test_the_report_holds_every_metric_and_no_outside_reference(evaluated: RunDir) -> None:
+    page = (evaluated.eval / "report.html").read_text()
+    summary = json.loads((evaluated.eval / "summary.json").read_text())
+    for name in summary:
+        assert f">{name}<" in page
+    assert "Worst regressions" in page and "held-out:" in page
+    assert re.search(r"(src|href)=", page) is None and "http" not in page and "<script" not in page
+
+
+def test_readings_and_item_scores() -> None:
+    assert (
+        reading(MetricComparison(base=0.1, tuned=0.0, delta=-0.1, ci95=(-0.2, 0.0), items=40))
+        == "within noise"
+    )
+    assert reading(MetricComparison(base=0.1, tuned=0.5, delta=0.4, ci95=(0.2, 0.6), items=40)) == "higher"
+    assert reading(MetricComparison(base=1.0, tuned=0.5, delta=-0.5, ci95=(-0.7, -0.3), items=40)) == "lower"
+    assert item_score({"correct": True}) == 1.0 and item_score({"passed": False}) == 0.0
+    assert item_score({"predicted": 1, "answer": 2}) == 0.0 and item_score({"token_f1": 0.25}) == 0.25
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="system program missing: chromium (Debian's chromium package)")
+def test_chromium_renders_the_report_without_console_errors(evaluated: RunDir, tmp_path: Path) -> None:
+    page = evaluated.eval / "report.html"
+    shot = tmp_path / "report.png"
+    common = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    done = subprocess.run(
+        [
+            *common,
+            "--enable-logging=stderr",
+            "--v=0",
+            f"--screenshot={shot}",
+            "--window-size=1280,2400",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file() and shot.stat().st_size > 10_000, done.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    assert console == []
+    assert "ERR_" not in done.stderr  # no resource failed to load (there are none to load)
+    dom = subprocess.run([*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert "Evaluation: base vs tuned" in dom.stdout and "<svg" in dom.stdout
