@@ -126,6 +126,7 @@ class Generator:
         on_text: OnText | None = None,
         cancel: threading.Event | None = None,
         desc: str | None = None,
+        by_length: bool = False,
     ) -> list[Completion]:
         """Generate one completion per prompt, `batch_size` prompts per `generate` call (all at once
         when None). Blocks: run it in a worker thread from async code.
@@ -138,6 +139,9 @@ class Generator:
                 concatenate to its `Completion.text`.
             cancel: When set, generation stops at the next token (`finish_reason="cancelled"`).
             desc: Progress-bar label; None hides the bar.
+            by_length: Batch the prompts in order of length (less padding), the results still in the
+                prompts' order. Sampled rows draw in batch order, so leave it off where draws must
+                match another sampler's.
         """
         # deferred: torch, tqdm only when this runs (keeps `import lmtune...` light)
         import torch
@@ -153,21 +157,30 @@ class Generator:
         ):
             if params.seed is not None:
                 torch.manual_seed(params.seed)
+            order = (
+                sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+                if by_length
+                else range(len(prompts))
+            )
+            order = list(order)
             for start in tqdm(range(0, len(prompts), size), desc=desc, unit="batch", disable=desc is None):
-                batch = prompts[start : start + size]
-                results += self._batch(batch, params, device, start, on_text, cancel)
-        return results
+                chosen = order[start : start + size]
+                show = None if on_text is None else _reindexed(on_text, chosen)
+                results += self._batch([prompts[i] for i in chosen], params, device, show, cancel)
+        back = [Completion("", [], "", 0)] * len(prompts)
+        for i, done in zip(order, results, strict=True):
+            back[i] = done
+        return back
 
     def _batch(
         self,
         prompts: Sequence[Sequence[int]],
         params: SamplingParams,
         device: torch.device,
-        first: int,
         on_text: OnText | None,
         cancel: threading.Event | None,
     ) -> list[Completion]:
-        """One `generate` call over left-padded `prompts` (indices from `first` for `on_text`)."""
+        """One `generate` call over left-padded `prompts` (`on_text` gets indices into `prompts`)."""
         # deferred: torch, transformers only when this runs (keeps `import lmtune...` light)
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
@@ -205,7 +218,7 @@ class Generator:
                         if on_text is not None or tracker.stop:
                             delta = tracker.update(row)
                             if delta and on_text is not None:
-                                on_text(first + i, delta)
+                                on_text(i, delta)
                         if tracker.stopped or cancelled:
                             ended[i] = len(row)
                     done.append(bool(ended[i]))
@@ -238,9 +251,14 @@ class Generator:
             if on_text is not None:
                 rest = trackers[i].rest(text)
                 if rest:
-                    on_text(first + i, rest)
+                    on_text(i, rest)
             results.append(Completion(text, tokens, reason, len(prompts[i])))
         return results
+
+
+def _reindexed(on_text: OnText, chosen: list[int]) -> OnText:
+    """`on_text` called with the prompts' own indices for a batch of `chosen` prompts."""
+    return lambda row, text: on_text(chosen[row], text)
 
 
 def greedy_generate(
@@ -253,8 +271,9 @@ def greedy_generate(
     stop_ids: Sequence[int],
     desc: str | None = None,
 ) -> list[Completion]:
-    """Greedy completions of rendered prompt strings (see `render_prompt`), `batch_size` at a time:
-    what evaluation and the export check compare."""
+    """Greedy completions of rendered prompt strings (see `render_prompt`), `batch_size` at a time in
+    order of length: what evaluation and the export check compare."""
     ids = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     params = SamplingParams(max_new_tokens=max_new_tokens, temperature=0)
-    return Generator(model, tokenizer, stop_ids).generate(ids, params, batch_size=batch_size, desc=desc)
+    generator = Generator(model, tokenizer, stop_ids)
+    return generator.generate(ids, params, batch_size=batch_size, desc=desc, by_length=True)

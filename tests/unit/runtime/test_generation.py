@@ -145,3 +145,17 @@ def test_cancel_ends_every_row(parts: tuple[Any, Any, list[list[int]]]) -> None:
     assert "cancelled" in {c.finish_reason for c in done}
     assert max(c.completion_tokens for c in done) < 40
     assert len({c.completion_tokens for c in done if c.finish_reason == "cancelled"}) == 1
+
+
+def test_batching_by_length_keeps_the_prompts_order(parts: tuple[Any, Any, list[list[int]]]) -> None:
+    model, tok, prompts = parts
+    gen = Generator(model, tok)
+    params = SamplingParams(max_new_tokens=10, temperature=0)
+    plain = gen.generate(prompts, params, batch_size=2)
+    pieces: dict[int, list[str]] = {i: [] for i in range(len(prompts))}
+    sorted_ = gen.generate(
+        prompts, params, batch_size=2, by_length=True, on_text=lambda i, text: pieces[i].append(text)
+    )
+    assert [c.token_ids for c in sorted_] == [c.token_ids for c in plain]
+    assert [c.prompt_tokens for c in sorted_] == [len(p) for p in prompts]
+    assert ["".join(pieces[i]) for i in range(len(prompts))] == [c.text for c in sorted_]
