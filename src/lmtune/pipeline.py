@@ -14,6 +14,7 @@ from lmtune.config.run import RunConfig, Stage
 from lmtune.data.prepare import prepare
 from lmtune.errors import ConfigError
 from lmtune.evaluate import run as evaluate_run
+from lmtune.evaluate.report import fmt, reading
 from lmtune.export import run as export_run
 from lmtune.monitor.store import RequestStore
 from lmtune.runtime.console import summary_console
@@ -160,14 +161,6 @@ def run(cfg: RunConfig, resume: bool = False) -> PipelineResult:
     return result
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def comparison_table(rows: dict[str, MetricComparison]) -> Any:
     """Base vs tuned per metric, with the delta's paired 95% interval; a delta whose interval holds 0
     reads `within noise`, not as a change."""
@@ -178,16 +171,9 @@ def comparison_table(rows: dict[str, MetricComparison]) -> Any:
     for col in ("metric", "base", "tuned", "delta", "95% interval", "items", "reading"):
         table.add_column(col, justify="left" if col in ("metric", "reading") else "right")
     for name, row in rows.items():
-        interval = "-" if row.ci95 is None else f"[{_fmt(row.ci95[0])}, {_fmt(row.ci95[1])}]"
-        match row.significant:
-            case None:
-                reading = "-" if row.delta is None else "no interval"
-            case False:
-                reading = "within noise"
-            case True:
-                reading = "higher" if (row.delta or 0) > 0 else "lower"
+        interval = "-" if row.ci95 is None else f"[{fmt(row.ci95[0])}, {fmt(row.ci95[1])}]"
         table.add_row(
-            name, _fmt(row.base), _fmt(row.tuned), _fmt(row.delta), interval, _fmt(row.items), reading
+            name, fmt(row.base), fmt(row.tuned), fmt(row.delta), interval, fmt(row.items), reading(row)
         )
     return table
 

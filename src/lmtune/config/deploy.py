@@ -27,7 +27,7 @@ class EvaluateConfig(StrictModel):
     """The forgetting check: a general held-out text scored for base and tuned beside the suites, as
     `general/loss` and `general/perplexity` (what fine-tuning may have cost). `chatterbot` (the packaged
     corpus of real English exchanges), or any `source` a `perplexity` suite takes; null: off."""
-    general_max_samples: int = Field(default=300, ge=1)
+    general_max_samples: int = Field(default=100, ge=1)
     """Conversations (or text windows) of the general set scored (a seeded sample)."""
     suites: list[SuiteConfig] = Field(default_factory=default_suites, min_length=1)
     """What to measure, in this order (`type`: `perplexity`, `exact_match`, `format_compliance`,

@@ -164,6 +164,46 @@ class CodeSuite(SuiteBase):
         return tuple(f"{self.name}/pass@{k}" for k in self.ks)
 
 
+class JudgeSuite(SuiteBase):
+    """LLM-as-judge through an OpenAI-compatible endpoint, on the greedy answers to a task file (or the
+    held-out prompts). `single`: each answer rated 1..`scale` against the rubric (and the reference),
+    reported as `<name>/score` (rating / scale) and `<name>/agreement` (how often "rated above the middle"
+    agrees with exact match, on items with a numeric reference). `pairwise`: tuned against base, each pair
+    judged twice with the positions swapped, a win only when both orders agree: `<name>/win_rate`,
+    `<name>/loss_rate`, `<name>/tie_rate`, `<name>/inconsistent_rate`. The judge's prompts and raw outputs
+    are kept in the results."""
+
+    type: Literal["judge"] = "judge"
+    generates: ClassVar[bool] = True
+    name: str = Field(default="judge", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    endpoint: str
+    """The judge's API base, e.g. http://127.0.0.1:8000/v1 (`lmtune serve`, vLLM, a hosted API)."""
+    model: str
+    """The judge model's name at the endpoint."""
+    api_key_env: str | None = None
+    """Environment variable holding the endpoint's API key (never the key itself)."""
+    mode: Literal["single", "pairwise"] = "single"
+    rubric: str = "Judge the response for correctness, helpfulness and clarity."
+    """What the judge is told to look for."""
+    scale: int = Field(default=10, ge=2, le=100)
+    """Ratings run from 1 to `scale` (single mode)."""
+    use_reference: bool = True
+    """Show the judge the reference answer."""
+    path: str | None = None
+    """A task file (as the `generation` suite's); None: the run's held-out split."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Items judged (the first ones); None: `evaluate.max_samples`."""
+    max_tokens: int = Field(default=512, ge=16)
+    """The judge's budget per verdict."""
+    timeout_s: float = Field(default=120.0, gt=0)
+
+    def metric_names(self) -> tuple[str, ...]:
+        if self.mode == "single":
+            return (f"{self.name}/score", f"{self.name}/agreement")
+        return tuple(f"{self.name}/{k}_rate" for k in ("win", "loss", "tie", "inconsistent"))
+
+
 AnySuite = (
     PerplexitySuite
     | ExactMatchSuite
@@ -171,6 +211,7 @@ AnySuite = (
     | GenerationSuite
     | MultipleChoiceSuite
     | CodeSuite
+    | JudgeSuite
 )
 SuiteConfig = Annotated[AnySuite, Field(discriminator="type")]
 

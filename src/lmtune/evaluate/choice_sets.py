@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmtune.errors import DataError
+from lmtune.evaluate.jsonl import read_rows
 from lmtune.runtime.load import package_dir
 
 MMLU = "mmlu"
@@ -101,16 +102,8 @@ def _read_gpqa(path: Path) -> list[ChoiceItem]:
 
 
 def _read_jsonl(path: Path) -> list[ChoiceItem]:
-    if not path.is_file():
-        raise DataError(f"{path}: multiple-choice file not found")
     items = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+    for n, row in read_rows(path, "multiple-choice"):
         question, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
         if not isinstance(question, str) or not question.strip():
             raise DataError(f"{path}:{n}: field 'question' must be a non-empty string")
@@ -127,6 +120,4 @@ def _read_jsonl(path: Path) -> list[ChoiceItem]:
                 f"{path}:{n}: field 'answer' must be a choice index (0-{len(choices) - 1}) or letter"
             )
         items.append(ChoiceItem(question.strip(), list(choices), answer))
-    if not items:
-        raise DataError(f"{path}: no rows")
     return items

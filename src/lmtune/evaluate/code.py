@@ -11,7 +11,6 @@ ship with lmtune (`evaluate/data/mini_humaneval.jsonl`, written for lmtune's tes
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -20,9 +19,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lmtune.errors import DataError
+from lmtune.evaluate.jsonl import read_rows
 from lmtune.evaluate.sandbox import DEFAULT_LIMITS, Limits, Outcome, run_program
 
 MINI_HUMANEVAL = "mini-humaneval"
@@ -46,25 +45,6 @@ class SampleResult:
     result: str
 
 
-def _jsonl(path: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(f"{path}: {what} file not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path}:{n}: a row must be a JSON object")
-        rows.append((n, row))
-    if not rows:
-        raise DataError(f"{path}: no rows")
-    return rows
-
-
 def read_problems(source: str | Path) -> dict[str, Problem]:
     """HumanEval-format problems by task id (`mini-humaneval`: the packaged set).
 
@@ -73,7 +53,7 @@ def read_problems(source: str | Path) -> dict[str, Problem]:
     """
     path = _MINI_PATH if str(source) == MINI_HUMANEVAL else Path(source)
     problems: dict[str, Problem] = {}
-    for n, row in _jsonl(path, "problems"):
+    for n, row in read_rows(path, "problems"):
         for field in ("task_id", "prompt", "test", "entry_point"):
             if not isinstance(row.get(field), str) or not row[field]:
                 raise DataError(f"{path}:{n}: field '{field}' must be a non-empty string")
@@ -91,7 +71,7 @@ def read_samples(path: str | Path, problems: dict[str, Problem]) -> list[tuple[s
     """
     file = Path(path)
     samples = []
-    for n, row in _jsonl(file, "samples"):
+    for n, row in read_rows(file, "samples"):
         task, completion = row.get("task_id"), row.get("completion")
         if not isinstance(task, str) or task not in problems:
             raise DataError(f"{file}:{n}: field 'task_id': {task!r} is not a task of the problems file")

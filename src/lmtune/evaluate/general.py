@@ -9,15 +9,15 @@ windows of `window` tokens, every token scored.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lmtune.data.encoding.template import IGNORE, encode_conversation
 from lmtune.data.formats.assets import CHATTERBOT, read_chatterbot
 from lmtune.data.records import RawItem, RecordRejected
 from lmtune.errors import DataError
+from lmtune.evaluate.jsonl import read_rows
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -39,7 +39,7 @@ def conversations(source: str) -> list[list[dict[str, str]]] | None:
         return found
     path = Path(source)
     if path.suffix == ".jsonl":
-        rows = _jsonl(path)
+        rows = read_rows(path, "text")
         if all("messages" in r for _, r in rows):
             return [r["messages"] for _, r in rows]
     return None
@@ -53,7 +53,7 @@ def texts(source: str) -> list[str]:
     if path.suffix != ".jsonl":
         return [path.read_text(encoding="utf-8")]
     out = []
-    for n, row in _jsonl(path):
+    for n, row in read_rows(path, "text"):
         if not isinstance(row.get("text"), str):
             raise DataError(f"{path}:{n}: field 'text' must be a string (or give every row `messages`)")
         out.append(row["text"])
@@ -86,19 +86,3 @@ def token_rows(
             if len(piece) > 1:
                 rows.append({"input_ids": piece, "labels": list(piece), "attention_mask": [1] * len(piece)})
     return rows[:limit] if limit is not None else rows
-
-
-def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: a row must be a JSON object")
-            rows.append((n, row))
-    return rows

@@ -47,31 +47,13 @@ def _pad_batch(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, torch.T
     }
 
 
-def summed_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Sum of -log softmax(logits[t])[labels[t+1]] over positions whose next label is not -100.
+def row_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, int]]:
+    """(sum of -log softmax(logits[t])[labels[t+1]] over the positions whose next label is not -100,
+    number of those positions) of each row of a batch.
 
     Labels are aligned with the inputs (as in transformers): the logits at position t predict the
     token at t+1, so logits drop their last position and labels their first.
-
-    Returns:
-        (summed negative log-likelihood, number of scored tokens).
     """
-    # deferred: torch only when this runs (keeps `import lmtune...` light)
-    import torch.nn.functional as F
-
-    shifted_logits = logits[:, :-1, :].float()
-    shifted_labels = labels[:, 1:]
-    total = F.cross_entropy(
-        shifted_logits.reshape(-1, shifted_logits.shape[-1]),
-        shifted_labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="sum",
-    )
-    return total, int((shifted_labels != IGNORE_INDEX).sum())
-
-
-def row_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[float, int]]:
-    """(summed NLL, scored tokens) of each row of a batch (see `summed_token_nll`)."""
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch.nn.functional as F
 
@@ -86,12 +68,20 @@ def row_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> list[tuple[floa
 
 
 def eval_loss(
-    model: PreTrainedModel, rows: Sequence[dict[str, Any]], *, batch_size: int, pad_id: int
+    model: PreTrainedModel,
+    rows: Sequence[dict[str, Any]],
+    *,
+    batch_size: int,
+    pad_id: int,
+    token_budget: int | None = None,
 ) -> LossResult:
     """Token-mean loss and perplexity of `model` on tokenised rows (`input_ids`, `labels`, `attention_mask`).
 
     The mean is over every scored token of the split, so long answers weigh more than short ones
-    (the same quantity a training loss on the split estimates, without per-batch averaging bias).
+    (the same quantity a training loss on the split estimates, without per-batch averaging bias). Rows
+    are batched in order of length (less padding); `per_row` keeps the rows' own order. With
+    `token_budget`, a batch takes as many rows as fit in that many (padded) tokens, at least
+    `batch_size` (short rows then go many to a forward pass).
     """
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
@@ -99,22 +89,37 @@ def eval_loss(
     if not rows:
         raise DataError("the eval split is empty: cannot compute eval loss")
     device = next(model.parameters()).device
-    total, count = 0.0, 0
-    per_row: list[tuple[float, int]] = []
-    for start in range(0, len(rows), batch_size):
-        batch = {k: v.to(device) for k, v in _pad_batch(rows[start : start + batch_size], pad_id).items()}
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    per_row: list[tuple[float, int]] = [(0.0, 0)] * len(rows)
+    for chosen in _batches(order, [len(rows[i]["input_ids"]) for i in order], batch_size, token_budget):
+        batch = {k: v.to(device) for k, v in _pad_batch([rows[i] for i in chosen], pad_id).items()}
         with torch.inference_mode():
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         # Prompt tuning prepends virtual tokens to the input: their logits come first; score the real ones.
         logits = logits[:, logits.shape[1] - batch["labels"].shape[1] :]
-        nll, n = summed_token_nll(logits, batch["labels"])
-        total += float(nll)
-        count += n
-        per_row += row_token_nll(logits, batch["labels"])
+        for i, scored in zip(chosen, row_token_nll(logits, batch["labels"]), strict=True):
+            per_row[i] = scored
+    count = sum(n for _, n in per_row)
     if count == 0:
         raise DataError("the eval split has no labelled tokens (every label is -100): nothing to score")
-    loss = total / count
+    loss = sum(nll for nll, _ in per_row) / count
     return LossResult(loss=loss, perplexity=perplexity(loss), tokens=count, per_row=per_row)
+
+
+def _batches(order: list[int], lengths: list[int], size: int, budget: int | None) -> list[list[int]]:
+    """`order` cut into batches: `size` rows each, or (with `budget`) as many rows as fit in `budget`
+    padded tokens (the rows come in increasing length, so the last row sets the width), at least `size`."""
+    out: list[list[int]] = []
+    current: list[int] = []
+    for index, length in zip(order, lengths, strict=True):
+        fits = budget is not None and (len(current) + 1) * length <= budget
+        if current and len(current) >= size and not fits:
+            out.append(current)
+            current = []
+        current.append(index)
+    if current:
+        out.append(current)
+    return out
 
 
 def perplexity(loss: float) -> float:

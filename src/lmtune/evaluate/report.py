@@ -74,11 +74,11 @@ def summary_table(summary: dict[str, MetricComparison]) -> str:
     rows = [
         [
             name,
-            _fmt(row.base),
-            _fmt(row.tuned),
-            _fmt(row.delta),
-            "-" if row.ci95 is None else f"[{_fmt(row.ci95[0])}, {_fmt(row.ci95[1])}]",
-            _fmt(row.items),
+            fmt(row.base),
+            fmt(row.tuned),
+            fmt(row.delta),
+            "-" if row.ci95 is None else f"[{fmt(row.ci95[0])}, {fmt(row.ci95[1])}]",
+            fmt(row.items),
             reading(row),
         ]
         for name, row in summary.items()
@@ -111,7 +111,7 @@ def interval_chart(summary: dict[str, MetricComparison]) -> str:
         bar = f'x1="{x(low):.1f}" y1="{y}" x2="{x(high):.1f}" y2="{y}"'
         shapes.append(f'<line {bar} stroke="{color}" stroke-width="3"/>')
         shapes.append(f'<circle cx="{x(row.delta):.1f}" cy="{y}" r="4" fill="{color}"/>')
-        text = f"{_fmt(row.delta)} [{_fmt(low)}, {_fmt(high)}]" if row.ci95 is not None else _fmt(row.delta)
+        text = f"{fmt(row.delta)} [{fmt(low)}, {fmt(high)}]" if row.ci95 is not None else fmt(row.delta)
         shapes.append(f'<text x="{label_w + 2 * half + 8}" y="{y + 4}">{escape(text)}</text>')
     zero = label_w + half
     height = 12 + len(rows) * row_h
@@ -202,7 +202,8 @@ def _about(tuned: dict[str, Any], settings: dict[str, Any] | None) -> str:
     return table(["run", ""], rows)
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
+    """A number to 4 significant digits, `-` for none."""
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any
 from lmtune import methods
 from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.run import WeightsSpec
+from lmtune.config.suites import JudgeSuite
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError
+from lmtune.evaluate.judge_suite import judge_pairs
 from lmtune.evaluate.report import write_report
 from lmtune.evaluate.settings import settings_record
 from lmtune.evaluate.stats import ItemScores, paired_interval
@@ -145,6 +147,7 @@ def evaluate(
             base, tok, examples, cfg, label="base", system_prompt=system_prompt
         )
 
+    _judge_pairs(cfg, tuned_report, base_report)
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json(out_dir / "settings.json", record)
     _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **stamp, **tuned_report})
@@ -160,6 +163,21 @@ def evaluate(
     _write_json(out_dir / "summary.json", summary)
     write_report(out_dir)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
+
+
+def _judge_pairs(cfg: EvaluateConfig, tuned: dict[str, Any], base: dict[str, Any] | None) -> None:
+    """Pairwise judge suites: tuned against base, once both have answered (results go to `tuned`)."""
+    for suite in cfg.all_suites():
+        if not isinstance(suite, JudgeSuite) or suite.mode != "pairwise":
+            continue
+        if base is None:
+            log.warning("judge suite %s: pairwise needs the base model (evaluate.compare_base)", suite.name)
+            continue
+        rates, pairs = judge_pairs(
+            suite, tuned["suites"][suite.name]["items"], base["suites"][suite.name]["items"]
+        )
+        tuned["metrics"] |= rates
+        tuned["suites"][suite.name]["pairs"] = pairs
 
 
 def evaluate_one(

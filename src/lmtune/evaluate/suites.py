@@ -14,6 +14,7 @@ from lmtune.config.suites import (
     ExactMatchSuite,
     FormatComplianceSuite,
     GenerationSuite,
+    JudgeSuite,
     MultipleChoiceSuite,
     PerplexitySuite,
 )
@@ -23,6 +24,7 @@ from lmtune.evaluate.choice import expected_calibration_error, score_choices
 from lmtune.evaluate.choice_sets import read_choice_set
 from lmtune.evaluate.code_suite import code_suite
 from lmtune.evaluate.general import token_rows
+from lmtune.evaluate.judge_suite import judge_suite
 from lmtune.evaluate.loss import eval_loss, perplexity
 from lmtune.evaluate.stats import ItemScores
 from lmtune.evaluate.tasks import read_task_file
@@ -55,6 +57,8 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
             return _multiple_choice(suite, answers)
         case CodeSuite():
             return code_suite(suite, answers)
+        case JudgeSuite():
+            return judge_suite(suite, answers)
         case _:
             assert_never(suite)
 
@@ -134,7 +138,10 @@ def _perplexity(suite: PerplexitySuite, answers: Answers) -> SuiteResult:
         rows = [e.tokens for e in answers.examples]
     else:
         rows = token_rows(suite.source, tok, limit=suite.max_samples, window=suite.window)
-    loss = eval_loss(answers.model, rows, batch_size=answers.cfg.batch_size, pad_id=pad_id)
+    budget = answers.cfg.batch_size * suite.window  # short rows (chat turns) go many to a batch
+    loss = eval_loss(
+        answers.model, rows, batch_size=answers.cfg.batch_size, pad_id=pad_id, token_budget=budget
+    )
     loss_name, ppl_name = suite.metric_names()
     found: Metrics = {loss_name: loss.loss, ppl_name: loss.perplexity}
     found["eval_tokens" if suite.source is None else f"{suite.name}/tokens"] = loss.tokens

@@ -3,12 +3,12 @@ errors that name the file, the line and the field."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmtune.data.formats.assets import GSM8K, gsm8k_path
 from lmtune.errors import DataError
+from lmtune.evaluate.jsonl import read_rows
 
 Message = dict[str, str]
 
@@ -34,22 +34,7 @@ def read_task_file(path: str | Path) -> list[TaskItem]:
             (the message names the file, the line and the field).
     """
     file = gsm8k_path() if str(path) == GSM8K else Path(path)
-    if not file.is_file():
-        raise DataError(f"{file}: task file not found")
-    items: list[TaskItem] = []
-    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}:{n}: not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{file}:{n}: a row must be a JSON object")
-        items.append(_item(row, f"{file}:{n}"))
-    if not items:
-        raise DataError(f"{file}: no rows")
-    return items
+    return [_item(row, f"{file}:{n}") for n, row in read_rows(file, "task")]
 
 
 def _item(row: dict[str, object], where: str) -> TaskItem:

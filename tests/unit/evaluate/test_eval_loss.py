@@ -46,3 +46,27 @@ def test_loss_refuses_rows_without_labels(tiny_model_dir: Path, tiny_tokenizer) 
     row["labels"] = [-100] * len(row["labels"])
     with pytest.raises(DataError, match="no labelled tokens"):
         eval_loss(model, [row], batch_size=1, pad_id=0)
+
+
+def test_batches_by_size_or_token_budget() -> None:
+    from lmtune.evaluate.loss import _batches
+
+    assert _batches([0, 1, 2, 3, 4], [5] * 5, 2, None) == [[0, 1], [2, 3], [4]]
+    assert _batches([0, 1, 2, 3, 4], [5, 5, 5, 100, 100], 2, 20) == [[0, 1, 2], [3, 4]]  # at least 2 a batch
+    assert _batches(list(range(6)), [1] * 6, 2, 100) == [list(range(6))]
+
+
+def test_the_per_row_losses_keep_the_rows_order_and_add_up(tiny_model_dir, tiny_tokenizer) -> None:  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    rows = []
+    for n in (9, 3, 14, 5, 3):
+        ids = list(range(5, 5 + n))
+        rows.append({"input_ids": ids, "labels": ids, "attention_mask": [1] * n})
+    one = [eval_loss(model, [r], batch_size=1, pad_id=tiny_tokenizer.pad_token_id) for r in rows]
+    together = eval_loss(model, rows, batch_size=2, pad_id=tiny_tokenizer.pad_token_id, token_budget=64)
+    assert [n for _, n in together.per_row] == [len(r["input_ids"]) - 1 for r in rows]
+    for alone, (nll, n) in zip(one, together.per_row, strict=True):
+        assert nll / n == pytest.approx(alone.loss, abs=1e-4)
+    assert together.loss == pytest.approx(sum(x for x, _ in together.per_row) / together.tokens)

@@ -61,7 +61,7 @@ def test_chatterbot_exchanges_alternate_and_end_with_the_assistant() -> None:
 
 def test_the_forgetting_check_is_on_by_default() -> None:
     suites = EvaluateConfig().all_suites()
-    assert suites[-1] == PerplexitySuite(source="chatterbot", name="general", max_samples=300)
+    assert suites[-1] == PerplexitySuite(source="chatterbot", name="general", max_samples=100)
     assert EvaluateConfig(general=None).all_suites() == EvaluateConfig(general=None).suites
     own = PerplexitySuite(source="x.txt", name="general")
     assert EvaluateConfig(suites=[own]).all_suites() == [own]  # a suite named `general` replaces it

@@ -20,6 +20,7 @@ from lmtune.config.suites import (
     CodeSuite,
     ExactMatchSuite,
     FormatComplianceSuite,
+    JudgeSuite,
     MultipleChoiceSuite,
     PerplexitySuite,
 )
@@ -31,7 +32,10 @@ from lmtune.evaluate.suites import Answers, run_suite
 from lmtune.runtime.rundir import RunDir
 from lmtune.runtime.stops import stop_token_ids
 
-EVERY_SUITE = [cls() for cls in get_args(AnySuite)]
+EVERY_SUITE = [
+    cls(endpoint="set by the test", model="judge") if cls is JudgeSuite else cls()
+    for cls in get_args(AnySuite)
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,11 @@ def mc_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("suite", EVERY_SUITE, ids=lambda s: s.type)
-def test_every_suite_reports_what_it_declares(suite: AnySuite, answers: Answers, mc_file: Path) -> None:
+def test_every_suite_reports_what_it_declares(
+    suite: AnySuite, answers: Answers, mc_file: Path, judge_endpoint: str
+) -> None:
+    if isinstance(suite, JudgeSuite):
+        suite = suite.model_copy(update={"endpoint": judge_endpoint})
     if isinstance(suite, MultipleChoiceSuite):  # the packaged sets are checked with the `real` marker
         suite = suite.model_copy(update={"source": str(mc_file)})
     if isinstance(suite, CodeSuite):
