@@ -78,7 +78,9 @@ def _train(config: Path, *args: str, status: int = 0) -> subprocess.CompletedPro
 
 
 def _lines(stderr: str, prefix: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith(prefix)]
+    """The lines holding `prefix`, from it on: the processes share stderr, so a line may follow another
+    process's unfinished output (a progress bar writes no newline) on the same line."""
+    return [line[line.index(prefix) :] for line in stderr.splitlines() if prefix in line]
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
