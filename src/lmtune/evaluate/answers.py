@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lmtune.data.formats.preference import with_system
 from lmtune.evaluate import metrics
 from lmtune.evaluate.stats import ItemScores
+from lmtune.evaluate.tasks import read_task_file
 from lmtune.runtime.generation import Completion, Message, greedy_generate, render_prompt
 
 if TYPE_CHECKING:
@@ -30,6 +31,17 @@ class SuiteResult:
     """One record per item (prompt, reference, prediction, its scores), for the per-item drill-down."""
     settings: dict[str, Any] = field(default_factory=dict)
     """How the suite scored (task file, items, answer filter), written into the result."""
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """One item and the model's answer to it."""
+
+    messages: list[Message]
+    reference: str
+    prompt: str
+    """The rendered prompt."""
+    completion: Completion
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,24 @@ class Answers:
             scores = [metrics.score(g.text, e.reference) for g, e in zip(answers, sampled, strict=True)]
             self._scored = (prompts, answers, scores)
         return self._scored
+
+    def task_answers(self, path: str | None, limit: int | None, what: str) -> list[TaskAnswer]:
+        """Greedy answers to the first `limit` items (default `cfg.max_samples`) of a task file, or of
+        the held-out split when `path` is None (the shared held-out answers)."""
+        limit = limit or self.cfg.max_samples
+        if path is None:
+            prompts, completions, _ = self.scored()
+            items = [(e.prompt_messages, e.reference) for e in self.examples[: len(completions)]]
+        else:
+            task = read_task_file(path)[:limit]
+            items = [(t.messages, t.reference) for t in task]
+            prompts, completions = self.answer([t.messages for t in task], what)
+        return [
+            TaskAnswer(messages, reference, prompt, completion)
+            for (messages, reference), prompt, completion in list(
+                zip(items, prompts, completions, strict=True)
+            )[:limit]
+        ]
 
     def with_system(self, messages: list[Message]) -> list[Message]:
         """`messages` with the run's system prompt in front, unless they have a system turn."""

@@ -10,7 +10,6 @@ from lmtune.evaluate import metrics
 from lmtune.evaluate.answers import Answers, SuiteResult
 from lmtune.evaluate.judge import Judge, agreement
 from lmtune.evaluate.stats import ItemScores
-from lmtune.evaluate.tasks import read_task_file
 
 
 def _judge(suite: JudgeSuite) -> Judge:
@@ -27,18 +26,9 @@ def _judge(suite: JudgeSuite) -> Judge:
 
 def answered(suite: JudgeSuite, answers: Answers) -> list[dict[str, Any]]:
     """One row per item: question (the last user turn), reference, the model's answer."""
-    limit = suite.max_samples or answers.cfg.max_samples
-    if suite.path is None:
-        _, completions, _ = answers.scored()
-        items = [(e.prompt_messages, e.reference) for e in answers.examples[: len(completions)]][:limit]
-        texts = [c.text for c in completions][:limit]
-    else:
-        task = read_task_file(suite.path)[:limit]
-        items = [(t.messages, t.reference) for t in task]
-        texts = [c.text for c in answers.answer([t.messages for t in task], suite.name)[1]]
     return [
-        {"question": messages[-1]["content"], "reference": reference, "prediction": text}
-        for (messages, reference), text in zip(items, texts, strict=True)
+        {"question": a.messages[-1]["content"], "reference": a.reference, "prediction": a.completion.text}
+        for a in answers.task_answers(suite.path, suite.max_samples, suite.name)
     ]
 
 

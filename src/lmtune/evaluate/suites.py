@@ -27,7 +27,6 @@ from lmtune.evaluate.general import token_rows
 from lmtune.evaluate.judge_suite import judge_suite
 from lmtune.evaluate.loss import eval_loss, perplexity
 from lmtune.evaluate.stats import ItemScores
-from lmtune.evaluate.tasks import read_task_file
 from lmtune.evaluate.text_metrics import FILTERS, score_answers
 
 __all__ = ["Answers", "EvalExample", "Metrics", "SuiteResult", "run_suite"]
@@ -65,16 +64,10 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
 
 def _generation(suite: GenerationSuite, answers: Answers) -> SuiteResult:
     """Greedy answers to the suite's task file (or the held-out prompts), scored by its text metrics."""
-    limit = suite.max_samples or answers.cfg.max_samples
-    if suite.path is None:
-        prompts, completions, _ = answers.scored()
-        references = [e.reference for e in answers.examples[: len(completions)]][:limit]
-        prompts, completions = prompts[:limit], completions[:limit]
-    else:
-        items = read_task_file(suite.path)[:limit]
-        prompts, completions = answers.answer([i.messages for i in items], suite.name)
-        references = [i.reference for i in items]
-    predictions = [c.text for c in completions]
+    answered = answers.task_answers(suite.path, suite.max_samples, suite.name)
+    prompts = [a.prompt for a in answered]
+    references = [a.reference for a in answered]
+    predictions = [a.completion.text for a in answered]
     items_by_score, scored = score_answers(predictions, references, suite.scores, suite.answer_filter)
     found: Metrics = {f"{suite.name}/{k}": v.aggregate() for k, v in items_by_score.items()}
     rows = [
