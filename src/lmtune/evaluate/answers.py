@@ -99,14 +99,17 @@ class Answers:
         """`messages` with the run's system prompt in front, unless they have a system turn."""
         return with_system(messages, self.system_prompt)
 
-    def answer(self, conversations: list[list[Message]], what: str) -> tuple[list[str], list[Completion]]:
-        """Greedy answers to `conversations` (rendered prompts, completions)."""
+    def answer(
+        self, conversations: list[list[Message]], what: str, max_new_tokens: int | None = None
+    ) -> tuple[list[str], list[Completion]]:
+        """Greedy answers to `conversations` (rendered prompts, completions), each at most
+        `max_new_tokens` long (default `cfg.max_new_tokens`)."""
         prompts = [render_prompt(self.tokenizer, self.with_system(c)) for c in conversations]
         answers = greedy_generate(
             self.model,
             self.tokenizer,
             prompts,
-            max_new_tokens=self.cfg.max_new_tokens,
+            max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
             batch_size=self.cfg.batch_size,
             stop_ids=self.stops,
             desc=f"generate {what} ({self.label})",

@@ -63,7 +63,7 @@ def _read_mmlu(path: Path) -> list[ChoiceItem]:
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         row = json.loads(line)
-        options = _lettered(row["options"])
+        options = lettered_options(row["options"])
         if len(options) < 2:
             raise DataError(f"{path}:{n}: field 'options' is not a list of 'A. ...' options")
         answer = LETTERS.find(row["answer"].strip()[:1])
@@ -73,7 +73,7 @@ def _read_mmlu(path: Path) -> list[ChoiceItem]:
     return items
 
 
-def _lettered(text: str) -> list[str]:
+def lettered_options(text: str) -> list[str]:
     """'A. x\nB. y ...' -> ['x', 'y', ...]; an option may span lines (the next one starts at
     '\n<next letter>.')."""
     text = text.strip()

