@@ -162,9 +162,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb(
         "evaluate",
         cmd_evaluate,
-        "evaluate base vs tuned on a run (RUN_DIR), or score code samples (code PROBLEMS --samples S)",
+        "evaluate base vs tuned on a run (RUN_DIR), an OpenAI-compatible endpoint (--endpoint URL --model M),"
+        " or score code samples (code PROBLEMS --samples S)",
     )
-    p.add_argument("target", nargs="+", metavar="RUN_DIR | code PROBLEMS.jsonl")
+    p.add_argument("target", nargs="*", metavar="RUN_DIR | code PROBLEMS.jsonl")
+    p.add_argument(
+        "--endpoint",
+        help="evaluate the model behind this OpenAI-compatible API base (e.g. http://127.0.0.1:8000/v1)",
+    )
+    p.add_argument("--model", help="--endpoint: the model's name at the endpoint")
+    p.add_argument("--base-endpoint", help="--endpoint: compare against the model behind this API base")
+    p.add_argument("--base-model", help="--base-endpoint: its model's name (default: --model)")
+    p.add_argument("--api-key-env", help="--endpoint: environment variable holding the API key")
+    p.add_argument("--out", help="--endpoint: where the results go (OUT/eval/; default runs/endpoint-MODEL)")
     p.add_argument(
         "--compare", action="store_true", help="show the evaluations of the given runs side by side"
     )

@@ -177,10 +177,15 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare_runs(args.target, args.allow_different_settings)
+    if args.endpoint:
+        return _evaluate_endpoint(args)
     if args.target[0] == "code" and len(args.target) == 2:
         return _evaluate_code(args.target[1], args)
     if len(args.target) != 1:
-        raise LmtuneError("evaluate takes a run directory, or `code PROBLEMS.jsonl --samples SAMPLES.jsonl`")
+        raise LmtuneError(
+            "evaluate takes a run directory, --endpoint URL --model NAME,"
+            " or `code PROBLEMS.jsonl --samples S.jsonl`"
+        )
     # deferred: the stage loads torch and transformers, which most verbs never need
     from lmtune.evaluate.run import run
     from lmtune.runtime.rundir import RunDir
@@ -188,6 +193,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     settings = _load_run_config(args.config, []).evaluate if args.config else None
     run(RunDir(Path(args.target[0])), settings=settings)
     print((Path(args.target[0]) / "eval" / "summary.json").read_text())
+    return 0
+
+
+def _evaluate_endpoint(args: argparse.Namespace) -> int:
+    """`lmtune evaluate --endpoint URL --model M --config FILE`: the config's suites on the endpoint."""
+    # deferred: the evaluation stage loads its libraries only for this verb
+    from lmtune.evaluate.endpoint import Endpoint, evaluate_endpoint
+
+    if args.target:
+        raise LmtuneError("evaluate --endpoint takes no run directory (results go to --out)")
+    if not args.model:
+        raise LmtuneError("evaluate --endpoint needs --model (the model's name at the endpoint)")
+    if not args.config:
+        raise LmtuneError("evaluate --endpoint needs --config FILE (its `evaluate` section names the suites)")
+    run_cfg = _load_run_config(args.config, [])
+    tuned = Endpoint(args.endpoint, args.model, args.api_key_env)
+    base = None
+    if args.base_endpoint:
+        base = Endpoint(args.base_endpoint, args.base_model or args.model, args.api_key_env)
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in args.model)
+    out = Path(args.out) if args.out else Path("runs") / f"endpoint-{safe}"
+    result = evaluate_endpoint(
+        run_cfg.evaluate, tuned, out, base=base, system_prompt=run_cfg.data.system_prompt
+    )
+    print((result.out_dir / "summary.json").read_text())
     return 0
 
 

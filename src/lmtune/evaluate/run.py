@@ -147,12 +147,12 @@ def evaluate(
             base, tok, examples, cfg, label="base", system_prompt=system_prompt
         )
 
-    _judge_pairs(cfg, tuned_report, base_report)
+    add_judge_pairs(cfg, tuned_report, base_report)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "settings.json", record)
-    _write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **stamp, **tuned_report})
+    write_json(out_dir / "settings.json", record)
+    write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **stamp, **tuned_report})
     if base_report is not None:
-        _write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **stamp, **base_report})
+        write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **stamp, **base_report})
     else:
         (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
     base_metrics = base_report["metrics"] if base_report is not None else None
@@ -160,12 +160,12 @@ def evaluate(
         name for suite in cfg.all_suites() for name in suite.metric_names() if name in tuned_report["metrics"]
     ]
     summary = compare(tuned_report["metrics"], base_metrics, names, tuned_items, base_items)
-    _write_json(out_dir / "summary.json", summary)
+    write_json(out_dir / "summary.json", summary)
     write_report(out_dir)
     return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)
 
 
-def _judge_pairs(cfg: EvaluateConfig, tuned: dict[str, Any], base: dict[str, Any] | None) -> None:
+def add_judge_pairs(cfg: EvaluateConfig, tuned: dict[str, Any], base: dict[str, Any] | None) -> None:
     """Pairwise judge suites: tuned against base, once both have answered (results go to `tuned`)."""
     for suite in cfg.all_suites():
         if not isinstance(suite, JudgeSuite) or suite.mode != "pairwise":
@@ -198,6 +198,12 @@ def evaluate_one(
         {metric: per-item scores}).
     """
     answers = Answers(model, tokenizer, examples, cfg, stop_token_ids(tokenizer), label, system_prompt)
+    return evaluate_answers(answers, cfg)
+
+
+def evaluate_answers(answers: Answers, cfg: EvaluateConfig) -> tuple[dict[str, Any], dict[str, ItemScores]]:
+    """Every suite of `cfg` on the model behind `answers` (a local model, or an endpoint), in order:
+    the report (metrics, predictions, each suite's settings and items) and the per-item scores."""
     found: Metrics = {}
     items: dict[str, ItemScores] = {}
     per_suite: dict[str, Any] = {}
@@ -251,5 +257,5 @@ def compare(
     return out
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
