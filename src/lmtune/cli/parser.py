@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare", action="store_true", help="show the evaluations of the given runs side by side"
     )
+    p.add_argument("--html", help="--compare: also write the comparison as a self-contained HTML page")
     p.add_argument(
         "--allow-different-settings",
         action="store_true",

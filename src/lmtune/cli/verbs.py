@@ -176,7 +176,7 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.compare:
-        return _compare_runs(args.target, args.allow_different_settings)
+        return _compare_runs(args.target, args.allow_different_settings, args.html)
     if args.endpoint:
         return _evaluate_endpoint(args)
     if args.target[0] == "code" and len(args.target) == 2:
@@ -221,7 +221,7 @@ def _evaluate_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_runs(runs: list[str], allow_different: bool) -> int:
+def _compare_runs(runs: list[str], allow_different: bool, html: str | None = None) -> int:
     """`lmtune evaluate --compare A B [...]`: each run's tuned value, delta and interval, side by side."""
     # deferred: rich and the evaluation records load only for this verb
     from rich.table import Table
@@ -243,6 +243,11 @@ def _compare_runs(runs: list[str], allow_different: bool) -> int:
     console.print(table)
     for note in notes:
         console.print(f"FLAGGED: {note}", markup=False)
+    if html:
+        # deferred: the page's writer loads only when asked for
+        from lmtune.evaluate.compare_report import write_comparison
+
+        console.print(f"comparison page: {write_comparison(evals, notes, Path(html))}", markup=False)
     return 0
 
 

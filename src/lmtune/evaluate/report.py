@@ -190,7 +190,7 @@ def _item(index: int, drop: float, tuned: dict[str, Any], base: dict[str, Any]) 
 
 
 def _about(tuned: dict[str, Any], settings: dict[str, Any] | None) -> str:
-    rows = [["weights", tuned.get("weights", "-")]]
+    rows = [["weights", tuned["weights"]] if "weights" in tuned else ["endpoint", tuned.get("endpoint", "-")]]
     if settings is not None:
         rows += [
             ["base model", settings.get("base", "-")],

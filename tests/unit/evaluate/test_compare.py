@@ -83,6 +83,23 @@ def test_runs_with_other_settings_are_refused_or_flagged(
     assert "FLAGGED: c was evaluated under other settings than a" in capsys.readouterr().out
 
 
+def test_the_comparison_as_a_page(
+    runs: list[RunDir], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "side.html"
+    argv = ["evaluate", "--compare", *(str(r.root) for r in runs), "--allow-different-settings"]
+    assert main([*argv, "--html", str(page)]) == 0
+    assert f"comparison page: {page}" in capsys.readouterr().out
+    html = page.read_text()
+    for r in runs:
+        assert f"<th>{r.root.name}</th>" in html  # one column per run
+    summary = json.loads((runs[0].eval / "summary.json").read_text())
+    for name in summary:
+        assert f"<td>{name}</td>" in html and f"<h3>{name}</h3>" in html
+    assert "FLAGGED: c was evaluated under other settings than a" in html
+    assert "<script" not in html and "http" not in html
+
+
 def test_a_run_without_an_evaluation(
     tmp_path: Path, runs: list[RunDir], capsys: pytest.CaptureFixture[str]
 ) -> None:
