@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lmtune.errors import LmtuneError
 
@@ -174,12 +174,24 @@ def cmd_data_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+_ENDPOINT_FLAGS = ("model", "base_endpoint", "base_model", "api_key_env", "out")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    stray = [f"--{name.replace('_', '-')}" for name in _ENDPOINT_FLAGS if getattr(args, name) is not None]
+    if stray and not args.endpoint:
+        raise LmtuneError(f"{', '.join(stray)}: only with --endpoint URL")
+    if args.html and not args.compare:
+        raise LmtuneError("--html: only with --compare (a run's own page is RUN/eval/report.html)")
+    if args.endpoint and args.compare:
+        raise LmtuneError(
+            "--endpoint and --compare: evaluate the endpoint first (--out DIR), then compare DIR"
+        )
     if args.compare:
         return _compare_runs(args.target, args.allow_different_settings, args.html)
     if args.endpoint:
         return _evaluate_endpoint(args)
-    if args.target[0] == "code" and len(args.target) == 2:
+    if args.target and args.target[0] == "code" and len(args.target) == 2:
         return _evaluate_code(args.target[1], args)
     if len(args.target) != 1:
         raise LmtuneError(
@@ -227,6 +239,7 @@ def _compare_runs(runs: list[str], allow_different: bool, html: str | None = Non
     from rich.table import Table
 
     from lmtune.evaluate.compare import check_comparable, comparison_rows, load_eval
+    from lmtune.evaluate.compare_report import comparison_cell, write_comparison
     from lmtune.runtime.console import summary_console
 
     if len(runs) < 2:
@@ -238,28 +251,14 @@ def _compare_runs(runs: list[str], allow_different: bool, html: str | None = Non
     for e in evals:
         table.add_column(f"{e.name} [{e.settings_hash or 'settings?'}]", justify="right")
     for name, cells in comparison_rows(evals):
-        table.add_row(name, *(_cell(c) for c in cells))
+        table.add_row(name, *(comparison_cell(c) for c in cells))
     console = summary_console()
     console.print(table)
     for note in notes:
         console.print(f"FLAGGED: {note}", markup=False)
     if html:
-        # deferred: the page's writer loads only when asked for
-        from lmtune.evaluate.compare_report import write_comparison
-
         console.print(f"comparison page: {write_comparison(evals, notes, Path(html))}", markup=False)
     return 0
-
-
-def _cell(row: Any) -> str:
-    if row is None:
-        return "-"
-    tuned = "-" if row.tuned is None else f"{row.tuned:.4g}"
-    if row.delta is None:
-        return tuned
-    interval = "" if row.ci95 is None else f" [{row.ci95[0]:+.3g}, {row.ci95[1]:+.3g}]"
-    noise = " ~" if row.significant is False else ""
-    return f"{tuned} ({row.delta:+.3g}{interval}){noise}"
 
 
 def _evaluate_code(problems_file: str, args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from lmtune.config.suites import BiasSuite
 from lmtune.evaluate.answers import Answers, Metrics, SuiteResult
-from lmtune.evaluate.choice import score_choices
+from lmtune.evaluate.choice import needs_full_rows, score_choices
 from lmtune.evaluate.loss import IGNORE_INDEX, eval_loss
 from lmtune.evaluate.probe_sets import BbqItem, CrowsPair, bbq_items, crows_pairs, seeded_sample
 from lmtune.evaluate.stats import ItemScores
@@ -71,6 +71,7 @@ def _bbq(
         answers.tokenizer,
         [b.item for b in bbq],
         system_prompt=answers.system_prompt,
+        full_rows=needs_full_rows(answers.model),
         desc=f"{suite.name} BBQ ({answers.label})",
     )
     per_item = []

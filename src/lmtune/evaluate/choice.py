@@ -60,6 +60,12 @@ class ChoiceScore:
         return max(self.probabilities)
 
 
+def needs_full_rows(model: Any) -> bool:
+    """Prompt-learning adapters (prompt, prefix tuning) prepend virtual tokens: their forward takes no
+    shared prompt cache, so each choice is scored as its own row."""
+    return bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+
+
 def few_shot_turns(shots: Sequence[ChoiceItem]) -> list[dict[str, str]]:
     """Each example as a user question and the assistant's correct answer."""
     turns: list[dict[str, str]] = []

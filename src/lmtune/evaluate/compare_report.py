@@ -14,7 +14,9 @@ from lmtune.runtime.records import MetricComparison
 from lmtune.runtime.rundir import atomic_write_text
 
 
-def _cell(row: MetricComparison | None) -> str:
+def comparison_cell(row: MetricComparison | None) -> str:
+    """One run's cell: its tuned value (delta vs its base [95% interval], reading), as the terminal
+    table and the page show it."""
     if row is None:
         return "-"
     if row.delta is None:
@@ -31,7 +33,7 @@ def write_comparison(evals: list[RunEval], notes: list[str], path: Path) -> Path
         [[e.name, str(e.folder), e.settings_hash or "not recorded"] for e in evals],
     )
     header = ["metric", *(e.name for e in evals)]
-    side_by_side = table(header, [[name, *(_cell(c) for c in cells)] for name, cells in rows])
+    side_by_side = table(header, [[name, *(comparison_cell(c) for c in cells)] for name, cells in rows])
     charts = []
     for name, cells in rows:
         shown = [

@@ -12,7 +12,6 @@ greedy (temperature 0), several at a time.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Any
 
 from lmtune.config.deploy import EvaluateConfig
 from lmtune.config.suites import AnySuite, GenerationSuite, JudgeSuite, PerplexitySuite, SafetySuite
-from lmtune.data.synthesis.client import ChatClient, RateLimiter, SystemClock, public_url
+from lmtune.data.synthesis.client import ChatClient, EndpointError, greedy_client, public_url
 from lmtune.errors import ConfigError
 from lmtune.evaluate.answers import Answers, Message
-from lmtune.evaluate.report import write_report
-from lmtune.evaluate.run import EvalSummary, add_judge_pairs, compare, evaluate_answers, write_json
+from lmtune.evaluate.run import EvalSummary, evaluate_answers, write_results
 from lmtune.evaluate.settings import settings_hash
 from lmtune.runtime.generation import Completion
 
@@ -76,6 +74,9 @@ class EndpointAnswers(Answers):
                     unit="request",
                 )
             )
+        unreadable = next((d for d in done if d.text is None), None)
+        if unreadable is not None:  # an empty answer would count as a refusal, or as a wrong answer
+            raise EndpointError(f"{self.client.base}: {unreadable.problem or 'a reply held no text'}")
         prompts = ["\n".join(f"{m['role']}: {m['content']}" for m in c) for c in chats]
         return prompts, [Completion(d.text or "", [], d.finish_reason or "stop", 0) for d in done]
 
@@ -91,20 +92,8 @@ class Endpoint:
     timeout_s: float = 300.0
 
     def client(self) -> ChatClient:
-        api_key = None
-        if self.api_key_env is not None:
-            api_key = os.environ.get(self.api_key_env)
-            if not api_key:
-                raise ConfigError(f"--api-key-env: the environment variable {self.api_key_env} is not set")
-        clock = SystemClock()
-        return ChatClient(
-            self.url,
-            self.model,
-            api_key=api_key,
-            timeout_s=self.timeout_s,
-            max_retries=3,
-            limiter=RateLimiter(None, clock),
-            clock=clock,
+        return greedy_client(
+            self.url, self.model, api_key_env=self.api_key_env, timeout_s=self.timeout_s, what="--api-key-env"
         )
 
 
@@ -140,12 +129,7 @@ def evaluate_endpoint(
             reports[label] = evaluate_answers(answers, cfg)
         finally:
             client.close()
-    tuned_report, tuned_items = reports["tuned"]
-    base_report, base_items = reports.get("base", (None, {}))
-    add_judge_pairs(cfg, tuned_report, base_report)
     settings = {
-        "endpoint": public_url(tuned.url),
-        "model": tuned.model,
         "system_prompt": system_prompt,
         "decoding": {
             "strategy": "greedy",
@@ -154,23 +138,19 @@ def evaluate_endpoint(
         },
         "suites": [suite.model_dump(mode="json") for suite in cfg.all_suites()],
     }
-    record: dict[str, Any] = {"settings_hash": settings_hash(settings), "settings": settings}
+    # what was evaluated stays outside the hashed settings (as a run's weights do): two endpoints
+    # evaluated with the same suites and decoding compare
+    record: dict[str, Any] = {
+        "settings_hash": settings_hash(settings),
+        "settings": settings,
+        "endpoint": {"url": public_url(tuned.url), "model": tuned.model},
+    }
     if base is not None:
-        record["base"] = {"endpoint": public_url(base.url), "model": base.model}
-    out_dir = out / "eval"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = {"settings_hash": record["settings_hash"]}
-    write_json(out_dir / "settings.json", record)
-    write_json(
-        out_dir / "tuned.json", {"model": "tuned", "endpoint": settings["endpoint"], **stamp, **tuned_report}
+        record["base"] = {"url": public_url(base.url), "model": base.model}
+    return write_results(
+        cfg,
+        out / "eval",
+        record,
+        ({"model": "tuned", "endpoint": record["endpoint"]}, *reports["tuned"]),
+        ({"model": "base", "endpoint": record.get("base")}, *reports.get("base", (None, {}))),
     )
-    if base_report is not None:
-        write_json(out_dir / "base.json", {"model": "base", **record["base"], **stamp, **base_report})
-    else:
-        (out_dir / "base.json").unlink(missing_ok=True)
-    base_metrics = base_report["metrics"] if base_report is not None else None
-    names = [n for s in cfg.all_suites() for n in s.metric_names() if n in tuned_report["metrics"]]
-    summary = compare(tuned_report["metrics"], base_metrics, names, tuned_items, base_items)
-    write_json(out_dir / "summary.json", summary)
-    write_report(out_dir)
-    return EvalSummary(tuned_report["metrics"], base_metrics, summary, out_dir)

@@ -14,14 +14,12 @@ Every judge prompt and raw output is kept in the results.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lmtune.data.synthesis.client import ChatClient, RateLimiter, SystemClock
-from lmtune.errors import ConfigError
+from lmtune.data.synthesis.client import ChatClient, greedy_client
 
 SINGLE = (
     "Please act as an impartial judge and evaluate the response of an AI assistant to the question "
@@ -105,20 +103,8 @@ class Judge:
         timeout_s: float,
         client: ChatClient | None = None,
     ) -> None:
-        api_key = None
-        if api_key_env is not None:
-            api_key = os.environ.get(api_key_env)
-            if not api_key:
-                raise ConfigError(f"judge.api_key_env: the environment variable {api_key_env} is not set")
-        clock = SystemClock()
-        self.client = client or ChatClient(
-            endpoint,
-            model,
-            api_key=api_key,
-            timeout_s=timeout_s,
-            max_retries=3,
-            limiter=RateLimiter(None, clock),
-            clock=clock,
+        self.client = client or greedy_client(
+            endpoint, model, api_key_env=api_key_env, timeout_s=timeout_s, what="judge.api_key_env"
         )
         self.rubric, self.scale, self.max_tokens = rubric, scale, max_tokens
 

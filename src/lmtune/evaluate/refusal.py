@@ -28,7 +28,11 @@ OPENING = 300
 _PHRASES = (
     r"\bi(?:'m| am) (?:really |very |so |truly )?sorry\b",
     r"\b(?:my )?apolog(?:ies|ize|ise)\b",
-    r"\bi (?:can ?not|can't|won't|will not|must not|must decline|must refuse|refuse to|decline to)\b",
+    r"\bi (?:can ?not|can't|must not|must decline|must refuse|refuse to|decline to)\b",
+    r"\bi (?:won't|will not) "
+    r"(?:help|assist|provide|do that|write|create|generate|engage|comply|support|be able)\b",
+    r"\bi (?:don't|do not) have the (?:ability|capability|capacity)\b",
+    r"\bi(?:'m| am) not (?:equipped|designed|programmed) to\b",
     r"\bi(?:'m| am) (?:not able|unable|not going to|not comfortable|not allowed|not permitted)\b",
     r"\bi do(?: not|n't) (?:feel comfortable|condone|support|assist|provide|promote|engage)\b",
     r"\b(?:can ?not|can't|unable to|not able to) (?:help|assist|provide|comply|fulfil|fulfill|support)\b",

@@ -127,7 +127,6 @@ def evaluate(
     tuned = load_tuned(weights, spec)
     tok = tuned.tokenizer
     record = settings_record(cfg, tok, stop_token_ids(tok), system_prompt, spec, weights)
-    stamp = {"settings_hash": record["settings_hash"]}
 
     tuned_report, tuned_items = evaluate_one(
         tuned.model, tok, examples, cfg, label="tuned", system_prompt=system_prompt
@@ -147,14 +146,35 @@ def evaluate(
             base, tok, examples, cfg, label="base", system_prompt=system_prompt
         )
 
+    return write_results(
+        cfg,
+        out_dir,
+        record,
+        ({"model": "tuned", "weights": str(weights)}, tuned_report, tuned_items),
+        ({"model": "base", "base": spec.model.path}, base_report, base_items),
+    )
+
+
+Side = tuple[dict[str, Any], dict[str, Any] | None, dict[str, ItemScores]]
+"""One model's (what it is, its report or None when not evaluated, its per-item scores)."""
+
+
+def write_results(
+    cfg: EvaluateConfig, out_dir: Path, record: dict[str, Any], tuned: Side, base: Side
+) -> EvalSummary:
+    """Pairwise judging, then `out_dir`'s settings.json, tuned.json, base.json (removed when there is no
+    base: a stale one would mislead), summary.json (paired intervals) and report.html."""
+    (tuned_about, tuned_report, tuned_items), (base_about, base_report, base_items) = tuned, base
+    assert tuned_report is not None, "the tuned model is always evaluated"
     add_judge_pairs(cfg, tuned_report, base_report)
+    stamp = {"settings_hash": record["settings_hash"]}
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(out_dir / "settings.json", record)
-    write_json(out_dir / "tuned.json", {"model": "tuned", "weights": str(weights), **stamp, **tuned_report})
+    write_json(out_dir / "tuned.json", {**tuned_about, **stamp, **tuned_report})
     if base_report is not None:
-        write_json(out_dir / "base.json", {"model": "base", "base": spec.model.path, **stamp, **base_report})
+        write_json(out_dir / "base.json", {**base_about, **stamp, **base_report})
     else:
-        (out_dir / "base.json").unlink(missing_ok=True)  # a stale base from an earlier run would mislead
+        (out_dir / "base.json").unlink(missing_ok=True)
     base_metrics = base_report["metrics"] if base_report is not None else None
     names = [
         name for suite in cfg.all_suites() for name in suite.metric_names() if name in tuned_report["metrics"]

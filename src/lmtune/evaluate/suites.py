@@ -23,7 +23,7 @@ from lmtune.config.suites import (
 from lmtune.evaluate import metrics
 from lmtune.evaluate.answers import Answers, EvalExample, Metrics, SuiteResult
 from lmtune.evaluate.bias_suite import bias_suite
-from lmtune.evaluate.choice import expected_calibration_error, score_choices
+from lmtune.evaluate.choice import expected_calibration_error, needs_full_rows, score_choices
 from lmtune.evaluate.choice_sets import read_choice_set
 from lmtune.evaluate.code_suite import code_suite
 from lmtune.evaluate.general import token_rows
@@ -94,15 +94,13 @@ def _multiple_choice(suite: MultipleChoiceSuite, answers: Answers) -> SuiteResul
     if suite.order == "shuffled":
         random.Random(0).shuffle(items)
     shots, scored = items[: suite.shots], items[suite.shots :][: suite.max_samples or answers.cfg.max_samples]
-    # prompt-learning adapters (prompt, prefix tuning) prepend virtual tokens: no shared prompt cache
-    full_rows = bool(getattr(getattr(answers.model, "active_peft_config", None), "is_prompt_learning", False))
     scores = score_choices(
         answers.model,
         answers.tokenizer,
         scored,
         shots,
         system_prompt=answers.system_prompt,
-        full_rows=full_rows,
+        full_rows=needs_full_rows(answers.model),
         desc=f"{suite.name} ({answers.label})",
     )
     right = [float(s.predicted == s.answer) for s in scores]

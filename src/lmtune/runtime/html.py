@@ -38,11 +38,12 @@ def legend(series: list[str]) -> str:
 
 
 def bar_chart(rows: list[tuple[str, list[float]]], series: list[str]) -> str:
-    """Horizontal grouped bars: one group per row label, one bar per series, the value written after it."""
+    """Horizontal grouped bars: one group per row label, one bar per series, the value written after it.
+    Bars are as long as the value's magnitude (a negative value's label keeps its sign)."""
     if not rows:
         return ""
     label_w, bar_w, bar_h, gap = 220, 420, 14, 10
-    top = max((v for _, values in rows for v in values), default=0) or 1
+    top = max((abs(v) for _, values in rows for v in values), default=0) or 1
     group_h = bar_h * len(series) + gap
     height = group_h * len(rows) + gap
     shapes = []
@@ -54,7 +55,7 @@ def bar_chart(rows: list[tuple[str, list[float]]], series: list[str]) -> str:
             f"<title>{escape(label)}</title>{escape(shown)}</text>"
         )
         for k, value in enumerate(values):
-            w = bar_w * value / top
+            w = bar_w * abs(value) / top
             y = y0 + k * bar_h
             color = COLORS[k % len(COLORS)]
             shapes.append(

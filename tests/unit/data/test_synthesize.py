@@ -342,7 +342,7 @@ def test_prompt_completion_seeds_and_output_with_api_key(
 
     monkeypatch.delenv("SYNTH_TEST_KEY")
     with pytest.raises(
-        ConfigError, match="--api-key-env SYNTH_TEST_KEY: environment variable SYNTH_TEST_KEY"
+        ConfigError, match="--api-key-env SYNTH_TEST_KEY: the environment variable SYNTH_TEST_KEY is not set"
     ):
         synthesize(cfg, transport=fake.transport, progress=False)
 

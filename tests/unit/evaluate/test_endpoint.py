@@ -14,9 +14,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from lmtune.cli import main
 from lmtune.config.deploy import EvaluateConfig, ServeConfig
 from lmtune.config.suites import GenerationSuite, MultipleChoiceSuite, PerplexitySuite, SafetySuite
+from lmtune.data.synthesis.client import Completion as ChatCompletion
+from lmtune.data.synthesis.client import EndpointError
 from lmtune.errors import ConfigError
 from lmtune.evaluate.answers import Answers
-from lmtune.evaluate.endpoint import Endpoint, evaluate_endpoint
+from lmtune.evaluate.endpoint import Endpoint, EndpointAnswers, evaluate_endpoint
 from lmtune.evaluate.run import evaluate_answers
 from lmtune.runtime.stops import stop_token_ids
 from lmtune.serve.run import background_server
@@ -73,7 +75,8 @@ def test_an_endpoint_answers_as_the_model_does_locally(
     assert result.summary["tasks/token_f1"]["delta"] == 0.0
     assert result.summary["tasks/token_f1"]["items"] == 4
     settings = json.loads((tmp_path / "out/eval/settings.json").read_text())
-    assert settings["settings"]["endpoint"] == f"{url}/v1" and settings["settings"]["model"] == "model"
+    assert settings["endpoint"] == {"url": f"{url}/v1", "model": "model"}
+    assert "endpoint" not in settings["settings"]  # what was evaluated is not part of the settings hash
     assert (tmp_path / "out/eval/report.html").is_file()
 
 
@@ -102,11 +105,39 @@ def test_the_cli_evaluates_an_endpoint_and_compares_it(
         f"  suites:\n    - {{type: generation, name: tasks, path: {task_file}, scores: [exact_match]}}\n"
     )
     with background_server(tiny_model_dir, ServeConfig()) as url:
-        for out in ("a", "b"):
-            args = ["evaluate", "--endpoint", f"{url}/v1", "--model", "model", "--config", str(config)]
+        # two endpoints (here: one server under two addresses) evaluated with the same settings compare
+        for out, address in (("a", url), ("b", url.replace("127.0.0.1", "localhost"))):
+            args = ["evaluate", "--endpoint", f"{address}/v1", "--model", "model", "--config", str(config)]
             assert main([*args, "--out", str(tmp_path / out)]) == 0
     assert capsys.readouterr().out.count('"tasks/exact_match"') == 2  # each run's summary printed
     assert main(["evaluate", "--compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     assert "tasks/exact_match" in capsys.readouterr().out
     assert main(["evaluate", "--endpoint", f"{url}/v1", "--config", str(config)]) == 2
     assert "evaluate --endpoint needs --model" in capsys.readouterr().err
+
+
+def test_an_unreadable_reply_stops_the_evaluation(tmp_path: Path, task_file: Path) -> None:
+    """A 200 reply that is not a chat completion must not count as an empty answer (a refusal, a miss)."""
+    cfg = _cfg(task_file, tmp_path)
+    answers = EndpointAnswers(None, None, [], cfg, [], "tuned", client=_Broken())  # type: ignore[arg-type]
+    with pytest.raises(EndpointError, match="fake: the reply was not a chat completion"):
+        answers.answer([[{"role": "user", "content": "hello"}]], "tasks")
+
+
+class _Broken:
+    base = "fake"
+
+    def complete(self, messages, params):  # type: ignore[no-untyped-def]
+        return ChatCompletion(None, None, None, "the reply was not a chat completion")
+
+
+def test_evaluate_cli_misuse_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        (): "evaluate takes a run directory, --endpoint URL --model NAME,",
+        ("runs/x", "--model", "m"): "--model: only with --endpoint URL",
+        ("runs/x", "--html", "page.html"): "--html: only with --compare",
+        ("--compare", "a", "b", "--endpoint", "http://127.0.0.1:9/v1"): "--endpoint and --compare:",
+    }
+    for argv, message in cases.items():
+        assert main(["evaluate", *argv]) == 2
+        assert f"lmtune: error: {message}" in capsys.readouterr().err

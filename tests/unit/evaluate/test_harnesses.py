@@ -42,6 +42,14 @@ def local_answers(tiny_model_dir: Path) -> dict[str, str]:
     return {row["question"]: d.text for row, d in zip(QA, done, strict=True)}
 
 
+def _run(argv: list[str], tmp_path: Path, **env: str) -> None:
+    """Run a harness's command from the repository root, offline; it must succeed."""
+    done = subprocess.run(
+        argv, cwd=ROOT, env=_env(tmp_path, **env), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """Offline, with every cache and trace under tmp_path (no leftovers used or left)."""
     env = dict(os.environ)
@@ -62,7 +70,7 @@ def test_lm_evaluation_harness_against_lmtune_serve(
     _need("lm_eval", "lm-eval")
     out = tmp_path / "lm_eval"
     with background_server(tiny_model_dir, ServeConfig()) as url:
-        done = subprocess.run(
+        _run(
             [
                 sys.executable,
                 "-m",
@@ -80,13 +88,8 @@ def test_lm_evaluation_harness_against_lmtune_serve(
                 str(out),
                 "--log_samples",
             ],
-            cwd=ROOT,
-            env=_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=300,
+            tmp_path,
         )
-    assert done.returncode == 0, done.stderr[-3000:]
     (results,) = out.glob("*/results_*.json")
     found = json.loads(results.read_text())
     assert found["n-samples"]["lmtune_qa"]["effective"] == len(QA)
@@ -107,7 +110,7 @@ def test_inspect_against_lmtune_serve(
     logs = tmp_path / "inspect"
     inspect = Path(sys.executable).parent / "inspect"
     with background_server(tiny_model_dir, ServeConfig()) as url:
-        done = subprocess.run(
+        _run(
             [
                 str(inspect),
                 "eval",
@@ -127,13 +130,10 @@ def test_inspect_against_lmtune_serve(
                 "--display",
                 "plain",
             ],
-            cwd=ROOT,
-            env=_env(tmp_path, LMTUNE_BASE_URL=f"{url}/v1", LMTUNE_API_KEY="unused"),
-            capture_output=True,
-            text=True,
-            timeout=300,
+            tmp_path,
+            LMTUNE_BASE_URL=f"{url}/v1",
+            LMTUNE_API_KEY="unused",
         )
-    assert done.returncode == 0, done.stderr[-3000:]
     (log_file,) = logs.glob("*.json")
     log = json.loads(log_file.read_text())
     assert log["status"] == "success", log.get("error")  # inspect exits 0 even when the eval failed

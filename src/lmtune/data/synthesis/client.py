@@ -9,6 +9,7 @@ it would fail the same way for every request. Time is read through a `Clock`, so
 from __future__ import annotations
 
 import email.utils
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -112,6 +113,36 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def api_key_from(variable: str | None, what: str) -> str | None:
+    """The API key held by the environment variable `variable` (None when no variable is named).
+
+    Raises:
+        ConfigError: the variable is unset or empty (`what` names the setting that named it).
+    """
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key:
+        raise ConfigError(f"{what}: the environment variable {variable} is not set or empty")
+    return key
+
+
+def greedy_client(
+    endpoint: str, model: str, *, api_key_env: str | None, timeout_s: float, what: str
+) -> ChatClient:
+    """A client for evaluation's requests (a judge, a model under test): 3 retries, no rate limit."""
+    clock = SystemClock()
+    return ChatClient(
+        endpoint,
+        model,
+        api_key=api_key_from(api_key_env, what),
+        timeout_s=timeout_s,
+        max_retries=3,
+        limiter=RateLimiter(None, clock),
+        clock=clock,
+    )
 
 
 class ChatClient:

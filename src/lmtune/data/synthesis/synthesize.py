@@ -46,11 +46,12 @@ from lmtune.data.synthesis.client import (
     RateLimiter,
     SystemClock,
     api_base,
+    api_key_from,
     public_url,
 )
 from lmtune.data.synthesis.journal import RequestLog, SynthPaths, start_or_resume, write_json_atomic
 from lmtune.data.synthesis.prompt import PROMPT_VERSION, Seed, build_messages, choose_shots
-from lmtune.errors import ConfigError, DataError
+from lmtune.errors import DataError
 
 if TYPE_CHECKING:
     import httpx
@@ -105,7 +106,7 @@ def synthesize(
     """
     paths = SynthPaths.for_out(cfg.out)
     seeds, seeds_read = read_seeds(cfg)
-    api_key = _api_key(cfg.api_key_env)
+    api_key = api_key_from(cfg.api_key_env, f"--api-key-env {cfg.api_key_env}")
     done = start_or_resume(paths, _settings(cfg, seeds))
     todo = [i for i in range(cfg.n) if i not in done]
     log.info("synthesize: %d of %d requests already done, %d to send", cfg.n - len(todo), cfg.n, len(todo))
@@ -184,15 +185,6 @@ def _settings(cfg: SynthesisConfig, seeds: Sequence[Seed]) -> dict[str, Any]:
         "max_tokens": cfg.max_tokens,
         "prompt_version": PROMPT_VERSION,
     }
-
-
-def _api_key(variable: str | None) -> str | None:
-    if variable is None:
-        return None
-    key = os.environ.get(variable, "")
-    if not key:
-        raise ConfigError(f"--api-key-env {variable}: environment variable {variable} is not set or empty")
-    return key
 
 
 def _generate(
