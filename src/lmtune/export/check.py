@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from lmtune.data.prepare import load_prepared
 from lmtune.errors import DataError, LmtuneError
@@ -44,6 +44,11 @@ class ExportCheck:
     after: list[Completion]
     max_logit_diff: float | None
     """Largest |logit difference| over the prompt + answer tokens; None when no prompt was checked."""
+    contract_differences: list[str] = field(default_factory=list)
+    """How the export's serving contract (chat template, EOS/pad/stop tokens, generation config)
+    differs from training's (`lmtune.export.contract`); empty when it is kept."""
+    serving: dict[str, Any] | None = None
+    """The export's serving contract."""
 
     @property
     def identical(self) -> bool:
@@ -62,6 +67,8 @@ class ExportCheck:
             after=gens(self.after),
             identical=self.identical,
             max_logit_diff=self.max_logit_diff,
+            serving=self.serving,
+            contract_differences=self.contract_differences,
         )
 
     def failure(self) -> str:

@@ -18,11 +18,13 @@ from lmtune.export.check import (
     max_abs_diff,
     sequence_logits,
 )
+from lmtune.export.contract import contract_differences, serving_contract
 from lmtune.export.formats import load_format, save_format
 from lmtune.runtime.generation import Completion, greedy_generate, render_prompt
 from lmtune.runtime.rundir import RunDir, atomic_write_text
 from lmtune.runtime.stops import stop_token_ids
 from lmtune.weights.load import load_tuned, load_weights_tokenizer
+from lmtune.weights.save import chat_generation_config
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -51,6 +53,10 @@ def export(
     from transformers import GenerationConfig
 
     tuned = load_tuned(weights, spec)
+    trained_contract = serving_contract(
+        tuned.tokenizer,
+        chat_generation_config(getattr(tuned.model, "generation_config", None), tuned.tokenizer),
+    )
     conversations = check_conversations(rundir, cfg.check_prompts)
     generation = (cfg.check_max_new_tokens, batch_size)
     before, sequences = _answers(tuned.model, tuned.tokenizer, conversations, generation, stops=None)
@@ -64,7 +70,9 @@ def export(
 
     reloaded = load_format(fmt, out, spec)
     tokenizer = load_weights_tokenizer(out, spec.model)
-    eos = GenerationConfig.from_pretrained(out).eos_token_id  # what a plain `generate` will stop on
+    exported_generation = GenerationConfig.from_pretrained(out)
+    exported_contract = serving_contract(tokenizer, exported_generation)
+    eos = exported_generation.eos_token_id  # what a plain `generate` will stop on
     stops = eos if isinstance(eos, list) else [eos]
     after, _ = _answers(reloaded, tokenizer, conversations, generation, stops=stops)
     after_logits = sequence_logits(reloaded, sequences)
@@ -74,6 +82,8 @@ def export(
         before=before,
         after=after,
         max_logit_diff=max_abs_diff(before_logits, after_logits),
+        contract_differences=contract_differences(trained_contract, exported_contract),
+        serving=exported_contract,
     )
     atomic_write_text(
         rundir.export / "export_check.json",
@@ -85,9 +95,14 @@ def export(
             "merged": fmt.standalone,
             "files": files,
             "identical": check.identical,
+            "serving_contract_kept": not check.contract_differences,
             "max_logit_diff": check.max_logit_diff,
         }
     )
+    if check.contract_differences:
+        raise ExportCheckError(
+            f"{out}: the export changes what training served with: {'; '.join(check.contract_differences)}"
+        )
     if not check.identical:
         raise ExportCheckError(f"{out}: the export does not reproduce the trained model: {check.failure()}")
     return ExportResult(path=out, merged=fmt.standalone, check=check, files=files)

@@ -114,6 +114,11 @@ class ExportCheckRecord(BaseModel):
     after: list[GenerationRecord]
     identical: bool
     max_logit_diff: float | None
+    serving: dict[str, Any] | None = None
+    """The export's serving contract (chat template hash, EOS/pad/stop tokens, generation config);
+    absent in checks written before it was recorded."""
+    contract_differences: list[str] = []
+    """How that contract differs from training's (empty: kept)."""
 
 
 class RequestRecord(BaseModel):

@@ -41,7 +41,16 @@ def test_export_check_identical_for_perturbed_adapter(
     lora_run: RunDir, exported: ExportResult, tiny_model_dir: Path
 ) -> None:
     check = json.loads((lora_run.export / "export_check.json").read_text())
-    assert set(check) == {"prompts", "before", "after", "identical", "max_logit_diff"}
+    assert set(check) == {
+        "prompts",
+        "before",
+        "after",
+        "identical",
+        "max_logit_diff",
+        "serving",
+        "contract_differences",
+    }
+    assert check["contract_differences"] == [] and check["serving"]["stop_tokens"] == ["<|im_end|>"]
     assert check["identical"] is True
     assert check["before"] == check["after"]
     assert len(check["prompts"]) == 4  # export.check_prompts
@@ -131,6 +140,56 @@ def test_a_differing_export_fails_with_a_clear_error(
     assert json.loads(rundir.lineage.read_text())["export"]["identical"] is False
 
 
+def _edit_generation_config(out: Path, **fields: object) -> None:
+    path = out / "generation_config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+PLANTED = {
+    "chat_template": (
+        lambda tok, out: setattr(tok, "chat_template", tok.chat_template + "{# changed #}"),
+        None,
+        "chat_template_sha256: trained",
+    ),
+    "eos_token": (lambda tok, out: setattr(tok, "eos_token", "<|im_start|>"), None, "eos_token: trained"),
+    "generation_eos": (
+        None,
+        lambda out: _edit_generation_config(out, eos_token_id=0),
+        "generation_config.eos_token_id: trained",
+    ),
+    "sampling": (
+        None,
+        lambda out: _edit_generation_config(out, do_sample=True, temperature=0.7),
+        "generation_config.do_sample: trained None, exported True",
+    ),
+}
+
+
+@pytest.mark.parametrize("planted", list(PLANTED))
+def test_an_export_that_changes_the_serving_contract_fails(
+    planted: str, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each difference from training planted in the export (template, EOS, generation config) is named."""
+    before_save, after_save, message = PLANTED[planted]
+    rundir = make_run(tmp_path, tiny_model_dir, export={"check_prompts": 1})
+    real_save = export_formats.save_folder
+
+    def planting_save(model, tokenizer, out, *rest):  # type: ignore[no-untyped-def]
+        if before_save is not None:
+            before_save(tokenizer, out)
+        hashes = real_save(model, tokenizer, out, *rest)
+        if after_save is not None:
+            after_save(out)
+        return hashes
+
+    monkeypatch.setattr(export_formats, "save_folder", planting_save)
+    with pytest.raises(ExportCheckError, match=r"the export changes what training served with: .*" + message):
+        run(rundir)
+    check = json.loads((rundir.export / "export_check.json").read_text())
+    assert any(d.startswith(message.split(":")[0]) for d in check["contract_differences"])
+    assert json.loads(rundir.lineage.read_text())["export"]["serving_contract_kept"] is False
+
+
 def test_missing_weights_are_reported(tmp_path: Path, tiny_model_dir: Path) -> None:
     rundir = make_run(tmp_path, tiny_model_dir)
     shutil.rmtree(rundir.adapter)
@@ -143,5 +202,14 @@ def test_zero_check_prompts_skips_the_check(tmp_path: Path, tiny_model_dir: Path
     rundir = make_run(tmp_path, tiny_model_dir, export={"check_prompts": 0})
     result = run(rundir)
     check = json.loads((rundir.export / "export_check.json").read_text())
-    assert check == {"prompts": [], "before": [], "after": [], "identical": True, "max_logit_diff": None}
+    serving = check.pop("serving")
+    assert check == {
+        "prompts": [],
+        "before": [],
+        "after": [],
+        "identical": True,
+        "max_logit_diff": None,
+        "contract_differences": [],  # the serving contract is checked even with no prompt to generate
+    }
+    assert serving["stop_tokens"] == ["<|im_end|>"]
     assert (result.path / "model.safetensors").is_file()
