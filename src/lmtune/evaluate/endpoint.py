@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from lmtune.config.deploy import EvaluateConfig
-from lmtune.config.suites import AnySuite, GenerationSuite, JudgeSuite, PerplexitySuite, SafetySuite
+from lmtune.config.suites import (
+    AnySuite,
+    CodeSuite,
+    ExactMatchSuite,
+    FormatComplianceSuite,
+    GenerationSuite,
+    JudgeSuite,
+    PerplexitySuite,
+    SafetySuite,
+)
 from lmtune.data.synthesis.client import ChatClient, EndpointError, greedy_client, public_url
 from lmtune.errors import ConfigError
 from lmtune.evaluate.answers import Answers, Message
@@ -36,9 +45,9 @@ def unsupported(suite: AnySuite) -> str | None:
         return None
     if isinstance(suite, GenerationSuite | JudgeSuite):
         return None if suite.path is not None else "it answers the run's held-out split (give it a `path`)"
-    if suite.type in ("exact_match", "format_compliance"):
+    if isinstance(suite, ExactMatchSuite | FormatComplianceSuite):
         return "it answers the run's held-out split (use a `generation` suite with a `path`)"
-    if suite.type == "code":
+    if isinstance(suite, CodeSuite):
         return "it samples several answers per problem through the local generation engine"
     return "it scores log-likelihoods from the model's forward pass, which a chat endpoint does not give"
 

