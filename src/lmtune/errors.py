@@ -23,3 +23,7 @@ class PreflightError(LmtuneError):
 
 class TrainingError(LmtuneError):
     """Training stopped on a condition the user must look at (non-finite loss, no complete checkpoint)."""
+
+
+class ExportError(LmtuneError):
+    """An export or deployment file cannot be written (nothing exported yet, a tool missing, a limit)."""

@@ -209,12 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="cat",
         help="cat: exact weighted sum of updates; svd: its low-rank approximation; linear: PEFT's A/B mix",
     )
+    p.add_argument(
+        "--target",
+        metavar="T[,T...]",
+        help="also write deployment files: ollama, vllm, docker, k8s (comma-separated; adds to "
+        "export.targets); with an existing export, only the files are written",
+    )
 
     p = verb("serve", cmd_serve, "serve a model folder over an OpenAI-compatible HTTP API")
     p.add_argument("model_dir")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--config", help="take serve/monitor settings from this run config")
+    p.add_argument("--model-name", help="the name clients send as `model` (default: the folder's name)")
+    p.add_argument("--api-key-env", metavar="VAR", help="require the API key this environment variable holds")
     p.add_argument(
         "--log-prompts", action="store_true", help="store prompt/completion text in the request log"
     )

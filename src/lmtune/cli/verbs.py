@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast, get_args
 
-from lmtune.errors import LmtuneError
+from lmtune.errors import ConfigError, LmtuneError
 
 if TYPE_CHECKING:
-    from lmtune.config.deploy import MonitorConfig, ServeConfig
+    from lmtune.config.deploy import MonitorConfig, ServeConfig, Target
     from lmtune.config.run import RunConfig
 
 
@@ -290,7 +290,7 @@ def _evaluate_code(problems_file: str, args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
-    from lmtune.export.run import run
+    from lmtune.export.run import exported, run
     from lmtune.runtime.rundir import RunDir
 
     rundir = RunDir(Path(args.run_dir))
@@ -303,9 +303,36 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     if args.combination != "cat":
         raise LmtuneError("--combination only applies with --combine")
-    run(rundir)
-    print(f"exported -> {rundir.merged}")
+    targets = _targets(args.target)
+    if not (targets and exported(rundir)):
+        run(rundir)
+        print(f"exported -> {rundir.merged}")
+    if targets:
+        # deferred: the stage loads torch and transformers, which most verbs never need
+        from lmtune.export.targets import write_targets
+
+        for target, folder in write_targets(rundir, targets).items():
+            print(f"{target}: {folder}")
     return 0
+
+
+def _targets(text: str | None) -> list[Target]:
+    """`--target ollama,vllm` as a list of targets.
+
+    Raises:
+        ConfigError: an unknown target.
+    """
+    # deferred: pydantic's config module only for this verb
+    from lmtune.config.deploy import Target
+
+    if text is None:
+        return []
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    known = get_args(Target)
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"--target {name!r}: expected one of {', '.join(known)}")
+    return cast(list[Target], names)
 
 
 def _serve_config(args: argparse.Namespace) -> tuple[ServeConfig, MonitorConfig]:
@@ -315,7 +342,13 @@ def _serve_config(args: argparse.Namespace) -> tuple[ServeConfig, MonitorConfig]
     base = _load_run_config(args.config, []) if args.config else None
     serve = base.serve if base else ServeConfig()
     monitor = base.monitor if base else MonitorConfig()
-    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (
+        ("host", args.host),
+        ("port", args.port),
+        ("model_name", args.model_name),
+        ("api_key_env", args.api_key_env),
+    )
+    updates = {k: v for k, v in given if v is not None}
     if args.log_prompts:
         updates["log_prompts"] = True
     return serve.model_copy(update=updates), monitor

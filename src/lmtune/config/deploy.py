@@ -9,6 +9,8 @@ from lmtune.config.base import StrictModel
 from lmtune.config.suites import AnySuite, PerplexitySuite, SuiteConfig, default_suites
 
 Combination = Literal["cat", "linear", "svd"]
+Target = Literal["ollama", "vllm", "docker", "k8s"]
+"""A deployment target `lmtune export --target` writes files for (see docs/deployment.md)."""
 """How `export.combine` joins LoRA adapters (see docs/methods.md, "Several adapters on one base")."""
 
 
@@ -100,6 +102,10 @@ class ExportConfig(StrictModel):
     fill in when the eval split has fewer); 0 skips the check."""
     check_max_new_tokens: int = Field(default=32, ge=1)
     """Generation budget for the export check."""
+    targets: list[Target] = Field(default_factory=list)
+    """Deployment files to write after the export, each into `export/targets/<target>/`: `ollama` (a
+    Modelfile), `vllm` (launch scripts, with the LoRA settings of a LoRA run), `docker` (a Dockerfile),
+    `k8s` (Deployment, Service, HorizontalPodAutoscaler, API-key Secret). Also `--target` on the CLI."""
     combine: CombineConfig | None = None
     """Export a weighted combination of LoRA adapters instead of the run's own weights (also
     `lmtune export --combine a:0.7,b:0.3 RUN_DIR`); the combined adapter is kept in `export/combined/`."""

@@ -11,12 +11,16 @@ run(rundir)
      adapter is saved as `<run>/export/adapter/` instead
   -> reload that folder from disk, same prompts (rendered with the saved tokenizer), greedy (after)
   -> `<run>/export/export_check.json`, lineage.json `export`; ExportCheckError unless identical
+  -> `export.targets`: deployment files for Ollama, vLLM, Docker, Kubernetes (lmtune.export.targets)
 """
 
 from __future__ import annotations
 
+import json
+
 from lmtune.export import combine
 from lmtune.export.folder import ExportResult, export
+from lmtune.export.targets import write_targets
 from lmtune.runtime.rundir import RunDir
 from lmtune.weights.view import final_view
 
@@ -31,6 +35,20 @@ def run(rundir: RunDir) -> ExportResult:
     """
     cfg = rundir.load_config()
     if cfg.export.combine is not None:
-        return combine.run(rundir, cfg.export.combine)
-    view, weights = final_view(rundir)  # the aligned policy when the run has one
-    return export(rundir, view.export, view.weights, weights, view.evaluate.batch_size)
+        result = combine.run(rundir, cfg.export.combine)
+    else:
+        view, weights = final_view(rundir)  # the aligned policy when the run has one
+        result = export(rundir, view.export, view.weights, weights, view.evaluate.batch_size)
+    if cfg.export.targets and result.merged:
+        write_targets(rundir, cfg.export.targets)
+    return result
+
+
+def exported(rundir: RunDir) -> bool:
+    """Whether the run holds a merged export that passed its check (what the targets and the derived
+    formats start from)."""
+    check = rundir.export / "export_check.json"
+    if not (rundir.merged / "config.json").is_file() or not check.is_file():
+        return False
+    record = json.loads(check.read_text(encoding="utf-8"))
+    return bool(record.get("identical")) and not record.get("contract_differences")
