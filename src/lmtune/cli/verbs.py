@@ -14,7 +14,9 @@ from lmtune.errors import ConfigError, LmtuneError
 
 if TYPE_CHECKING:
     from lmtune.config.deploy import MonitorConfig, ServeConfig, Target
+    from lmtune.config.formats import DerivedFormat
     from lmtune.config.run import RunConfig
+    from lmtune.runtime.rundir import RunDir
 
 
 def _load_run_config(path: str, overrides: list[str]) -> RunConfig:
@@ -304,9 +306,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.combination != "cat":
         raise LmtuneError("--combination only applies with --combine")
     targets = _targets(args.target)
-    if not (targets and exported(rundir)):
+    fmt = _format(rundir, args.format, args.quant)
+    if not ((targets or fmt) and exported(rundir)):
         run(rundir)
         print(f"exported -> {rundir.merged}")
+    if fmt is not None:
+        # deferred: the stage loads torch and transformers, which most verbs never need
+        from lmtune.export.derived import write_derived
+
+        print(f"{fmt.type}: {write_derived(rundir, fmt, rundir.load_config().export)}")
     if targets:
         # deferred: the stage loads torch and transformers, which most verbs never need
         from lmtune.export.targets import write_targets
@@ -314,6 +322,33 @@ def cmd_export(args: argparse.Namespace) -> int:
         for target, folder in write_targets(rundir, targets).items():
             print(f"{target}: {folder}")
     return 0
+
+
+def _format(rundir: RunDir, name: str | None, quant: str | None) -> DerivedFormat | None:
+    """The format `--format` names: the run config's settings for it, with `--quant` applied.
+
+    Raises:
+        ConfigError: `--quant` without `--format gguf`, or a type the gguf format does not know.
+    """
+    # deferred: pydantic's config module only for this verb
+    from pydantic import ValidationError
+
+    from lmtune.config.formats import GgufFormat
+
+    if name is None:
+        if quant is not None:
+            raise ConfigError("--quant applies with --format gguf")
+        return None
+    configured = [f for f in rundir.load_config().export.formats if f.type == name]
+    fmt = configured[0] if configured else GgufFormat()
+    if quant is None:
+        return fmt
+    try:
+        return GgufFormat.model_validate(
+            {**fmt.model_dump(), "quants": [q.strip() for q in quant.split(",")]}
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"--quant {quant!r}: {exc.errors()[0]['msg']}") from None
 
 
 def _targets(text: str | None) -> list[Target]:

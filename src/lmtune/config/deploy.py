@@ -6,6 +6,7 @@ from pydantic import Field, field_validator
 
 from lmtune.config.backends import BackendConfig, TransformersBackend
 from lmtune.config.base import StrictModel
+from lmtune.config.formats import DerivedFormatConfig
 from lmtune.config.suites import AnySuite, PerplexitySuite, SuiteConfig, default_suites
 
 Combination = Literal["cat", "linear", "svd"]
@@ -102,6 +103,9 @@ class ExportConfig(StrictModel):
     fill in when the eval split has fewer); 0 skips the check."""
     check_max_new_tokens: int = Field(default=32, ge=1)
     """Generation budget for the export check."""
+    formats: list[DerivedFormatConfig] = Field(default_factory=list)
+    """More formats written from the checked merged folder, each with its own check (`type`: `gguf`);
+    also `lmtune export RUN --format gguf --quant f16,q8_0`."""
     targets: list[Target] = Field(default_factory=list)
     """Deployment files to write after the export, each into `export/targets/<target>/`: `ollama` (a
     Modelfile), `vllm` (launch scripts, with the LoRA settings of a LoRA run), `docker` (a Dockerfile),

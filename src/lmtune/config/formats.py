@@ -1,6 +1,11 @@
-"""Export formats: each a tagged config joined in one discriminated union; the export stage saves and
-reloads each through one exhaustive `match` (`lmtune.export.formats`). Today's formats are the merged
-standard folder and the adapter alone; `export.merge` chooses between them (`chosen_format`)."""
+"""Export formats: each a tagged config joined in one discriminated union.
+
+- Folder formats (`FolderFormat`): what every export writes first, the merged standard folder or the
+  adapter alone; `export.merge` chooses between them (`chosen_format`), and the export stage saves and
+  reloads each through one exhaustive `match` (`lmtune.export.formats`).
+- Derived formats (`DerivedFormat`): written from the checked merged folder, each with its own check
+  (`lmtune.export.derived`): GGUF files for llama.cpp and the engines built on it.
+"""
 
 from __future__ import annotations
 
@@ -42,11 +47,40 @@ class AdapterFormat(FormatBase):
     standalone: ClassVar[bool] = False
 
 
-AnyFormat = MergedFormat | AdapterFormat
+GgufQuant = Literal["f32", "bf16", "f16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q3_k_m", "q2_k", "q4_0"]
+"""A GGUF tensor type: the float types come from llama.cpp's converter, the quantized ones from
+llama.cpp's quantizer run on the f16 file (as `llama-quantize` is)."""
+GGUF_FLOAT_TYPES = ("f32", "bf16", "f16")
+DEFAULT_GGUF_QUANTS: tuple[GgufQuant, ...] = ("f16", "q8_0")
+
+
+class GgufFormat(FormatBase):
+    """GGUF files for llama.cpp (and Ollama, LM Studio...): one per quant type,
+    `export/gguf/<run>-<quant>.gguf`, converted by llama.cpp's own converter and checked in llama.cpp's
+    runtime against the merged folder."""
+
+    type: Literal["gguf"] = "gguf"
+    folder: ClassVar[str] = "gguf"
+    standalone: ClassVar[bool] = True
+    quants: list[GgufQuant] = Field(default_factory=lambda: list(DEFAULT_GGUF_QUANTS), min_length=1)
+    """The files to write. f16 is always written too when a quantized type is asked for (the quantizer's
+    input and the reference of the KL divergence)."""
+    pre_tokenizer: str | None = None
+    """llama.cpp's name for the tokenizer's pre-tokenizer (`gpt-2`, `llama-bpe`, `qwen2`, `smollm`...), used
+    only when the converter does not recognise the tokenizer (a tokenizer trained for the run). The check
+    then proves the choice: llama.cpp must tokenize the check prompts exactly as transformers does."""
+    text_samples: int = Field(default=16, ge=1)
+    """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
+
+
+FolderFormat = MergedFormat | AdapterFormat
+DerivedFormat = GgufFormat
+AnyFormat = FolderFormat | DerivedFormat
 FormatConfig = Annotated[AnyFormat, Field(discriminator="type")]
+DerivedFormatConfig = Annotated[DerivedFormat, Field(discriminator="type")]
 
 
-def chosen_format(merge: bool | None, method: AnyMethod, quantization: Quantization) -> AnyFormat:
+def chosen_format(merge: bool | None, method: AnyMethod, quantization: Quantization) -> FolderFormat:
     """The format `export.merge` asks for: merged whenever the run can merge and `merge` is not false
     (an explicit true that cannot be honoured is refused when the config loads)."""
     if merge is not False and merge_refusal(method, quantization) is None:

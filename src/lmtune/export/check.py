@@ -94,6 +94,17 @@ def check_conversations(rundir: RunDir, count: int) -> list[list[Message]]:
     return held_out + list(BUILTIN_PROMPTS[: count - len(held_out)])
 
 
+def scored_conversations(rundir: RunDir, count: int) -> list[list[Message]]:
+    """The first `count` eval conversations whole (prompt and reference answer), for perplexity; the
+    built-in prompts when the run has no eval split."""
+    try:
+        rows = load_prepared(rundir).eval
+    except DataError:
+        rows = []
+    whole = [[{"role": m["role"], "content": m["content"]} for m in r["messages"]] for r in rows]
+    return [m for m in whole if m][:count] or list(BUILTIN_PROMPTS[:count])
+
+
 def sequence_logits(model: PreTrainedModel, sequences: Sequence[Sequence[int]]) -> list[torch.Tensor]:
     """Logits of each token sequence, one unpadded forward each (float32, on CPU)."""
     # deferred: torch only when this runs (keeps `import lmtune...` light)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, assert_never
 
 from lmtune import methods
-from lmtune.config.formats import AdapterFormat, AnyFormat, MergedFormat
+from lmtune.config.formats import AdapterFormat, FolderFormat, MergedFormat
 from lmtune.weights.load import Tuned, load_full, load_tuned
 from lmtune.weights.save import save_folder
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from lmtune.config.run import WeightsSpec
 
 
-def save_format(fmt: AnyFormat, tuned: Tuned, spec: WeightsSpec, out: Path) -> dict[str, str]:
+def save_format(fmt: FolderFormat, tuned: Tuned, spec: WeightsSpec, out: Path) -> dict[str, str]:
     """Write the trained model in `fmt` to `out`; returns {weight file name: sha256}."""
     match fmt:
         case MergedFormat():
@@ -28,7 +28,7 @@ def save_format(fmt: AnyFormat, tuned: Tuned, spec: WeightsSpec, out: Path) -> d
             assert_never(fmt)
 
 
-def load_format(fmt: AnyFormat, out: Path, spec: WeightsSpec) -> PreTrainedModel:
+def load_format(fmt: FolderFormat, out: Path, spec: WeightsSpec) -> PreTrainedModel:
     """The model a user loads from what `save_format` wrote (transformers alone for a standalone
     format; the base + the adapter otherwise)."""
     match fmt:

@@ -11,6 +11,7 @@ run(rundir)
      adapter is saved as `<run>/export/adapter/` instead
   -> reload that folder from disk, same prompts (rendered with the saved tokenizer), greedy (after)
   -> `<run>/export/export_check.json`, lineage.json `export`; ExportCheckError unless identical
+  -> `export.formats`: formats derived from the merged folder, each checked (GGUF: lmtune.export.gguf)
   -> `export.targets`: deployment files for Ollama, vLLM, Docker, Kubernetes (lmtune.export.targets)
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 
 from lmtune.export import combine
+from lmtune.export.derived import write_derived
 from lmtune.export.folder import ExportResult, export
 from lmtune.export.targets import write_targets
 from lmtune.runtime.rundir import RunDir
@@ -39,6 +41,9 @@ def run(rundir: RunDir) -> ExportResult:
     else:
         view, weights = final_view(rundir)  # the aligned policy when the run has one
         result = export(rundir, view.export, view.weights, weights, view.evaluate.batch_size)
+    if result.merged:
+        for fmt in cfg.export.formats:
+            write_derived(rundir, fmt, cfg.export)
     if cfg.export.targets and result.merged:
         write_targets(rundir, cfg.export.targets)
     return result
