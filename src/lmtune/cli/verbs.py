@@ -328,25 +328,24 @@ def _format(rundir: RunDir, name: str | None, quant: str | None) -> DerivedForma
     """The format `--format` names: the run config's settings for it, with `--quant` applied.
 
     Raises:
-        ConfigError: `--quant` without `--format gguf`, or a type the gguf format does not know.
+        ConfigError: `--quant` without `--format`, or a type the format does not know.
     """
     # deferred: pydantic's config module only for this verb
     from pydantic import ValidationError
 
-    from lmtune.config.formats import GgufFormat
+    from lmtune.config.formats import BnbFormat, GgufFormat
 
     if name is None:
         if quant is not None:
-            raise ConfigError("--quant applies with --format gguf")
+            raise ConfigError("--quant applies with --format gguf or bnb")
         return None
     configured = [f for f in rundir.load_config().export.formats if f.type == name]
-    fmt = configured[0] if configured else GgufFormat()
+    fmt = configured[0] if configured else GgufFormat() if name == "gguf" else BnbFormat()
     if quant is None:
         return fmt
+    field = {"quants": [q.strip() for q in quant.split(",")]} if name == "gguf" else {"quantization": quant}
     try:
-        return GgufFormat.model_validate(
-            {**fmt.model_dump(), "quants": [q.strip() for q in quant.split(",")]}
-        )
+        return type(fmt).model_validate({**fmt.model_dump(), **field})
     except ValidationError as exc:
         raise ConfigError(f"--quant {quant!r}: {exc.errors()[0]['msg']}") from None
 

@@ -73,8 +73,21 @@ class GgufFormat(FormatBase):
     """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
 
 
+class BnbFormat(FormatBase):
+    """The merged model quantized by bitsandbytes and saved as a transformers folder
+    (`export/bnb-<quantization>/`, `quantization_config` in its config.json): loads with
+    `AutoModelForCausalLM.from_pretrained` alone, 4-bit (nf4, fp4) or 8-bit (int8, LLM.int8)."""
+
+    type: Literal["bnb"] = "bnb"
+    folder: ClassVar[str] = "bnb"
+    standalone: ClassVar[bool] = True
+    quantization: Literal["nf4", "fp4", "int8"] = "nf4"
+    text_samples: int = Field(default=16, ge=1)
+    """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
+
+
 FolderFormat = MergedFormat | AdapterFormat
-DerivedFormat = GgufFormat
+DerivedFormat = GgufFormat | BnbFormat
 AnyFormat = FolderFormat | DerivedFormat
 FormatConfig = Annotated[AnyFormat, Field(discriminator="type")]
 DerivedFormatConfig = Annotated[DerivedFormat, Field(discriminator="type")]

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import assert_never
 
 from lmtune.config.deploy import ExportConfig
-from lmtune.config.formats import DerivedFormat, GgufFormat
+from lmtune.config.formats import BnbFormat, DerivedFormat, GgufFormat
 from lmtune.errors import ExportError
-from lmtune.export import gguf, gguf_check
+from lmtune.export import bnb, gguf, gguf_check
 from lmtune.export.check import check_conversations, scored_conversations
 from lmtune.runtime.rundir import RunDir
 
@@ -46,6 +46,23 @@ def write_derived(rundir: RunDir, fmt: DerivedFormat, cfg: ExportConfig) -> Path
                         "kl_vs_f16": f.kl_vs_f16,
                     }
                     for f in result.files
+                }
+            )
+        case BnbFormat():
+            out = rundir.export / f"{fmt.folder}-{fmt.quantization}"
+            record = bnb.write_and_check(
+                rundir.merged,
+                out,
+                fmt,
+                check_conversations(rundir, cfg.check_prompts),
+                scored_conversations(rundir, fmt.text_samples),
+                cfg.check_max_new_tokens,
+            )
+            rundir.update_lineage(
+                **{
+                    out.name: {
+                        k: record[k] for k in ("path", "reload_identical", "greedy_identical_to_merged")
+                    }
                 }
             )
         case _:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,19 +119,24 @@ def check(
     prompt_ids = [
         tokenizer(render_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts
     ]
-    text_ids = [_conversation_ids(tokenizer, t) for t in texts]
+    text_ids = [conversation_ids(tokenizer, t) for t in texts]
     models = {
         quant: GgufModel(path, context=_context(prompt_ids, text_ids, max_new_tokens))
         for quant, path in files.items()
     }
     try:
         reference = causal_lm(merged, torch.float32).eval()
-        merged_answers = _greedy(reference, tokenizer, prompt_ids, max_new_tokens, stops)
-        scores = _scores(reference, models, text_ids)
+        merged_answers = greedy_ids(reference, tokenizer, prompt_ids, max_new_tokens, stops)
+        candidates: dict[str, Callable[[list[int]], torch.Tensor]] = {
+            q: _logits_of(m) for q, m in models.items()
+        }
+        totals = scores(reference, candidates, text_ids)
         results = []
         for quant, model in models.items():
             if quant in GGUF_FLOAT_TYPES and quant != "f32":
-                expected = _greedy(_rounded(reference, quant), tokenizer, prompt_ids, max_new_tokens, stops)
+                expected = greedy_ids(
+                    _rounded(reference, quant), tokenizer, prompt_ids, max_new_tokens, stops
+                )
                 label = f"merged rounded to {quant}"
             else:
                 expected, label = merged_answers, "merged"
@@ -150,12 +155,10 @@ def check(
                     reference=label,
                     greedy_identical=sum(e == g for e, g in zip(expected, got, strict=True)),
                     greedy_total=len(prompt_ids),
-                    top1_agreement=scores.top1[quant] / max(scores.positions, 1),
-                    perplexity=math.exp(scores.nll[quant] / max(scores.positions, 1)),
-                    kl_vs_f16=scores.kl_f16[quant] / scores.positions
-                    if "f16" in models and scores.positions
-                    else None,
-                    kl_vs_merged=scores.kl_merged[quant] / max(scores.positions, 1),
+                    top1_agreement=totals.mean(totals.top1, quant),
+                    perplexity=totals.perplexity(quant),
+                    kl_vs_f16=totals.mean(totals.kl_f16, quant) if "f16" in models else None,
+                    kl_vs_merged=totals.mean(totals.kl_merged, quant),
                     answers=[
                         {"expected": tokenizer.decode(e), "got": tokenizer.decode(g)}
                         for e, g in zip(expected, got, strict=True)
@@ -166,9 +169,9 @@ def check(
         for model in models.values():
             model.close()
     result = GgufCheck(
-        merged_perplexity=math.exp(scores.nll["merged"] / max(scores.positions, 1)),
+        merged_perplexity=totals.perplexity("merged"),
         files=results,
-        tokens_scored=scores.positions,
+        tokens_scored=totals.positions,
     )
     atomic_write_text(out, json.dumps(result.record(), indent=2) + "\n")
     failures = [f for r in results for f in r.failures()]
@@ -180,38 +183,52 @@ def check(
 
 
 @dataclass
-class _Scores:
+class Scores:
+    """Totals over every next-token position of the scored texts (see `scores`)."""
+
     positions: int = 0
     nll: dict[str, float] = field(default_factory=dict)
     top1: dict[str, int] = field(default_factory=dict)
     kl_f16: dict[str, float] = field(default_factory=dict)
     kl_merged: dict[str, float] = field(default_factory=dict)
 
+    def perplexity(self, name: str) -> float:
+        return math.exp(self.nll[name] / max(self.positions, 1))
 
-def _scores(
-    reference: PreTrainedModel, models: dict[GgufQuant, GgufModel], texts: list[list[int]]
-) -> _Scores:
-    """Perplexity, top-1 agreement and KL divergences over every next-token position of `texts`."""
+    def mean(self, totals: dict[str, Any], name: str) -> float:
+        return float(totals[name]) / max(self.positions, 1)
+
+
+def scores(
+    reference: PreTrainedModel,
+    candidates: dict[str, Callable[[list[int]], torch.Tensor]],
+    texts: list[list[int]],
+) -> Scores:
+    """Perplexity (`merged` and each candidate), and each candidate's top-1 agreement with `reference`
+    and KL divergence from it (and from the candidate named `f16`, when there is one), over every
+    next-token position of `texts`. A candidate maps token ids to logits at every position."""
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import torch
 
-    scores = _Scores()
+    totals = Scores()
     for ids in texts:
         if len(ids) < 2:
             continue
         target = torch.tensor(ids[1:])
         with torch.inference_mode():
             merged = torch.log_softmax(reference(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
-        logprobs = {q: torch.log_softmax(torch.from_numpy(m.logits(ids)[:-1]), -1) for q, m in models.items()}
-        scores.positions += len(ids) - 1
-        _add(scores.nll, "merged", float(-merged.gather(1, target[:, None]).sum()))
-        for quant, lp in logprobs.items():
-            _add(scores.nll, quant, float(-lp.gather(1, target[:, None]).sum()))
-            _add(scores.top1, quant, int((lp.argmax(-1) == merged.argmax(-1)).sum()))
-            _add(scores.kl_merged, quant, _kl(merged, lp))
+        logprobs = {
+            name: torch.log_softmax(logits(ids)[:-1].float(), -1) for name, logits in candidates.items()
+        }
+        totals.positions += len(ids) - 1
+        _add(totals.nll, "merged", float(-merged.gather(1, target[:, None]).sum()))
+        for name, lp in logprobs.items():
+            _add(totals.nll, name, float(-lp.gather(1, target[:, None]).sum()))
+            _add(totals.top1, name, int((lp.argmax(-1) == merged.argmax(-1)).sum()))
+            _add(totals.kl_merged, name, _kl(merged, lp))
             if "f16" in logprobs:
-                _add(scores.kl_f16, quant, _kl(logprobs["f16"], lp))
-    return scores
+                _add(totals.kl_f16, name, _kl(logprobs["f16"], lp))
+    return totals
 
 
 def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
@@ -221,6 +238,13 @@ def _kl(p: torch.Tensor, q: torch.Tensor) -> float:
 
 def _add(totals: dict[str, Any], key: str, value: float) -> None:
     totals[key] = totals.get(key, 0) + value
+
+
+def _logits_of(model: GgufModel) -> Callable[[list[int]], torch.Tensor]:
+    # deferred: torch only when this runs (keeps `import lmtune...` light)
+    import torch
+
+    return lambda ids: torch.from_numpy(model.logits(ids))
 
 
 def _rounded(model: PreTrainedModel, quant: str) -> PreTrainedModel:
@@ -239,7 +263,7 @@ def _rounded(model: PreTrainedModel, quant: str) -> PreTrainedModel:
     return rounded
 
 
-def _greedy(
+def greedy_ids(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     prompt_ids: list[list[int]],
@@ -277,7 +301,7 @@ def _stop_ids(eos: int | list[int] | None) -> list[int]:
     return eos if isinstance(eos, list) else [eos] if eos is not None else []
 
 
-def _conversation_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
+def conversation_ids(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
     text = str(tokenizer.apply_chat_template(list(messages), tokenize=False))
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
