@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--format",
-        choices=("gguf", "bnb"),
+        choices=("gguf", "bnb", "torchao"),
         help="also write this format from the checked merged folder, with its check (a checked export "
         "is reused; the run config's settings for the format apply)",
     )
@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quant",
         metavar="Q[,Q...]",
         help="gguf: the types to write, e.g. f16,q8_0,q4_k_m (default: the config's, else f16,q8_0); "
-        "bnb: nf4, fp4 or int8 (default nf4)",
+        "bnb: nf4, fp4 or int8 (default nf4); torchao: int8 (weight-only)",
     )
     p.add_argument(
         "--target",

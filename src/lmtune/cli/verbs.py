@@ -333,14 +333,18 @@ def _format(rundir: RunDir, name: str | None, quant: str | None) -> DerivedForma
     # deferred: pydantic's config module only for this verb
     from pydantic import ValidationError
 
-    from lmtune.config.formats import BnbFormat, GgufFormat
+    from lmtune.config.formats import BnbFormat, GgufFormat, TorchaoFormat
 
     if name is None:
         if quant is not None:
-            raise ConfigError("--quant applies with --format gguf or bnb")
+            raise ConfigError("--quant applies with --format")
         return None
     configured = [f for f in rundir.load_config().export.formats if f.type == name]
-    fmt = configured[0] if configured else GgufFormat() if name == "gguf" else BnbFormat()
+    fmt = (
+        configured[0]
+        if configured
+        else {"gguf": GgufFormat, "bnb": BnbFormat, "torchao": TorchaoFormat}[name]()
+    )
     if quant is None:
         return fmt
     field = {"quants": [q.strip() for q in quant.split(",")]} if name == "gguf" else {"quantization": quant}

@@ -104,8 +104,8 @@ class ExportConfig(StrictModel):
     check_max_new_tokens: int = Field(default=32, ge=1)
     """Generation budget for the export check."""
     formats: list[DerivedFormatConfig] = Field(default_factory=list)
-    """More formats written from the checked merged folder, each with its own check (`type`: `gguf`);
-    also `lmtune export RUN --format gguf --quant f16,q8_0`."""
+    """More formats written from the checked merged folder, each with its own check (`type`: `gguf`,
+    `bnb`, `torchao`); also `lmtune export RUN --format gguf --quant f16,q8_0`."""
     targets: list[Target] = Field(default_factory=list)
     """Deployment files to write after the export, each into `export/targets/<target>/`: `ollama` (a
     Modelfile), `vllm` (launch scripts, with the LoRA settings of a LoRA run), `docker` (a Dockerfile),

@@ -71,6 +71,10 @@ class GgufFormat(FormatBase):
     then proves the choice: llama.cpp must tokenize the check prompts exactly as transformers does."""
     text_samples: int = Field(default=16, ge=1)
     """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
+    tokenizer_must_match: bool = True
+    """Fail the export when llama.cpp tokenizes a check prompt differently from transformers; false
+    records the differences (gguf_check.json, and a warning) and keeps the files. llama.cpp's `smollm`
+    pre-tokenizer, for one, splits two spaces before a digit differently from SmolLM2's tokenizer."""
 
 
 class BnbFormat(FormatBase):
@@ -85,9 +89,31 @@ class BnbFormat(FormatBase):
     text_samples: int = Field(default=16, ge=1)
     """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
 
+    @property
+    def scheme(self) -> str:
+        return self.quantization
+
+
+class TorchaoFormat(FormatBase):
+    """The merged model with int8 weight-only quantization by torchao (one int8 weight and a scale per
+    output channel; activations stay float), saved as a transformers folder (`export/torchao-int8/`,
+    safetensors) that loads with `AutoModelForCausalLM.from_pretrained` and torchao installed."""
+
+    type: Literal["torchao"] = "torchao"
+    folder: ClassVar[str] = "torchao"
+    standalone: ClassVar[bool] = True
+    quantization: Literal["int8"] = "int8"
+    text_samples: int = Field(default=16, ge=1)
+    """Held-out conversations (prompt and reference answer) scored for perplexity and KL divergence."""
+
+    @property
+    def scheme(self) -> str:
+        return f"{self.quantization}_weight_only"
+
 
 FolderFormat = MergedFormat | AdapterFormat
-DerivedFormat = GgufFormat | BnbFormat
+QuantizedFormat = BnbFormat | TorchaoFormat
+DerivedFormat = GgufFormat | QuantizedFormat
 AnyFormat = FolderFormat | DerivedFormat
 FormatConfig = Annotated[AnyFormat, Field(discriminator="type")]
 DerivedFormatConfig = Annotated[DerivedFormat, Field(discriminator="type")]

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import assert_never
 
 from lmtune.config.deploy import ExportConfig
-from lmtune.config.formats import BnbFormat, DerivedFormat, GgufFormat
+from lmtune.config.formats import BnbFormat, DerivedFormat, GgufFormat, TorchaoFormat
 from lmtune.errors import ExportError
-from lmtune.export import bnb, gguf, gguf_check
+from lmtune.export import gguf, gguf_check, quantized
 from lmtune.export.check import check_conversations, scored_conversations
 from lmtune.runtime.rundir import RunDir
 
@@ -37,6 +37,7 @@ def write_derived(rundir: RunDir, fmt: DerivedFormat, cfg: ExportConfig) -> Path
                 scored_conversations(rundir, fmt.text_samples),
                 cfg.check_max_new_tokens,
                 out / "gguf_check.json",
+                fmt.tokenizer_must_match,
             )
             rundir.update_lineage(
                 gguf={
@@ -48,9 +49,9 @@ def write_derived(rundir: RunDir, fmt: DerivedFormat, cfg: ExportConfig) -> Path
                     for f in result.files
                 }
             )
-        case BnbFormat():
+        case BnbFormat() | TorchaoFormat():
             out = rundir.export / f"{fmt.folder}-{fmt.quantization}"
-            record = bnb.write_and_check(
+            record = quantized.write_and_check(
                 rundir.merged,
                 out,
                 fmt,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +37,8 @@ from lmtune.runtime.rundir import atomic_write_text
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,9 +66,9 @@ class FileCheck:
     def float_type(self) -> bool:
         return self.quant in GGUF_FLOAT_TYPES
 
-    def failures(self) -> list[str]:
+    def failures(self, tokenizer_must_match: bool = True) -> list[str]:
         found = [f"{self.quant}: {d}" for d in self.contract_differences]
-        if self.tokenizer_differences:
+        if self.tokenizer_differences and tokenizer_must_match:
             found.append(
                 f"{self.quant}: llama.cpp tokenizes check prompts {self.tokenizer_differences} differently"
             )
@@ -98,6 +101,7 @@ def check(
     texts: Sequence[Sequence[Message]],
     max_new_tokens: int,
     out: Path,
+    tokenizer_must_match: bool = True,
 ) -> GgufCheck:
     """Check every GGUF file in `files` against the merged folder; writes `out` (JSON).
 
@@ -107,8 +111,8 @@ def check(
         texts: whole conversations (with the reference answer) scored for perplexity and KL.
 
     Raises:
-        ExportCheckError: a file changes the serving contract or the tokenization, or a float file's
-            greedy tokens differ.
+        ExportCheckError: a file changes the serving contract or (with `tokenizer_must_match`) the
+            tokenization, or a float file's greedy tokens differ.
     """
     # deferred: torch/transformers only when this runs (keeps `import lmtune...` light)
     import torch
@@ -174,7 +178,12 @@ def check(
         tokens_scored=totals.positions,
     )
     atomic_write_text(out, json.dumps(result.record(), indent=2) + "\n")
-    failures = [f for r in results for f in r.failures()]
+    failures = [f for r in results for f in r.failures(tokenizer_must_match)]
+    for r in results:
+        if r.tokenizer_differences and not tokenizer_must_match:
+            log.warning(
+                "%s: llama.cpp tokenizes check prompts %s differently", r.path, r.tokenizer_differences
+            )
     if failures:
         raise ExportCheckError(
             f"{out.parent}: the GGUF export does not reproduce the model: {'; '.join(failures)}"
@@ -248,7 +257,11 @@ def _logits_of(model: GgufModel) -> Callable[[list[int]], torch.Tensor]:
 
 
 def _rounded(model: PreTrainedModel, quant: str) -> PreTrainedModel:
-    """A copy of `model` with every matrix rounded to `quant`'s float type (computing in float32)."""
+    """A copy of `model` with every matrix rounded to `quant`'s float type (computing in float32).
+
+    Rounding each matrix product's input as well (as ggml's CPU kernels convert activations to the
+    weights' type) was tried and matched llama.cpp's bf16 answers less often on SmolLM2 (14 of 16
+    prompts, against 15 of 16), so the reference rounds the weights only."""
     # deferred: torch only when this runs (keeps `import lmtune...` light)
     import copy
 

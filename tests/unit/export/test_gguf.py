@@ -132,3 +132,13 @@ def test_cli_writes_gguf_for_an_existing_export(
 def test_cli_refuses_an_unknown_quant(lora_run: RunDir, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(lora_run.root), "--format", "gguf", "--quant", "q9_9"]) == 2
     assert "lmtune: error: --quant 'q9_9': Input should be 'f32', 'bf16'" in capsys.readouterr().err
+
+
+def test_tokenizer_differences_can_be_accepted_and_are_recorded(
+    lora_run: RunDir, exported: ExportResult, caplog: pytest.LogCaptureFixture
+) -> None:
+    fmt = GgufFormat(quants=["f32"], pre_tokenizer="llama-bpe", text_samples=1, tokenizer_must_match=False)
+    out = write_derived(lora_run, fmt, lora_run.load_config().export)
+    (f32,) = json.loads((out / "gguf_check.json").read_text())["files"]
+    assert f32["tokenizer_differences"] != []
+    assert "llama.cpp tokenizes check prompts" in caplog.text
