@@ -22,6 +22,11 @@ LIBRARY_NOISE = {
     # optional faster 4-bit CPU kernel lives in the `kernels` package, downloaded from the Hub. Nothing
     # depends on it (4-bit on CPU runs without it), and lmtune runs offline.
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
+    # Logged when transformers imports torchao (for any model load, torchao being installed for the
+    # torchao export): its CUDA-only kernels (Hopper cutlass, mxfp8) cannot load without a GPU, and
+    # its enums trip a torch.compile deprecation notice. The int8 weight-only export runs without them.
+    "torchao": ("Failed to load ",),
+    "torch.utils._pytree": ("<enum '",),
 }
 """Library logger -> the starts of its messages that `console_logging` drops."""
 

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,12 @@ def create_app(model_dir: str | Path, cfg: ServeConfig, store: RequestStore | No
     metrics = ServeMetrics()
     gate = ConcurrencyGate(cfg.max_concurrency, metrics.in_flight)
 
-    app = FastAPI(title="lmtune", docs_url=None, redoc_url=None, openapi_url=None)
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.close()  # on shutdown, after uvicorn has let the requests in flight finish
+
+    app = FastAPI(title="lmtune", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.engine = engine
     app.state.gate = gate
     app.state.metrics = metrics

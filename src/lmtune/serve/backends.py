@@ -18,6 +18,6 @@ def open_engine(backend: AnyBackend, model_dir: str | Path) -> Engine:
     """
     match backend:
         case TransformersBackend():
-            return TransformersEngine(model_dir)
+            return TransformersEngine(model_dir, backend)
         case _:
             assert_never(backend)

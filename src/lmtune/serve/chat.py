@@ -99,6 +99,6 @@ def chat(
         stdin: input stream (default `sys.stdin`).
         stdout: output stream (default `sys.stdout`).
     """
-    engine = open_engine(TransformersBackend(), model_dir)
+    engine = open_engine(TransformersBackend(batching=False), model_dir)  # one user: nothing to batch
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
     return chat_loop(engine, params, stdin or sys.stdin, stdout or sys.stdout, system=system)

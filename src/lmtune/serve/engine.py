@@ -1,24 +1,28 @@
 """The served model: chat messages -> prompt tokens -> one generation, optionally streamed as text.
 
 `Engine` is what the server and the chat loop ask of a serving back-end; `TransformersEngine` is the
-first back-end (`lmtune.serve.backends` opens the one the config names). It holds one model and
-generates through the runtime's engine (`lmtune.runtime.generation.Generator`); `generate` takes its
-lock, so generations run one at a time (callers run it off the event loop). Streaming and non-streaming
-share the same `model.generate` call, so with the same request (and seed) the streamed pieces
-concatenate to the non-streamed text.
+first back-end (`lmtune.serve.backends` opens the one the config names). It holds one model. Greedy
+requests go through continuous batching (`lmtune.serve.batching`: concurrent requests share each
+forward pass) unless the back-end turns it off; sampled requests generate through the runtime's engine
+(`lmtune.runtime.generation.Generator`) under the engine's lock, one at a time. Streaming and
+non-streaming share the same path, so with the same request (and seed) the streamed pieces concatenate
+to the non-streamed text. Callers run `generate` off the event loop.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from lmtune.config.backends import TransformersBackend
 from lmtune.errors import LmtuneError, ModelLoadError
 from lmtune.runtime.device import inference_device
 from lmtune.runtime.generation import Completion, Generator, SamplingParams
 from lmtune.runtime.load import causal_lm, folder_tokenizer
+from lmtune.serve.batching import Batcher, batched_generate
 
 __all__ = ["Completion", "Engine", "PromptError", "SamplingParams", "TransformersEngine"]
 
@@ -55,12 +59,17 @@ class Engine(Protocol):
         `cancel`, when set, stops generation at the next token (`finish_reason="cancelled"`)."""
         ...
 
+    def close(self) -> None:
+        """Let the generations in flight finish, then release the back-end's threads."""
+        ...
+
 
 class TransformersEngine:
     """A model folder loaded for chat generation with transformers (CUDA when available, else CPU)."""
 
-    def __init__(self, model_dir: str | Path) -> None:
-        """Load tokenizer and model from a standard folder (safetensors, tokenizer, chat template).
+    def __init__(self, model_dir: str | Path, backend: TransformersBackend | None = None) -> None:
+        """Load tokenizer and model from a standard folder (safetensors, tokenizer, chat template);
+        with `backend.batching`, greedy requests share forward passes (`lmtune.serve.batching`).
 
         Raises:
             ModelLoadError: the folder is missing, incomplete, or its tokenizer has no chat template.
@@ -89,7 +98,13 @@ class TransformersEngine:
         self.generator = Generator(self.model, self.tokenizer, eos_ids)
         self.context_length: int | None = self.generator.context_length
         self.lock = threading.Lock()
-        """Held for the whole of one generation: one model, one generation at a time."""
+        """Held for the whole of one unbatched generation."""
+        backend = backend if backend is not None else TransformersBackend(batching=False)
+        self.batcher = (
+            Batcher(self.model, self.generator.stop_ids, self.generator.pad_id, backend)
+            if backend.batching
+            else None
+        )
 
     def encode_chat(self, messages: Sequence[dict[str, str]]) -> list[int]:
         """Prompt token ids: the chat template over `messages`, plus the assistant generation prompt.
@@ -129,7 +144,20 @@ class TransformersEngine:
                 concatenate to `Completion.text`.
             cancel: when set, generation stops at the next token (`finish_reason="cancelled"`).
         """
+        if self.batcher is not None and self.generator.sampling_kwargs(params) == {"do_sample": False}:
+            budget = params.max_new_tokens
+            if self.context_length is not None:
+                budget = max(1, min(budget, self.context_length - len(prompt_ids)))
+            return batched_generate(
+                self.batcher, self.tokenizer, prompt_ids, budget, params.stop, on_text, cancel
+            )
         show = (lambda _index, text: on_text(text)) if on_text is not None else None
-        with self.lock:
+        with self.lock, self.batcher.paused() if self.batcher is not None else nullcontext():
             (done,) = self.generator.generate([prompt_ids], params, on_text=show, cancel=cancel)
         return done
+
+    def close(self) -> None:
+        """Stop the batching manager (after the requests in flight)."""
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None

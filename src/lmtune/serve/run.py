@@ -67,9 +67,11 @@ def serve(model_dir: str | Path, cfg: ServeConfig, monitor: MonitorConfig) -> No
     url = f"{_url(cfg.host, port)}/v1"
     print(f"lmtune: serving '{name}' at {url} (requests logged to {store.path})", flush=True)
     try:
+        # SIGTERM/Ctrl-C: uvicorn stops accepting connections and lets the requests in flight finish
         uvicorn.Server(uvicorn.Config(app, log_level="info")).run(sockets=[sock])
     finally:
         sock.close()
+        app.state.engine.close()  # the app's shutdown closed it already, unless uvicorn never started
         store.close()
 
 
@@ -102,3 +104,4 @@ def background_server(
         server.should_exit = True
         thread.join(timeout=_START_TIMEOUT_S)
         sock.close()
+        app.state.engine.close()  # lifespan is off here: close the back-end ourselves

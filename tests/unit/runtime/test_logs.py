@@ -31,14 +31,17 @@ def test_other_processes_show_errors_only(capsys: pytest.CaptureFixture[str]) ->
     assert capsys.readouterr().err == "lmtune[1]: out of memory\n"
 
 
-def test_library_noise_is_dropped_only_meanwhile(caplog: pytest.LogCaptureFixture) -> None:
-    ((name, (start, *_)),) = LIBRARY_NOISE.items()
+@pytest.mark.parametrize(("name", "starts"), LIBRARY_NOISE.items())
+def test_library_noise_is_dropped_only_meanwhile(
+    caplog: pytest.LogCaptureFixture, name: str, starts: tuple[str, ...]
+) -> None:
     noisy = logging.getLogger(name)
     with console_logging(rank=0):
-        noisy.warning(start + ": %s. Please make sure you already `pip install kernels`", "No module")
-        noisy.warning("another bitsandbytes warning")
-    noisy.warning(start + " (outside the CLI)")
+        for start in starts:
+            noisy.warning(start + ": %s, the rest of the message", "detail")
+        noisy.warning("another warning of that library")
+    noisy.warning(starts[0] + " (outside the CLI)")
     assert [r.getMessage() for r in caplog.records] == [
-        "another bitsandbytes warning",
-        start + " (outside the CLI)",
+        "another warning of that library",
+        starts[0] + " (outside the CLI)",
     ]
