@@ -8,15 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, cast, get_args
+from typing import TYPE_CHECKING
 
-from lmtune.errors import ConfigError, LmtuneError
+from lmtune.cli import deploy_options
+from lmtune.errors import LmtuneError
 
 if TYPE_CHECKING:
-    from lmtune.config.deploy import MonitorConfig, ServeConfig, Target
-    from lmtune.config.formats import DerivedFormat
     from lmtune.config.run import RunConfig
-    from lmtune.runtime.rundir import RunDir
 
 
 def _load_run_config(path: str, overrides: list[str]) -> RunConfig:
@@ -305,8 +303,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return 0
     if args.combination != "cat":
         raise LmtuneError("--combination only applies with --combine")
-    targets = _targets(args.target)
-    fmt = _format(rundir, args.format, args.quant)
+    targets = deploy_options.targets(args.target)
+    fmt = deploy_options.derived_format(rundir, args.format, args.quant)
     if not ((targets or fmt) and exported(rundir)):
         run(rundir)
         print(f"exported -> {rundir.merged}")
@@ -324,79 +322,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _format(rundir: RunDir, name: str | None, quant: str | None) -> DerivedFormat | None:
-    """The format `--format` names: the run config's settings for it, with `--quant` applied.
-
-    Raises:
-        ConfigError: `--quant` without `--format`, or a type the format does not know.
-    """
-    # deferred: pydantic's config module only for this verb
-    from pydantic import ValidationError
-
-    from lmtune.config.formats import BnbFormat, GgufFormat, TorchaoFormat
-
-    if name is None:
-        if quant is not None:
-            raise ConfigError("--quant applies with --format")
-        return None
-    configured = [f for f in rundir.load_config().export.formats if f.type == name]
-    fmt = (
-        configured[0]
-        if configured
-        else {"gguf": GgufFormat, "bnb": BnbFormat, "torchao": TorchaoFormat}[name]()
-    )
-    if quant is None:
-        return fmt
-    field = {"quants": [q.strip() for q in quant.split(",")]} if name == "gguf" else {"quantization": quant}
-    try:
-        return type(fmt).model_validate({**fmt.model_dump(), **field})
-    except ValidationError as exc:
-        raise ConfigError(f"--quant {quant!r}: {exc.errors()[0]['msg']}") from None
-
-
-def _targets(text: str | None) -> list[Target]:
-    """`--target ollama,vllm` as a list of targets.
-
-    Raises:
-        ConfigError: an unknown target.
-    """
-    # deferred: pydantic's config module only for this verb
-    from lmtune.config.deploy import Target
-
-    if text is None:
-        return []
-    names = [t.strip() for t in text.split(",") if t.strip()]
-    known = get_args(Target)
-    for name in names:
-        if name not in known:
-            raise ConfigError(f"--target {name!r}: expected one of {', '.join(known)}")
-    return cast(list[Target], names)
-
-
-def _serve_config(args: argparse.Namespace) -> tuple[ServeConfig, MonitorConfig]:
-    # deferred: the stage loads torch and transformers, which most verbs never need
-    from lmtune.config.deploy import MonitorConfig, ServeConfig
-
-    base = _load_run_config(args.config, []) if args.config else None
-    serve = base.serve if base else ServeConfig()
-    monitor = base.monitor if base else MonitorConfig()
-    given = (
-        ("host", args.host),
-        ("port", args.port),
-        ("model_name", args.model_name),
-        ("api_key_env", args.api_key_env),
-    )
-    updates = {k: v for k, v in given if v is not None}
-    if args.log_prompts:
-        updates["log_prompts"] = True
-    return serve.model_copy(update=updates), monitor
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     # deferred: the stage loads torch and transformers, which most verbs never need
     from lmtune.serve.run import serve
 
-    serve_cfg, monitor_cfg = _serve_config(args)
+    serve_cfg, monitor_cfg = deploy_options.serve_config(args)
     serve(args.model_dir, serve_cfg, monitor_cfg)
     return 0
 

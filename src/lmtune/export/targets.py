@@ -28,7 +28,10 @@ from typing import TYPE_CHECKING, Any, assert_never
 
 from lmtune.config.deploy import Target
 from lmtune.errors import ExportError, LmtuneError
+from lmtune.methods.adapters import read_adapter
+from lmtune.runtime.load import folder_tokenizer, resolve_model_path
 from lmtune.runtime.rundir import RunDir, atomic_write_text
+from lmtune.runtime.stops import stop_token_ids
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -261,10 +264,6 @@ def dns_name(text: str) -> str:
 
 
 def _served(rundir: RunDir) -> Served:
-    # deferred: transformers only when this runs (keeps `import lmtune...` light)
-    from lmtune.methods.adapters import read_adapter
-    from lmtune.runtime.load import folder_tokenizer, resolve_model_path
-
     merged = rundir.merged
     if not (merged / "config.json").is_file():
         raise ExportError(
@@ -307,9 +306,6 @@ def default_system_prompt(tokenizer: PreTrainedTokenizerBase) -> str | None:
 
 
 def _stop_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
-    # deferred: lmtune.runtime.stops imports transformers' types only for typing
-    from lmtune.runtime.stops import stop_token_ids
-
     return sorted({str(tokenizer.convert_ids_to_tokens(i)) for i in stop_token_ids(tokenizer)})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import LmtuneError
@@ -240,20 +241,33 @@ class Generator:
             cut = next((k + 1 for k, t in enumerate(row) if t in stops), len(row))
             if ended[i]:
                 cut = min(cut, ended[i])
-            tokens = row[:cut]
-            text, hit = trackers[i].final_text(tokens)
-            if hit or (tokens and tokens[-1] in stops):
-                reason = "stop"
-            elif cancelled:
-                reason = "cancelled"
-            else:
-                reason = "length"
-            if on_text is not None:
-                rest = trackers[i].rest(text)
-                if rest:
-                    on_text(i, rest)
-            results.append(Completion(text, tokens, reason, len(prompts[i])))
+            show = None if on_text is None else partial(on_text, i)
+            results.append(finish(trackers[i], row[:cut], stops, cancelled, show, len(prompts[i])))
         return results
+
+
+def finish(
+    tracker: TextTracker,
+    tokens: list[int],
+    stops: frozenset[int],
+    cancelled: bool,
+    on_text: Callable[[str], None] | None,
+    prompt_tokens: int,
+) -> Completion:
+    """The completion of one row whose generation ended with `tokens`: its text cut before any stop
+    string, why it ended (`stop`, `cancelled`, `length`), and the text not yet handed to `on_text`."""
+    text, hit = tracker.final_text(tokens)
+    if hit or (tokens and tokens[-1] in stops):
+        reason = "stop"
+    elif cancelled:
+        reason = "cancelled"
+    else:
+        reason = "length"
+    if on_text is not None:
+        rest = tracker.rest(text)
+        if rest:
+            on_text(rest)
+    return Completion(text, tokens, reason, prompt_tokens)
 
 
 def _reindexed(on_text: OnText, chosen: list[int]) -> OnText:

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from lmtune.errors import LmtuneError
-from lmtune.runtime.generation import Completion
+from lmtune.runtime.generation import Completion, finish
 from lmtune.runtime.stops import TextTracker
 
 if TYPE_CHECKING:
@@ -171,15 +171,4 @@ def batched_generate(
             batcher.forget(request_id)
         else:  # a stop string, a client that left, or an error: take it out of the batch
             batcher.cancel(request_id)
-    text, hit = tracker.final_text(tokens)
-    if hit or (tokens and tokens[-1] in stops):
-        reason = "stop"
-    elif cancelled:
-        reason = "cancelled"
-    else:
-        reason = "length"
-    if on_text is not None:
-        rest = tracker.rest(text)
-        if rest:
-            on_text(rest)
-    return Completion(text, tokens, reason, len(prompt_ids))
+    return finish(tracker, tokens, stops, cancelled, on_text, len(prompt_ids))

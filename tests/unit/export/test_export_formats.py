@@ -1,6 +1,8 @@
-"""The contract of the export formats, over every member of the format union: the folder each writes
-reloads to a model with the trained model's logits, standalone formats load with transformers alone,
-and `export.merge` picks the format."""
+"""The contract of the folder formats (what every export writes first), over every member of their
+union: the folder each writes reloads to a model with the trained model's logits, standalone formats
+load with transformers alone, and `export.merge` picks the format. The formats derived from the merged
+folder have their own checks (test_gguf.py, test_quantized_export.py); every member of that union is
+named here so a new one cannot go untested."""
 
 from __future__ import annotations
 
@@ -12,18 +14,27 @@ import torch
 from transformers import AutoModelForCausalLM
 from tuned_run import make_run
 
-from lmtune.config.formats import AdapterFormat, AnyFormat, MergedFormat, chosen_format
+from lmtune.config.formats import (
+    AdapterFormat,
+    BnbFormat,
+    DerivedFormat,
+    FolderFormat,
+    GgufFormat,
+    MergedFormat,
+    TorchaoFormat,
+    chosen_format,
+)
 from lmtune.config.methods import FullConfig, LoraConfig, PromptTuningConfig
 from lmtune.export.formats import load_format, save_format
 from lmtune.weights.load import load_tuned
 from lmtune.weights.view import final_view
 
-EVERY_FORMAT = [cls() for cls in get_args(AnyFormat)]
+EVERY_FORMAT = [cls() for cls in get_args(FolderFormat)]
 
 
 @pytest.mark.parametrize("fmt", EVERY_FORMAT, ids=lambda f: f.type)
 def test_every_format_reloads_to_the_trained_model(
-    fmt: AnyFormat, tmp_path: Path, tiny_model_dir: Path
+    fmt: FolderFormat, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     rundir = make_run(tmp_path, tiny_model_dir, scale=0.5)
     cfg, weights = final_view(rundir)
@@ -43,6 +54,11 @@ def test_every_format_reloads_to_the_trained_model(
             assert torch.allclose(plain(input_ids=ids).logits, before, atol=1e-4)
     else:
         assert (out / "adapter_config.json").is_file()
+
+
+def test_every_derived_format_has_its_own_check() -> None:
+    """test_gguf.py checks GGUF in llama.cpp; test_quantized_export.py the bnb and torchao folders."""
+    assert set(get_args(DerivedFormat)) == {GgufFormat, BnbFormat, TorchaoFormat}
 
 
 def test_export_merge_picks_the_format() -> None:

@@ -144,13 +144,13 @@ def test_client_leaving_a_stream_stops_the_generation(tiny_model_dir: Path, tmp_
 
 def test_serve_flags_set_the_name_and_the_key_variable() -> None:
     """`lmtune serve --model-name --api-key-env` (what the Docker image and the k8s manifests run)."""
+    from lmtune.cli.deploy_options import serve_config
     from lmtune.cli.parser import build_parser
-    from lmtune.cli.verbs import _serve_config
 
     args = build_parser().parse_args(
         ["serve", "model", "--model-name", "my-model", "--api-key-env", "MY_KEY", "--port", "9000"]
     )
-    serve_cfg, _ = _serve_config(args)
+    serve_cfg, _ = serve_config(args)
     assert (serve_cfg.model_name, serve_cfg.api_key_env, serve_cfg.port) == ("my-model", "MY_KEY", 9000)
-    defaults, _ = _serve_config(build_parser().parse_args(["serve", "model"]))
+    defaults, _ = serve_config(build_parser().parse_args(["serve", "model"]))
     assert (defaults.model_name, defaults.api_key_env) == (None, None)
