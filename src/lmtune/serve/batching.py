@@ -16,6 +16,7 @@ of one model must not run at once), see `lmtune.serve.engine.TransformersEngine`
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
 import uuid
@@ -69,7 +70,12 @@ class Batcher:
         self.manager = model.init_continuous_batching(  # type: ignore[operator]
             generation_config=config, continuous_batching_config=batching
         )
-        self.manager.start()
+        # Started from a daemon thread, the manager's generation thread is a daemon too (threads inherit
+        # it): an engine nobody closed must not keep the interpreter from exiting. `close` stops it cleanly.
+        starter = threading.Thread(target=self.manager.start, name="lmtune-batch-start", daemon=True)
+        starter.start()
+        starter.join()
+        atexit.register(self.close)  # stop it cleanly before the interpreter kills daemon threads
         self._queues: dict[str, queue.Queue[Any]] = {}
         self._lock = threading.Lock()
         self._running = True
@@ -125,7 +131,10 @@ class Batcher:
             yield
 
     def close(self) -> None:
-        """Stop the manager (after the requests in flight) and the router."""
+        """Stop the manager (after the requests in flight) and the router; a second call does nothing."""
+        atexit.unregister(self.close)
+        if not self._running:
+            return
         self.manager.stop(block=True)
         self._running = False
         self._router.join(timeout=5)

@@ -158,3 +158,17 @@ def test_sigterm_drains_the_requests_in_flight_and_refuses_new_ones(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_an_engine_left_open_does_not_keep_the_process_alive(tiny_model_dir: Path) -> None:
+    """The manager's thread would otherwise hold the interpreter open after the last line (a test run
+    that never ends); at exit the batch is stopped cleanly."""
+    code = (
+        "from lmtune.config.backends import TransformersBackend\n"
+        "from lmtune.serve.engine import TransformersEngine\n"
+        f"engine = TransformersEngine({str(tiny_model_dir)!r}, TransformersBackend(batching=True))\n"
+        "assert engine.batcher is not None\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "terminate called" not in done.stderr

@@ -62,3 +62,4 @@ def test_every_backend_opens_as_an_engine(tiny_model_dir: Path) -> None:
         done = engine.generate(ids, SamplingParams(max_new_tokens=3, temperature=0))
         assert done.prompt_tokens == len(ids) and 1 <= done.completion_tokens <= 3
         assert done.finish_reason in ("stop", "length")
+        engine.close()
