@@ -15,36 +15,23 @@ Writes benchmarks/results/gguf_quality.json (the check's record, the settings an
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
 from pathlib import Path
 from typing import get_args
 
+from export_support import checked_run
+
 from lmtune.config.formats import GgufFormat, GgufQuant
 from lmtune.export.check import ExportCheckError
 from lmtune.export.derived import write_derived
-from lmtune.export.run import exported
-from lmtune.runtime.rundir import RunDir
 
 OUT = Path(__file__).parent / "results" / "gguf_quality.json"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/quickstart")
-    parser.add_argument("--prompts", type=int, default=16, help="check prompts (greedy answers compared)")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--texts", type=int, default=40, help="held-out conversations scored")
-    args = parser.parse_args()
-
-    rundir = RunDir(Path(args.run))
-    if not exported(rundir):
-        raise SystemExit(f"{args.run}: no checked merged export; run `make quickstart` first")
-    config = rundir.load_config().export.model_copy(
-        update={"check_prompts": args.prompts, "check_max_new_tokens": args.max_new_tokens}
-    )
+    args, rundir, config = checked_run(__doc__.split("\n")[0])
     fmt = GgufFormat(quants=list(get_args(GgufQuant)), text_samples=args.texts)
     start = time.perf_counter()
     failure = None
